@@ -1,0 +1,201 @@
+"""Transactional outbox: events are rows committed with the state change, then relayed to NATS.
+
+No outbox library is mature enough (see NOTES.md), so the table and relay are ours:
+- `emit` inserts the event row in the caller's transaction (nothing is sent if it rolls back);
+- `OutboxRelay` claims pending rows with FOR UPDATE SKIP LOCKED (several replicas share the table),
+  publishes them to JetStream with the event id as `Nats-Msg-Id` (the stream drops duplicates in
+  its window, so a relay that crashes between publish and mark does not publish twice), then marks
+  them published in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
+from opentelemetry import propagate
+from pydantic import BaseModel
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+from uuid_utils.compat import uuid7
+
+from services.common.events import DUPLICATE_WINDOW_SECONDS, STREAMS, encode_event
+
+log = structlog.get_logger(__name__)
+
+_INSERT = text(
+    "INSERT INTO outbox_event (id, workspace_id, subject, payload, headers) "
+    "VALUES (:id, :workspace_id, :subject, :payload, CAST(:headers AS jsonb))"
+)
+WAKE_KEY = "outbox_wake"
+_DIRTY_KEY = "outbox_dirty"
+
+
+async def emit(session: AsyncSession, *, workspace_id: str, type: str, data: BaseModel | dict[str, Any]) -> None:
+    """Write one event in the caller's transaction."""
+    await emit_many(session, workspace_id=workspace_id, events=[(type, data)])
+
+
+async def emit_many(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    events: Sequence[tuple[str, BaseModel | dict[str, Any]]],
+) -> None:
+    if not events:
+        return
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)  # the trace context travels with the event
+    headers = orjson.dumps(carrier).decode()
+    now = datetime.now(UTC)
+    rows = []
+    for subject, data in events:
+        event_id = uuid7()
+        payload = encode_event(
+            event_id=event_id, type=subject, workspace_id=workspace_id, occurred_at=now, data=data
+        )
+        rows.append(
+            {"id": event_id, "workspace_id": workspace_id, "subject": subject, "payload": payload, "headers": headers}
+        )
+    await session.execute(_INSERT, rows)
+    session.info[_DIRTY_KEY] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relay(session: Session) -> None:
+    # A committed transaction that wrote events wakes this process's relay at once;
+    # polling covers everything else (other processes, restarts).
+    if session.info.pop(_DIRTY_KEY, False):
+        wake = session.info.get(WAKE_KEY)
+        if wake is not None:
+            wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_DIRTY_KEY, None)
+
+
+async def ensure_streams(js: JetStreamContext, *, max_age_days: int = 0) -> None:
+    """Create or update the event streams (idempotent; safe from every replica)."""
+    for name, subjects in STREAMS.items():
+        config = StreamConfig(
+            name=name,
+            subjects=subjects,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_age=max_age_days * 86400 if max_age_days else None,
+        )
+        try:
+            await js.stream_info(name)
+            await js.update_stream(config)
+        except NotFoundError:
+            with contextlib.suppress(Exception):  # created concurrently by another replica
+                await js.add_stream(config)
+
+
+class OutboxRelay:
+    """Moves committed outbox rows to JetStream; runs as a task in every replica."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        js: JetStreamContext,
+        *,
+        poll_seconds: float = 1.0,
+        batch_size: int = 500,
+        retention_hours: int = 24,
+    ) -> None:
+        self._engine = engine
+        self._js = js
+        self._poll_seconds = poll_seconds
+        self._batch_size = batch_size
+        self._retention_hours = retention_hours
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        # Publish what was committed before shutdown; what remains is relayed by the next start.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.drain(), timeout=5)
+
+    async def drain(self) -> int:
+        total = 0
+        while (n := await self.relay_batch()) > 0:
+            total += n
+        return total
+
+    async def _run(self) -> None:
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                n = await self.relay_batch()
+                if loop.time() - last_purge > 3600:
+                    await self._purge()
+                    last_purge = loop.time()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                n = 0
+                await asyncio.sleep(self._poll_seconds)
+            if n < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
+                self._wake.clear()
+
+    async def relay_batch(self) -> int:
+        async with self._engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT id, subject, payload, headers FROM outbox_event "
+                        "WHERE published_at IS NULL ORDER BY created_at, id "
+                        "LIMIT :n FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"n": self._batch_size},
+                )
+            ).all()
+            if not rows:
+                return 0
+            # publish_async keeps the order of the rows on the connection and pipelines the acks.
+            futures = []
+            for row in rows:
+                headers = {**row.headers, "Nats-Msg-Id": str(row.id)}
+                futures.append(await self._js.publish_async(row.subject, row.payload, headers=headers))
+            await asyncio.gather(*futures)
+            await conn.execute(
+                text("UPDATE outbox_event SET published_at = now() WHERE id = ANY(:ids)"),
+                {"ids": [row.id for row in rows]},
+            )
+        self.published += len(rows)
+        return len(rows)
+
+    async def _purge(self) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "DELETE FROM outbox_event WHERE published_at < now() - make_interval(hours => :h)"
+                ),
+                {"h": self._retention_hours},
+            )

@@ -1,0 +1,129 @@
+"""create_service_app: the FastAPI app every service is built from.
+
+Lifespan: migrate (Alembic, advisory-locked) → engine → broker (streams, consumers) → outbox relay.
+Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from faststream.nats import NatsBroker
+from faststream.specification import AsyncAPI
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common.auth import TokenVerifier
+from services.common.consumer import create_broker
+from services.common.db import create_engine, create_sessionmaker
+from services.common.errors import install_problem_handlers
+from services.common.events import Event
+from services.common.idempotency import IdempotentReplay, replay_response
+from services.common.migrations import upgrade_to_head
+from services.common.outbox import WAKE_KEY, OutboxRelay, ensure_streams
+from services.common.settings import ServiceSettings
+from services.common.telemetry import configure_logging, configure_tracing, instrument
+
+ConsumerSetup = Callable[[NatsBroker, async_sessionmaker[AsyncSession], ServiceSettings], None]
+
+
+def create_service_app(
+    *,
+    name: str,
+    title: str,
+    description: str,
+    settings: ServiceSettings,
+    service_dir: Path,
+    routers: Sequence[APIRouter],
+    published_events: dict[str, type[BaseModel]],
+    openapi_tags: list[dict[str, Any]] | None = None,
+    setup_consumers: ConsumerSetup | None = None,
+) -> FastAPI:
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    configure_tracing(name, settings.otel_exporter_otlp_endpoint)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await asyncio.to_thread(upgrade_to_head, service_dir, settings.database_url)
+        engine = create_engine(settings.database_url)
+        broker: NatsBroker = app.state.broker
+        await broker.connect()
+        js = broker.connection.jetstream()
+        await ensure_streams(js, max_age_days=settings.stream_max_age_days)
+        relay = OutboxRelay(engine, js, poll_seconds=settings.outbox_poll_seconds)
+        sessionmaker = create_sessionmaker(engine)
+        sessionmaker.kw["info"] = {WAKE_KEY: relay.wake}
+        if setup_consumers is not None:
+            setup_consumers(broker, sessionmaker, settings)
+        await broker.start()
+        relay.start()
+        app.state.engine, app.state.sessionmaker, app.state.relay = engine, sessionmaker, relay
+        try:
+            yield
+        finally:
+            await relay.stop()
+            await broker.stop()
+            await engine.dispose()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_tags=openapi_tags,
+        responses={},
+    )
+    app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings)
+    app.state.broker = broker = create_broker(settings.nats_url)
+    for subject, model in published_events.items():
+        # Documentation only: events are sent by the outbox relay, not through these publishers.
+        broker.publisher(subject, schema=Event[model], title=subject)  # type: ignore[valid-type]
+    asyncapi = AsyncAPI(broker, title=f"{title} events", version="0.1.0", description=description)
+
+    install_problem_handlers(app)
+
+    async def on_replay(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, IdempotentReplay)
+        return replay_response(exc)
+
+    app.add_exception_handler(IdempotentReplay, on_replay)
+    for router in routers:
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"], include_in_schema=False)
+    async def check_alive() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], include_in_schema=False)
+    async def check_ready(request: Request) -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            async with request.app.state.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=2)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {exc.__class__.__name__}"
+        connected = request.app.state.broker.connection.is_connected
+        checks["broker"] = "ok" if connected else "unreachable"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                            status_code=200 if ready else 503)
+
+    asyncapi_json = orjson.dumps(asyncapi.to_specification().to_jsonable())
+
+    @app.get("/asyncapi.json", tags=["operations"], include_in_schema=False)
+    async def get_asyncapi() -> Response:
+        return Response(asyncapi_json, media_type="application/json")
+
+    instrument(app, service_name=name, max_body_bytes=settings.max_body_bytes)
+    return app

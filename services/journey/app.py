@@ -1,0 +1,36 @@
+"""The journey service: personas, journeys, stages, touchpoints and steps (the journey model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.common.service import create_service_app
+from services.journey.api import router
+from services.journey.events import PUBLISHED
+from services.journey.settings import JourneySettings
+
+SERVICE_DIR = Path(__file__).parent
+
+TAGS = [
+    {"name": "personas", "description": "Customer archetypes segmented by needs and goals, with assignment rules."},
+    {"name": "touchpoints", "description": "The workspace's catalogue of points of contact."},
+    {"name": "journeys", "description": "Journeys of personas, managed like products; `/map` returns a whole map."},
+    {"name": "stages", "description": "Ordered phases of a journey (default Need → Buy → Use)."},
+    {"name": "steps", "description": "Touchpoints placed in a stage, with moment-of-truth flag and emotion."},
+]
+
+
+def create_app(settings: JourneySettings | None = None) -> FastAPI:
+    settings = settings or JourneySettings()  # type: ignore[call-arg]
+    return create_service_app(
+        name="journey",
+        title="journeygraph journey service",
+        description="Models customer journeys: personas, journeys, stages, touchpoints and steps.",
+        settings=settings,
+        service_dir=SERVICE_DIR,
+        routers=[router],
+        published_events=PUBLISHED,
+        openapi_tags=TAGS,
+    )

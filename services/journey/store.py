@@ -1,0 +1,518 @@
+"""Every query of the journey modelling API. Scoped by workspace here, never left to handlers.
+
+Functions take keyword-only arguments, return models, flush but never commit: the request's
+transaction (SessionDep) commits, together with the outbox rows and the idempotency record.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.errors import Conflict, NotFound, Unprocessable
+from services.common.pagination import Page, keyset, page_of
+from services.journey.models import (
+    DEFAULT_STAGES,
+    Channel,
+    Journey,
+    JourneyCreate,
+    JourneyState,
+    JourneyStatus,
+    JourneyStep,
+    JourneyUpdate,
+    Persona,
+    PersonaCreate,
+    PersonaUpdate,
+    Stage,
+    StageCreate,
+    StageUpdate,
+    StepCreate,
+    StepUpdate,
+    Touchpoint,
+    TouchpointCreate,
+    TouchpointUpdate,
+)
+
+RowT = TypeVar("RowT", Persona, Journey, Touchpoint)
+
+
+async def _get(session: AsyncSession, model: type[RowT], *, workspace_id: str, id: UUID, what: str) -> RowT:
+    row = (
+        await session.execute(sa.select(model).where(model.id == id, model.workspace_id == workspace_id))  # type: ignore[arg-type]
+    ).scalar_one_or_none()
+    if row is None:  # another workspace's object is "not found" too: its existence is not revealed
+        raise NotFound(f"No {what} with id {id} in this workspace.")
+    return row
+
+
+async def _insert(session: AsyncSession, row: Any, *, what: str, key: str) -> None:
+    session.add(row)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise _duplicate_or_reraise(exc, what=what, key=key) from None
+
+
+def _duplicate_or_reraise(exc: IntegrityError, *, what: str, key: str) -> Exception:
+    constraint = getattr(exc.orig, "constraint_name", None) or str(exc.orig)
+    if "_key" in constraint:
+        return Conflict(f"A {what} with key {key!r} already exists in this workspace.", constraint=constraint)
+    return exc
+
+
+async def _touch(session: AsyncSession, row: Any, changes: dict[str, Any], *, what: str) -> None:
+    for field, value in changes.items():
+        setattr(row, field, value)
+    if hasattr(row, "updated_at"):
+        row.updated_at = sa.func.now()
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise _duplicate_or_reraise(exc, what=what, key=str(changes.get("key"))) from None
+    await session.refresh(row)
+
+
+def _text_filter(column: Any, q: str | None) -> Any:
+    if not q:
+        return sa.true()
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")
+
+
+# Personas ---------------------------------------------------------------------------------------
+
+
+async def create_persona(session: AsyncSession, *, workspace_id: str, data: PersonaCreate) -> Persona:
+    row = Persona(workspace_id=workspace_id, **data.model_dump(mode="json"))
+    await _insert(session, row, what="persona", key=data.key)
+    await session.refresh(row)
+    return row
+
+
+async def get_persona(session: AsyncSession, *, workspace_id: str, persona_id: UUID) -> Persona:
+    return await _get(session, Persona, workspace_id=workspace_id, id=persona_id, what="persona")
+
+
+async def list_personas(
+    session: AsyncSession, *, workspace_id: str, ids: list[UUID] | None, keys: list[str] | None,
+    q: str | None, cursor: str | None, limit: int,
+) -> Page[Persona]:
+    stmt = sa.select(Persona).where(Persona.workspace_id == workspace_id, _text_filter(Persona.name, q))
+    if ids:
+        stmt = stmt.where(Persona.id.in_(ids))  # type: ignore[attr-defined]
+    if keys:
+        stmt = stmt.where(Persona.key.in_(keys))  # type: ignore[attr-defined]
+    rows = (await session.execute(keyset(stmt, Persona.id, cursor=cursor, limit=limit))).scalars().all()
+    return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
+
+
+async def update_persona(
+    session: AsyncSession, *, workspace_id: str, persona_id: UUID, data: PersonaUpdate
+) -> Persona:
+    row = await get_persona(session, workspace_id=workspace_id, persona_id=persona_id)
+    changes = data.model_dump(mode="json", exclude_unset=True)
+    await _touch(session, row, changes, what="persona")
+    return row
+
+
+async def delete_persona(session: AsyncSession, *, workspace_id: str, persona_id: UUID) -> Persona:
+    row = await get_persona(session, workspace_id=workspace_id, persona_id=persona_id)
+    users = (
+        await session.execute(
+            sa.select(Journey.key).where(Journey.workspace_id == workspace_id, Journey.persona_id == persona_id)
+        )
+    ).scalars().all()
+    if users:
+        raise Conflict(
+            f"Persona {row.key!r} is the persona of journeys {', '.join(sorted(users))}; "
+            "give those journeys another persona first.",
+            journeys=sorted(users),
+        )
+    await session.delete(row)
+    await session.flush()
+    return row
+
+
+# Touchpoints ------------------------------------------------------------------------------------
+
+
+async def create_touchpoint(session: AsyncSession, *, workspace_id: str, data: TouchpointCreate) -> Touchpoint:
+    row = Touchpoint(workspace_id=workspace_id, **data.model_dump())
+    await _insert(session, row, what="touchpoint", key=data.key)
+    await session.refresh(row)
+    return row
+
+
+async def get_touchpoint(session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID) -> Touchpoint:
+    return await _get(session, Touchpoint, workspace_id=workspace_id, id=touchpoint_id, what="touchpoint")
+
+
+async def list_touchpoints(
+    session: AsyncSession, *, workspace_id: str, ids: list[UUID] | None, keys: list[str] | None,
+    channel: Channel | None, department: str | None, q: str | None, cursor: str | None, limit: int,
+) -> Page[Touchpoint]:
+    stmt = sa.select(Touchpoint).where(Touchpoint.workspace_id == workspace_id, _text_filter(Touchpoint.name, q))
+    if ids:
+        stmt = stmt.where(Touchpoint.id.in_(ids))  # type: ignore[attr-defined]
+    if keys:
+        stmt = stmt.where(Touchpoint.key.in_(keys))  # type: ignore[attr-defined]
+    if channel:
+        stmt = stmt.where(Touchpoint.channel == channel)
+    if department:
+        stmt = stmt.where(Touchpoint.department == department)
+    rows = (await session.execute(keyset(stmt, Touchpoint.id, cursor=cursor, limit=limit))).scalars().all()
+    return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
+
+
+async def update_touchpoint(
+    session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID, data: TouchpointUpdate
+) -> Touchpoint:
+    row = await get_touchpoint(session, workspace_id=workspace_id, touchpoint_id=touchpoint_id)
+    await _touch(session, row, data.model_dump(exclude_unset=True), what="touchpoint")
+    return row
+
+
+async def delete_touchpoint(session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID) -> Touchpoint:
+    row = await get_touchpoint(session, workspace_id=workspace_id, touchpoint_id=touchpoint_id)
+    placements = (
+        await session.execute(
+            sa.select(JourneyStep.id, Journey.key, Stage.key)
+            .join(Journey, Journey.id == JourneyStep.journey_id)
+            .join(Stage, Stage.id == JourneyStep.stage_id)
+            .where(JourneyStep.workspace_id == workspace_id, JourneyStep.touchpoint_id == touchpoint_id)
+            .order_by(Journey.key, Stage.position)
+        )
+    ).all()
+    if placements:
+        steps = [{"step_id": str(s), "journey": j, "stage": st} for s, j, st in placements]
+        named = ", ".join(f"{s['journey']}/{s['stage']}" for s in steps[:10])
+        raise Conflict(
+            f"Touchpoint {row.key!r} sits in {len(steps)} journey step(s) ({named}); "
+            "remove those steps first.",
+            steps=steps,
+        )
+    await session.delete(row)
+    await session.flush()
+    return row
+
+
+# Journeys ---------------------------------------------------------------------------------------
+
+
+async def _check_journey_links(
+    session: AsyncSession, *, workspace_id: str, persona_id: UUID | None, improves_journey_id: UUID | None,
+    state: JourneyState, journey_id: UUID | None = None,
+) -> None:
+    errors = []
+    if persona_id is not None:
+        found = await session.scalar(
+            sa.select(Persona.id).where(Persona.id == persona_id, Persona.workspace_id == workspace_id)
+        )
+        if found is None:
+            errors.append({"field": "body.persona_id", "message": f"no persona {persona_id} in this workspace"})
+    if improves_journey_id is not None:
+        if state != JourneyState.target:
+            errors.append({"field": "body.improves_journey_id",
+                           "message": "only a target journey can improve a current one; set state to 'target'"})
+        elif improves_journey_id == journey_id:
+            errors.append({"field": "body.improves_journey_id", "message": "a journey cannot improve itself"})
+        else:
+            improved = await session.scalar(
+                sa.select(Journey.state).where(Journey.id == improves_journey_id, Journey.workspace_id == workspace_id)
+            )
+            if improved is None:
+                errors.append({"field": "body.improves_journey_id",
+                               "message": f"no journey {improves_journey_id} in this workspace"})
+            elif improved != JourneyState.current:
+                errors.append({"field": "body.improves_journey_id",
+                               "message": "the improved journey must be a 'current' journey"})
+    if errors:
+        raise Unprocessable("; ".join(e["message"] for e in errors), errors=errors)
+
+
+async def create_journey(
+    session: AsyncSession, *, workspace_id: str, data: JourneyCreate
+) -> tuple[Journey, list[Stage]]:
+    await _check_journey_links(session, workspace_id=workspace_id, persona_id=data.persona_id,
+                               improves_journey_id=data.improves_journey_id, state=data.state)
+    stages_in = data.stages if data.stages is not None else [StageCreate(key=k, name=n) for k, n in DEFAULT_STAGES]
+    keys = [s.key for s in stages_in]
+    if len(set(keys)) != len(keys):
+        raise Unprocessable("Stage keys must be unique within a journey.",
+                            errors=[{"field": "body.stages", "message": "duplicate stage key"}])
+    row = Journey(workspace_id=workspace_id, **data.model_dump(exclude={"stages"}))
+    await _insert(session, row, what="journey", key=data.key)
+    ordered = sorted(enumerate(stages_in), key=lambda p: (p[1].position if p[1].position is not None else p[0], p[0]))
+    stages = [
+        Stage(workspace_id=workspace_id, journey_id=row.id, key=s.key, name=s.name, position=i)
+        for i, (_, s) in enumerate(ordered)
+    ]
+    session.add_all(stages)
+    await session.flush()
+    await session.refresh(row)
+    return row, stages
+
+
+async def get_journey(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> Journey:
+    return await _get(session, Journey, workspace_id=workspace_id, id=journey_id, what="journey")
+
+
+async def lock_journey(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> Journey:
+    """The journey, locked: structure edits (stages, steps) of one journey run one at a time."""
+    row = (
+        await session.execute(
+            sa.select(Journey)
+            .where(Journey.id == journey_id, Journey.workspace_id == workspace_id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"No journey with id {journey_id} in this workspace.")
+    return row
+
+
+async def list_journeys(
+    session: AsyncSession, *, workspace_id: str, ids: list[UUID] | None, keys: list[str] | None,
+    persona_id: UUID | None, status: JourneyStatus | None, state: JourneyState | None,
+    q: str | None, cursor: str | None, limit: int,
+) -> Page[Journey]:
+    stmt = sa.select(Journey).where(Journey.workspace_id == workspace_id, _text_filter(Journey.name, q))
+    if ids:
+        stmt = stmt.where(Journey.id.in_(ids))  # type: ignore[attr-defined]
+    if keys:
+        stmt = stmt.where(Journey.key.in_(keys))  # type: ignore[attr-defined]
+    if persona_id:
+        stmt = stmt.where(Journey.persona_id == persona_id)
+    if status:
+        stmt = stmt.where(Journey.status == status)
+    if state:
+        stmt = stmt.where(Journey.state == state)
+    rows = (await session.execute(keyset(stmt, Journey.id, cursor=cursor, limit=limit))).scalars().all()
+    return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
+
+
+async def update_journey(
+    session: AsyncSession, *, workspace_id: str, journey_id: UUID, data: JourneyUpdate
+) -> Journey:
+    row = await get_journey(session, workspace_id=workspace_id, journey_id=journey_id)
+    changes = data.model_dump(exclude_unset=True)
+    state = changes.get("state", row.state)
+    improves = changes.get("improves_journey_id", row.improves_journey_id)
+    if state == JourneyState.current and "state" in changes and "improves_journey_id" not in changes:
+        improves = changes["improves_journey_id"] = None  # a current journey improves nothing
+    await _check_journey_links(
+        session, workspace_id=workspace_id,
+        persona_id=changes.get("persona_id") if "persona_id" in changes else None,
+        improves_journey_id=improves if "improves_journey_id" in changes else None,
+        state=state, journey_id=journey_id,
+    )
+    await _touch(session, row, changes, what="journey")
+    return row
+
+
+async def delete_journey(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> Journey:
+    """Deletes the journey with its stages and steps (its map); touchpoints stay in the catalogue."""
+    row = await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
+    await session.execute(sa.delete(JourneyStep).where(JourneyStep.journey_id == journey_id))
+    await session.delete(row)
+    await session.flush()
+    return row
+
+
+# Stages -----------------------------------------------------------------------------------------
+
+
+async def list_stages(session: AsyncSession, *, journey_id: UUID) -> list[Stage]:
+    return list(
+        (await session.execute(sa.select(Stage).where(Stage.journey_id == journey_id).order_by(Stage.position)))
+        .scalars()
+        .all()
+    )
+
+
+async def _renumber(session: AsyncSession, model: type[Stage] | type[JourneyStep], ordered_ids: list[UUID]) -> None:
+    # Positions are unique (deferred): renumber the whole list in one statement.
+    table = model.__table__  # type: ignore[attr-defined]
+    await session.execute(
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("row_id"))
+        .values(position=sa.bindparam("pos")),
+        [{"row_id": i, "pos": p} for p, i in enumerate(ordered_ids)],
+    )
+
+
+def _place(ids: list[UUID], item: UUID, position: int | None) -> list[UUID]:
+    rest = [i for i in ids if i != item]
+    at = len(rest) if position is None else min(position, len(rest))
+    return [*rest[:at], item, *rest[at:]]
+
+
+async def add_stage(session: AsyncSession, *, workspace_id: str, journey_id: UUID, data: StageCreate) -> list[Stage]:
+    await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
+    stages = await list_stages(session, journey_id=journey_id)
+    if any(s.key == data.key for s in stages):
+        raise Conflict(f"This journey already has a stage with key {data.key!r}.")
+    row = Stage(workspace_id=workspace_id, journey_id=journey_id, key=data.key, name=data.name, position=len(stages))
+    session.add(row)
+    await session.flush()
+    await _renumber(session, Stage, _place([s.id for s in stages], row.id, data.position))
+    return await _stages_after_change(session, journey_id=journey_id)
+
+
+async def _stage(session: AsyncSession, *, workspace_id: str, journey_id: UUID, stage_id: UUID) -> Stage:
+    await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
+    row = await session.scalar(sa.select(Stage).where(Stage.id == stage_id, Stage.journey_id == journey_id))
+    if row is None:
+        raise NotFound(f"Journey {journey_id} has no stage {stage_id}.")
+    return row
+
+
+async def update_stage(
+    session: AsyncSession, *, workspace_id: str, journey_id: UUID, stage_id: UUID, data: StageUpdate
+) -> list[Stage]:
+    row = await _stage(session, workspace_id=workspace_id, journey_id=journey_id, stage_id=stage_id)
+    changes = data.model_dump(exclude_unset=True, exclude={"position"})
+    if "key" in changes and changes["key"] != row.key:
+        clash = await session.scalar(
+            sa.select(Stage.id).where(Stage.journey_id == journey_id, Stage.key == changes["key"])
+        )
+        if clash is not None:
+            raise Conflict(f"This journey already has a stage with key {changes['key']!r}.")
+    for field, value in changes.items():
+        setattr(row, field, value)
+    await session.flush()
+    if data.position is not None:
+        ids = [s.id for s in await list_stages(session, journey_id=journey_id)]
+        await _renumber(session, Stage, _place(ids, stage_id, data.position))
+    return await _stages_after_change(session, journey_id=journey_id)
+
+
+async def remove_stage(session: AsyncSession, *, workspace_id: str, journey_id: UUID, stage_id: UUID) -> Stage:
+    row = await _stage(session, workspace_id=workspace_id, journey_id=journey_id, stage_id=stage_id)
+    steps = (await session.execute(sa.select(JourneyStep.id).where(JourneyStep.stage_id == stage_id))).scalars().all()
+    if steps:
+        raise Conflict(
+            f"Stage {row.key!r} still holds {len(steps)} step(s); move or remove them first.",
+            steps=[str(s) for s in steps],
+        )
+    await session.delete(row)
+    await session.flush()
+    remaining = [s.id for s in await list_stages(session, journey_id=journey_id)]
+    await _renumber(session, Stage, remaining)
+    return row
+
+
+async def _stages_after_change(session: AsyncSession, *, journey_id: UUID) -> list[Stage]:
+    stages = await list_stages(session, journey_id=journey_id)
+    for s in stages:
+        await session.refresh(s)
+    return stages
+
+
+# Steps ------------------------------------------------------------------------------------------
+
+
+async def _steps_in(session: AsyncSession, *, stage_id: UUID) -> list[UUID]:
+    return list(
+        (await session.execute(
+            sa.select(JourneyStep.id).where(JourneyStep.stage_id == stage_id).order_by(JourneyStep.position)
+        )).scalars().all()
+    )
+
+
+async def _check_step_refs(
+    session: AsyncSession, *, workspace_id: str, journey_id: UUID, stage_id: UUID | None, touchpoint_id: UUID | None
+) -> None:
+    errors = []
+    if stage_id is not None:
+        owner = await session.scalar(sa.select(Stage.journey_id).where(Stage.id == stage_id, Stage.workspace_id == workspace_id))
+        if owner != journey_id:
+            errors.append({"field": "body.stage_id", "message": f"stage {stage_id} is not a stage of journey {journey_id}"})
+    if touchpoint_id is not None:
+        found = await session.scalar(
+            sa.select(Touchpoint.id).where(Touchpoint.id == touchpoint_id, Touchpoint.workspace_id == workspace_id)
+        )
+        if found is None:
+            errors.append({"field": "body.touchpoint_id",
+                           "message": f"no touchpoint {touchpoint_id} in this workspace's catalogue"})
+    if errors:
+        raise Unprocessable("; ".join(e["message"] for e in errors), errors=errors)
+
+
+async def add_step(session: AsyncSession, *, workspace_id: str, journey_id: UUID, data: StepCreate) -> JourneyStep:
+    await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
+    await _check_step_refs(session, workspace_id=workspace_id, journey_id=journey_id,
+                           stage_id=data.stage_id, touchpoint_id=data.touchpoint_id)
+    existing = await _steps_in(session, stage_id=data.stage_id)
+    row = JourneyStep(workspace_id=workspace_id, journey_id=journey_id, position=len(existing),
+                      **data.model_dump(exclude={"position"}))
+    session.add(row)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise Conflict(f"Touchpoint {data.touchpoint_id} already sits in stage {data.stage_id} of this journey.") from None
+    await _renumber(session, JourneyStep, _place(existing, row.id, data.position))
+    await session.refresh(row)
+    return row
+
+
+async def _step(session: AsyncSession, *, workspace_id: str, journey_id: UUID, step_id: UUID) -> JourneyStep:
+    await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
+    row = await session.scalar(
+        sa.select(JourneyStep).where(JourneyStep.id == step_id, JourneyStep.journey_id == journey_id)
+    )
+    if row is None:
+        raise NotFound(f"Journey {journey_id} has no step {step_id}.")
+    return row
+
+
+async def update_step(
+    session: AsyncSession, *, workspace_id: str, journey_id: UUID, step_id: UUID, data: StepUpdate
+) -> JourneyStep:
+    row = await _step(session, workspace_id=workspace_id, journey_id=journey_id, step_id=step_id)
+    changes = data.model_dump(exclude_unset=True, exclude={"position", "stage_id"})
+    old_stage = row.stage_id
+    new_stage = data.stage_id or old_stage
+    if new_stage != old_stage:
+        await _check_step_refs(session, workspace_id=workspace_id, journey_id=journey_id,
+                               stage_id=new_stage, touchpoint_id=None)
+        changes["stage_id"] = new_stage
+        changes["position"] = 1_000_000  # parked at the end until renumbered below
+    try:
+        await _touch(session, row, changes, what="step")
+    except IntegrityError:
+        raise Conflict(f"Touchpoint {row.touchpoint_id} already sits in stage {new_stage} of this journey.") from None
+    if new_stage != old_stage:
+        await _renumber(session, JourneyStep, await _steps_in(session, stage_id=old_stage))
+    if new_stage != old_stage or data.position is not None:
+        await _renumber(session, JourneyStep, _place(await _steps_in(session, stage_id=new_stage), row.id, data.position))
+    await session.refresh(row)
+    return row
+
+
+async def remove_step(session: AsyncSession, *, workspace_id: str, journey_id: UUID, step_id: UUID) -> JourneyStep:
+    row = await _step(session, workspace_id=workspace_id, journey_id=journey_id, step_id=step_id)
+    await session.delete(row)
+    await session.flush()
+    await _renumber(session, JourneyStep, await _steps_in(session, stage_id=row.stage_id))
+    return row
+
+
+async def list_steps(
+    session: AsyncSession, *, workspace_id: str, journey_ids: list[UUID] | None,
+    touchpoint_ids: list[UUID] | None, cursor: str | None, limit: int,
+) -> Page[JourneyStep]:
+    stmt = sa.select(JourneyStep).where(JourneyStep.workspace_id == workspace_id)
+    if journey_ids:
+        stmt = stmt.where(JourneyStep.journey_id.in_(journey_ids))  # type: ignore[attr-defined]
+    if touchpoint_ids:
+        stmt = stmt.where(JourneyStep.touchpoint_id.in_(touchpoint_ids))  # type: ignore[attr-defined]
+    rows = (await session.execute(keyset(stmt, JourneyStep.id, cursor=cursor, limit=limit))).scalars().all()
+    return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
