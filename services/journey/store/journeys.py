@@ -1,12 +1,11 @@
-"""Every query of the journey modelling API. Scoped by workspace here, never left to handlers.
+"""Every query on journeys and their maps: journeys, stages and steps.
 
-Functions take keyword-only arguments, return models, flush but never commit: the request's
-transaction (SessionDep) commits, together with the outbox rows and the idempotency record.
+Scoped by workspace here, never left to handlers. Structure edits lock the journey row, so
+concurrent edits of one journey's stages and steps run one at a time and positions stay dense.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -17,7 +16,6 @@ from services.common.errors import Conflict, NotFound, Unprocessable
 from services.common.pagination import Page, keyset, page_of
 from services.journey.models import (
     DEFAULT_STAGES,
-    Channel,
     Journey,
     JourneyCreate,
     JourneyState,
@@ -25,182 +23,14 @@ from services.journey.models import (
     JourneyStep,
     JourneyUpdate,
     Persona,
-    PersonaCreate,
-    PersonaUpdate,
     Stage,
     StageCreate,
     StageUpdate,
     StepCreate,
     StepUpdate,
     Touchpoint,
-    TouchpointCreate,
-    TouchpointUpdate,
 )
-
-RowT = TypeVar("RowT", Persona, Journey, Touchpoint)
-
-
-async def _get(session: AsyncSession, model: type[RowT], *, workspace_id: str, id: UUID, what: str) -> RowT:
-    row = (
-        await session.execute(sa.select(model).where(model.id == id, model.workspace_id == workspace_id))  # type: ignore[arg-type]
-    ).scalar_one_or_none()
-    if row is None:  # another workspace's object is "not found" too: its existence is not revealed
-        raise NotFound(f"No {what} with id {id} in this workspace.")
-    return row
-
-
-async def _insert(session: AsyncSession, row: Any, *, what: str, key: str) -> None:
-    session.add(row)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise _duplicate_or_reraise(exc, what=what, key=key) from None
-
-
-def _duplicate_or_reraise(exc: IntegrityError, *, what: str, key: str) -> Exception:
-    constraint = getattr(exc.orig, "constraint_name", None) or str(exc.orig)
-    if "_key" in constraint:
-        return Conflict(f"A {what} with key {key!r} already exists in this workspace.", constraint=constraint)
-    return exc
-
-
-async def _touch(session: AsyncSession, row: Any, changes: dict[str, Any], *, what: str) -> None:
-    for field, value in changes.items():
-        setattr(row, field, value)
-    if hasattr(row, "updated_at"):
-        row.updated_at = sa.func.now()
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise _duplicate_or_reraise(exc, what=what, key=str(changes.get("key"))) from None
-    await session.refresh(row)
-
-
-def _text_filter(column: Any, q: str | None) -> Any:
-    if not q:
-        return sa.true()
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return column.ilike(f"%{escaped}%", escape="\\")
-
-
-# Personas ---------------------------------------------------------------------------------------
-
-
-async def create_persona(session: AsyncSession, *, workspace_id: str, data: PersonaCreate) -> Persona:
-    row = Persona(workspace_id=workspace_id, **data.model_dump(mode="json"))
-    await _insert(session, row, what="persona", key=data.key)
-    await session.refresh(row)
-    return row
-
-
-async def get_persona(session: AsyncSession, *, workspace_id: str, persona_id: UUID) -> Persona:
-    return await _get(session, Persona, workspace_id=workspace_id, id=persona_id, what="persona")
-
-
-async def list_personas(
-    session: AsyncSession, *, workspace_id: str, ids: list[UUID] | None, keys: list[str] | None,
-    q: str | None, cursor: str | None, limit: int,
-) -> Page[Persona]:
-    stmt = sa.select(Persona).where(Persona.workspace_id == workspace_id, _text_filter(Persona.name, q))
-    if ids:
-        stmt = stmt.where(Persona.id.in_(ids))  # type: ignore[attr-defined]
-    if keys:
-        stmt = stmt.where(Persona.key.in_(keys))  # type: ignore[attr-defined]
-    rows = (await session.execute(keyset(stmt, Persona.id, cursor=cursor, limit=limit))).scalars().all()
-    return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
-
-
-async def update_persona(
-    session: AsyncSession, *, workspace_id: str, persona_id: UUID, data: PersonaUpdate
-) -> Persona:
-    row = await get_persona(session, workspace_id=workspace_id, persona_id=persona_id)
-    changes = data.model_dump(mode="json", exclude_unset=True)
-    await _touch(session, row, changes, what="persona")
-    return row
-
-
-async def delete_persona(session: AsyncSession, *, workspace_id: str, persona_id: UUID) -> Persona:
-    row = await get_persona(session, workspace_id=workspace_id, persona_id=persona_id)
-    users = (
-        await session.execute(
-            sa.select(Journey.key).where(Journey.workspace_id == workspace_id, Journey.persona_id == persona_id)
-        )
-    ).scalars().all()
-    if users:
-        raise Conflict(
-            f"Persona {row.key!r} is the persona of journeys {', '.join(sorted(users))}; "
-            "give those journeys another persona first.",
-            journeys=sorted(users),
-        )
-    await session.delete(row)
-    await session.flush()
-    return row
-
-
-# Touchpoints ------------------------------------------------------------------------------------
-
-
-async def create_touchpoint(session: AsyncSession, *, workspace_id: str, data: TouchpointCreate) -> Touchpoint:
-    row = Touchpoint(workspace_id=workspace_id, **data.model_dump())
-    await _insert(session, row, what="touchpoint", key=data.key)
-    await session.refresh(row)
-    return row
-
-
-async def get_touchpoint(session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID) -> Touchpoint:
-    return await _get(session, Touchpoint, workspace_id=workspace_id, id=touchpoint_id, what="touchpoint")
-
-
-async def list_touchpoints(
-    session: AsyncSession, *, workspace_id: str, ids: list[UUID] | None, keys: list[str] | None,
-    channel: Channel | None, department: str | None, q: str | None, cursor: str | None, limit: int,
-) -> Page[Touchpoint]:
-    stmt = sa.select(Touchpoint).where(Touchpoint.workspace_id == workspace_id, _text_filter(Touchpoint.name, q))
-    if ids:
-        stmt = stmt.where(Touchpoint.id.in_(ids))  # type: ignore[attr-defined]
-    if keys:
-        stmt = stmt.where(Touchpoint.key.in_(keys))  # type: ignore[attr-defined]
-    if channel:
-        stmt = stmt.where(Touchpoint.channel == channel)
-    if department:
-        stmt = stmt.where(Touchpoint.department == department)
-    rows = (await session.execute(keyset(stmt, Touchpoint.id, cursor=cursor, limit=limit))).scalars().all()
-    return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
-
-
-async def update_touchpoint(
-    session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID, data: TouchpointUpdate
-) -> Touchpoint:
-    row = await get_touchpoint(session, workspace_id=workspace_id, touchpoint_id=touchpoint_id)
-    await _touch(session, row, data.model_dump(exclude_unset=True), what="touchpoint")
-    return row
-
-
-async def delete_touchpoint(session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID) -> Touchpoint:
-    row = await get_touchpoint(session, workspace_id=workspace_id, touchpoint_id=touchpoint_id)
-    placements = (
-        await session.execute(
-            sa.select(JourneyStep.id, Journey.key, Stage.key)
-            .join(Journey, Journey.id == JourneyStep.journey_id)
-            .join(Stage, Stage.id == JourneyStep.stage_id)
-            .where(JourneyStep.workspace_id == workspace_id, JourneyStep.touchpoint_id == touchpoint_id)
-            .order_by(Journey.key, Stage.position)
-        )
-    ).all()
-    if placements:
-        steps = [{"step_id": str(s), "journey": j, "stage": st} for s, j, st in placements]
-        named = ", ".join(f"{s['journey']}/{s['stage']}" for s in steps[:10])
-        raise Conflict(
-            f"Touchpoint {row.key!r} sits in {len(steps)} journey step(s) ({named}); "
-            "remove those steps first.",
-            steps=steps,
-        )
-    await session.delete(row)
-    await session.flush()
-    return row
-
+from services.journey.store._rows import get_scoped, insert_row, text_filter, update_row
 
 # Journeys ---------------------------------------------------------------------------------------
 
@@ -247,7 +77,7 @@ async def create_journey(
         raise Unprocessable("Stage keys must be unique within a journey.",
                             errors=[{"field": "body.stages", "message": "duplicate stage key"}])
     row = Journey(workspace_id=workspace_id, **data.model_dump(exclude={"stages"}))
-    await _insert(session, row, what="journey", key=data.key)
+    await insert_row(session, row, what="journey", key=data.key)
     ordered = sorted(enumerate(stages_in), key=lambda p: (p[1].position if p[1].position is not None else p[0], p[0]))
     stages = [
         Stage(workspace_id=workspace_id, journey_id=row.id, key=s.key, name=s.name, position=i)
@@ -260,7 +90,7 @@ async def create_journey(
 
 
 async def get_journey(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> Journey:
-    return await _get(session, Journey, workspace_id=workspace_id, id=journey_id, what="journey")
+    return await get_scoped(session, Journey, workspace_id=workspace_id, id=journey_id, what="journey")
 
 
 async def lock_journey(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> Journey:
@@ -282,7 +112,7 @@ async def list_journeys(
     persona_id: UUID | None, status: JourneyStatus | None, state: JourneyState | None,
     q: str | None, cursor: str | None, limit: int,
 ) -> Page[Journey]:
-    stmt = sa.select(Journey).where(Journey.workspace_id == workspace_id, _text_filter(Journey.name, q))
+    stmt = sa.select(Journey).where(Journey.workspace_id == workspace_id, text_filter(Journey.name, q))
     if ids:
         stmt = stmt.where(Journey.id.in_(ids))  # type: ignore[attr-defined]
     if keys:
@@ -312,7 +142,7 @@ async def update_journey(
         improves_journey_id=improves if "improves_journey_id" in changes else None,
         state=state, journey_id=journey_id,
     )
-    await _touch(session, row, changes, what="journey")
+    await update_row(session, row, changes, what="journey")
     return row
 
 
@@ -486,7 +316,7 @@ async def update_step(
         changes["stage_id"] = new_stage
         changes["position"] = 1_000_000  # parked at the end until renumbered below
     try:
-        await _touch(session, row, changes, what="step")
+        await update_row(session, row, changes, what="step")
     except IntegrityError:
         raise Conflict(f"Touchpoint {row.touchpoint_id} already sits in stage {new_stage} of this journey.") from None
     if new_stage != old_stage:

@@ -1,4 +1,4 @@
-"""Tables of the journey service and their Create / Update / Public shapes."""
+"""The journey model: personas, touchpoints, journeys, stages, steps and the map."""
 
 from __future__ import annotations
 
@@ -9,35 +9,13 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import registry
 import sqlmodel
-from sqlmodel import SQLModel
+from pydantic import ConfigDict, Field
+from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
-from services.common.kit_tables import define_kit_tables
+from services.journey.models._base import KEY_HELP, KEY_PATTERN, JourneyTable, Shape, now_column
 from services.journey.rules import Condition
-
-KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
-KEY_HELP = "Stable identifier you choose: lowercase letters, digits, '_', '.', '-' (max 80)."
-
-
-class JourneyTable(SQLModel, registry=registry()):
-    """Base of this service's tables: its own MetaData, so Alembic sees only journey tables."""
-
-
-define_kit_tables(JourneyTable.metadata)
-
-
-class Shape(BaseModel):
-    """Request and response shapes are plain pydantic models (SQLModel's Field drops `pattern`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-def _now() -> Any:
-    return sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
 
 
 class Channel(enum.StrEnum):
@@ -121,8 +99,8 @@ class Persona(JourneyTable, table=True):
     pains: list[str] = sqlmodel.Field(default_factory=list, sa_type=JSONB)
     priority: int = 100
     rules: list[dict[str, Any]] = sqlmodel.Field(default_factory=list, sa_type=JSONB)
-    created_at: datetime = sqlmodel.Field(sa_column=_now())
-    updated_at: datetime = sqlmodel.Field(sa_column=_now())
+    created_at: datetime = sqlmodel.Field(sa_column=now_column())
+    updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 
 
 # Touchpoints ------------------------------------------------------------------------------------
@@ -175,8 +153,8 @@ class Touchpoint(JourneyTable, table=True):
     yearly_cost: Decimal | None = sqlmodel.Field(default=None, sa_type=sa.Numeric(14, 2))
     currency: str = sqlmodel.Field(default="EUR", max_length=3)
     description: str | None = None
-    created_at: datetime = sqlmodel.Field(sa_column=_now())
-    updated_at: datetime = sqlmodel.Field(sa_column=_now())
+    created_at: datetime = sqlmodel.Field(sa_column=now_column())
+    updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 
 
 # Journeys and stages ----------------------------------------------------------------------------
@@ -269,8 +247,8 @@ class Journey(JourneyTable, table=True):
         default=JourneyState.current, sa_type=sa.Enum(JourneyState, name="journey_state", native_enum=False, length=20)
     )
     improves_journey_id: UUID | None = sqlmodel.Field(default=None, foreign_key="journey.id", ondelete="SET NULL")
-    created_at: datetime = sqlmodel.Field(sa_column=_now())
-    updated_at: datetime = sqlmodel.Field(sa_column=_now())
+    created_at: datetime = sqlmodel.Field(sa_column=now_column())
+    updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 
 
 class Stage(JourneyTable, table=True):
@@ -346,8 +324,8 @@ class JourneyStep(JourneyTable, table=True):
     position: int
     moment_of_truth: bool = False
     expected_emotion: int = sqlmodel.Field(default=0, sa_type=sa.SmallInteger)
-    created_at: datetime = sqlmodel.Field(sa_column=_now())
-    updated_at: datetime = sqlmodel.Field(sa_column=_now())
+    created_at: datetime = sqlmodel.Field(sa_column=now_column())
+    updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 
 
 # The map ----------------------------------------------------------------------------------------

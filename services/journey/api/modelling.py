@@ -1,4 +1,4 @@
-"""REST routes of the journey modelling API: thin handlers over store.py, events via the outbox."""
+"""REST routes of the journey model (personas, touchpoints, journeys, stages, steps): thin handlers over journeys.py, events via the outbox."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from services.common.errors import PROBLEM_RESPONSES
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import emit
 from services.common.pagination import CursorQuery, LimitQuery, Page
-from services.journey import maps, store
 from services.journey.events import Deleted, JourneyCreated, StagesChanged
 from services.journey.models import (
     Channel,
@@ -36,6 +35,7 @@ from services.journey.models import (
     TouchpointPublic,
     TouchpointUpdate,
 )
+from services.journey.store import catalogue, journeys, maps
 
 Reader = Annotated[Caller, caller_with("journeys:read")]
 Writer = Annotated[Caller, caller_with("journeys:write")]
@@ -57,7 +57,7 @@ router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
 @router.post("/personas", status_code=201, response_model=PersonaPublic, tags=["personas"])
 async def create_persona(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: PersonaCreate) -> Response:
     """Create a persona."""
-    row = await store.create_persona(session, workspace_id=caller.workspace_id, data=body)
+    row = await catalogue.create_persona(session, workspace_id=caller.workspace_id, data=body)
     public = PersonaPublic.model_validate(row)
     await emit(session, workspace_id=caller.workspace_id, type="journey.persona.created", data=public)
     return await idem.respond(public)
@@ -69,7 +69,7 @@ async def list_personas(
     cursor: CursorQuery = None, limit: LimitQuery = 50,
 ) -> Page[PersonaPublic]:
     """List personas."""
-    page = await store.list_personas(session, workspace_id=caller.workspace_id, ids=ids, keys=keys, q=q,
+    page = await catalogue.list_personas(session, workspace_id=caller.workspace_id, ids=ids, keys=keys, q=q,
                                      cursor=cursor, limit=limit)
     return Page[PersonaPublic].model_validate(page, from_attributes=True)
 
@@ -77,7 +77,7 @@ async def list_personas(
 @router.get("/personas/{persona_id}", tags=["personas"])
 async def get_persona(caller: Reader, session: SessionDep, persona_id: PersonaId) -> PersonaPublic:
     """Get a persona."""
-    row = await store.get_persona(session, workspace_id=caller.workspace_id, persona_id=persona_id)
+    row = await catalogue.get_persona(session, workspace_id=caller.workspace_id, persona_id=persona_id)
     return PersonaPublic.model_validate(row)
 
 
@@ -86,7 +86,7 @@ async def update_persona(
     caller: Writer, session: SessionDep, persona_id: PersonaId, body: PersonaUpdate
 ) -> PersonaPublic:
     """Change a persona (only the fields sent)."""
-    row = await store.update_persona(session, workspace_id=caller.workspace_id, persona_id=persona_id, data=body)
+    row = await catalogue.update_persona(session, workspace_id=caller.workspace_id, persona_id=persona_id, data=body)
     public = PersonaPublic.model_validate(row)
     await emit(session, workspace_id=caller.workspace_id, type="journey.persona.updated", data=public)
     return public
@@ -95,7 +95,7 @@ async def update_persona(
 @router.delete("/personas/{persona_id}", status_code=204, tags=["personas"])
 async def delete_persona(caller: Writer, session: SessionDep, persona_id: PersonaId) -> None:
     """Delete a persona that no journey uses."""
-    row = await store.delete_persona(session, workspace_id=caller.workspace_id, persona_id=persona_id)
+    row = await catalogue.delete_persona(session, workspace_id=caller.workspace_id, persona_id=persona_id)
     await emit(session, workspace_id=caller.workspace_id, type="journey.persona.deleted",
                data=Deleted(id=row.id, key=row.key))
 
@@ -108,7 +108,7 @@ async def create_touchpoint(
     caller: Writer, idem: IdempotencyDep, session: SessionDep, body: TouchpointCreate
 ) -> Response:
     """Add a touchpoint to the workspace's catalogue."""
-    row = await store.create_touchpoint(session, workspace_id=caller.workspace_id, data=body)
+    row = await catalogue.create_touchpoint(session, workspace_id=caller.workspace_id, data=body)
     public = TouchpointPublic.model_validate(row)
     await emit(session, workspace_id=caller.workspace_id, type="journey.touchpoint.created", data=public)
     return await idem.respond(public)
@@ -122,7 +122,7 @@ async def list_touchpoints(
     q: TextQuery = None, cursor: CursorQuery = None, limit: LimitQuery = 50,
 ) -> Page[TouchpointPublic]:
     """List the touchpoint catalogue."""
-    page = await store.list_touchpoints(session, workspace_id=caller.workspace_id, ids=ids, keys=keys,
+    page = await catalogue.list_touchpoints(session, workspace_id=caller.workspace_id, ids=ids, keys=keys,
                                         channel=channel, department=department, q=q, cursor=cursor, limit=limit)
     return Page[TouchpointPublic].model_validate(page, from_attributes=True)
 
@@ -130,7 +130,7 @@ async def list_touchpoints(
 @router.get("/touchpoints/{touchpoint_id}", tags=["touchpoints"])
 async def get_touchpoint(caller: Reader, session: SessionDep, touchpoint_id: TouchpointId) -> TouchpointPublic:
     """Get a touchpoint."""
-    row = await store.get_touchpoint(session, workspace_id=caller.workspace_id, touchpoint_id=touchpoint_id)
+    row = await catalogue.get_touchpoint(session, workspace_id=caller.workspace_id, touchpoint_id=touchpoint_id)
     return TouchpointPublic.model_validate(row)
 
 
@@ -139,7 +139,7 @@ async def update_touchpoint(
     caller: Writer, session: SessionDep, touchpoint_id: TouchpointId, body: TouchpointUpdate
 ) -> TouchpointPublic:
     """Change a touchpoint (only the fields sent)."""
-    row = await store.update_touchpoint(session, workspace_id=caller.workspace_id, touchpoint_id=touchpoint_id,
+    row = await catalogue.update_touchpoint(session, workspace_id=caller.workspace_id, touchpoint_id=touchpoint_id,
                                         data=body)
     public = TouchpointPublic.model_validate(row)
     await emit(session, workspace_id=caller.workspace_id, type="journey.touchpoint.updated", data=public)
@@ -149,7 +149,7 @@ async def update_touchpoint(
 @router.delete("/touchpoints/{touchpoint_id}", status_code=204, tags=["touchpoints"])
 async def delete_touchpoint(caller: Writer, session: SessionDep, touchpoint_id: TouchpointId) -> None:
     """Delete a touchpoint that sits in no journey step (409 names the steps otherwise)."""
-    row = await store.delete_touchpoint(session, workspace_id=caller.workspace_id, touchpoint_id=touchpoint_id)
+    row = await catalogue.delete_touchpoint(session, workspace_id=caller.workspace_id, touchpoint_id=touchpoint_id)
     await emit(session, workspace_id=caller.workspace_id, type="journey.touchpoint.deleted",
                data=Deleted(id=row.id, key=row.key))
 
@@ -160,7 +160,7 @@ async def delete_touchpoint(caller: Writer, session: SessionDep, touchpoint_id: 
 @router.post("/journeys", status_code=201, response_model=JourneyPublic, tags=["journeys"])
 async def create_journey(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: JourneyCreate) -> Response:
     """Create a journey; without `stages` it gets Need → Buy → Use."""
-    row, stages = await store.create_journey(session, workspace_id=caller.workspace_id, data=body)
+    row, stages = await journeys.create_journey(session, workspace_id=caller.workspace_id, data=body)
     public = JourneyPublic.model_validate(row)
     created = JourneyCreated(journey=public, stages=[StagePublic.model_validate(s) for s in stages])
     await emit(session, workspace_id=caller.workspace_id, type="journey.journey.created", data=created)
@@ -176,7 +176,7 @@ async def list_journeys(
     q: TextQuery = None, cursor: CursorQuery = None, limit: LimitQuery = 50,
 ) -> Page[JourneyPublic]:
     """List journeys."""
-    page = await store.list_journeys(session, workspace_id=caller.workspace_id, ids=ids, keys=keys,
+    page = await journeys.list_journeys(session, workspace_id=caller.workspace_id, ids=ids, keys=keys,
                                      persona_id=persona_id, status=status, state=state, q=q,
                                      cursor=cursor, limit=limit)
     return Page[JourneyPublic].model_validate(page, from_attributes=True)
@@ -185,7 +185,7 @@ async def list_journeys(
 @router.get("/journeys/{journey_id}", tags=["journeys"])
 async def get_journey(caller: Reader, session: SessionDep, journey_id: JourneyId) -> JourneyPublic:
     """Get a journey."""
-    row = await store.get_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id)
+    row = await journeys.get_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id)
     return JourneyPublic.model_validate(row)
 
 
@@ -199,7 +199,7 @@ async def get_journey_map(caller: Reader, session: SessionDep, journey_id: Journ
 @router.patch("/journeys/{journey_id}", tags=["journeys"])
 async def update_journey(caller: Writer, session: SessionDep, journey_id: JourneyId, body: JourneyUpdate) -> JourneyPublic:
     """Change a journey (only the fields sent)."""
-    row = await store.update_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)
+    row = await journeys.update_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)
     public = JourneyPublic.model_validate(row)
     await emit(session, workspace_id=caller.workspace_id, type="journey.journey.updated", data=public)
     return public
@@ -208,7 +208,7 @@ async def update_journey(caller: Writer, session: SessionDep, journey_id: Journe
 @router.delete("/journeys/{journey_id}", status_code=204, tags=["journeys"])
 async def delete_journey(caller: Writer, session: SessionDep, journey_id: JourneyId) -> None:
     """Delete a journey with its stages and steps (retiring it keeps the history instead)."""
-    row = await store.delete_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id)
+    row = await journeys.delete_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id)
     await emit(session, workspace_id=caller.workspace_id, type="journey.journey.deleted",
                data=Deleted(id=row.id, key=row.key))
 
@@ -219,8 +219,8 @@ async def delete_journey(caller: Writer, session: SessionDep, journey_id: Journe
 @router.get("/journeys/{journey_id}/stages", tags=["stages"])
 async def list_stages(caller: Reader, session: SessionDep, journey_id: JourneyId) -> list[StagePublic]:
     """The journey's stages in order."""
-    await store.get_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id)
-    return [StagePublic.model_validate(s) for s in await store.list_stages(session, journey_id=journey_id)]
+    await journeys.get_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id)
+    return [StagePublic.model_validate(s) for s in await journeys.list_stages(session, journey_id=journey_id)]
 
 
 async def _emit_stages(session: SessionDep, caller: Caller, type: str, journey_id: UUID, stage: StagePublic,
@@ -235,7 +235,7 @@ async def add_stage(
 ) -> Response:
     """Add a stage (at `position`, or at the end)."""
     stages = [StagePublic.model_validate(s) for s in
-              await store.add_stage(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)]
+              await journeys.add_stage(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)]
     added = next(s for s in stages if s.key == body.key)
     await _emit_stages(session, caller, "journey.stage.added", journey_id, added, stages)
     return await idem.respond(added)
@@ -246,7 +246,7 @@ async def update_stage(
     caller: Writer, session: SessionDep, journey_id: JourneyId, stage_id: StageId, body: StageUpdate
 ) -> StagePublic:
     """Rename or move a stage; the other stages shift to keep the order dense."""
-    stages = [StagePublic.model_validate(s) for s in await store.update_stage(
+    stages = [StagePublic.model_validate(s) for s in await journeys.update_stage(
         session, workspace_id=caller.workspace_id, journey_id=journey_id, stage_id=stage_id, data=body)]
     changed = next(s for s in stages if s.id == stage_id)
     await _emit_stages(session, caller, "journey.stage.updated", journey_id, changed, stages)
@@ -256,8 +256,8 @@ async def update_stage(
 @router.delete("/journeys/{journey_id}/stages/{stage_id}", status_code=204, tags=["stages"])
 async def remove_stage(caller: Writer, session: SessionDep, journey_id: JourneyId, stage_id: StageId) -> None:
     """Remove an empty stage (409 names its steps otherwise)."""
-    row = await store.remove_stage(session, workspace_id=caller.workspace_id, journey_id=journey_id, stage_id=stage_id)
-    stages = [StagePublic.model_validate(s) for s in await store.list_stages(session, journey_id=journey_id)]
+    row = await journeys.remove_stage(session, workspace_id=caller.workspace_id, journey_id=journey_id, stage_id=stage_id)
+    stages = [StagePublic.model_validate(s) for s in await journeys.list_stages(session, journey_id=journey_id)]
     await _emit_stages(session, caller, "journey.stage.removed", journey_id, StagePublic.model_validate(row), stages)
 
 
@@ -269,7 +269,7 @@ async def add_step(
     caller: Writer, idem: IdempotencyDep, session: SessionDep, journey_id: JourneyId, body: StepCreate
 ) -> Response:
     """Place a touchpoint in a stage of the journey."""
-    row = await store.add_step(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)
+    row = await journeys.add_step(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)
     public = StepPublic.model_validate(row)
     await emit(session, workspace_id=caller.workspace_id, type="journey.step.added", data=public)
     return await idem.respond(public)
@@ -283,7 +283,7 @@ async def list_steps(
     cursor: CursorQuery = None, limit: LimitQuery = 50,
 ) -> Page[StepPublic]:
     """Steps by journey or touchpoint ids (which journeys does a touchpoint serve?)."""
-    page = await store.list_steps(session, workspace_id=caller.workspace_id, journey_ids=journey_ids,
+    page = await journeys.list_steps(session, workspace_id=caller.workspace_id, journey_ids=journey_ids,
                                   touchpoint_ids=touchpoint_ids, cursor=cursor, limit=limit)
     return Page[StepPublic].model_validate(page, from_attributes=True)
 
@@ -293,7 +293,7 @@ async def update_step(
     caller: Writer, session: SessionDep, journey_id: JourneyId, step_id: StepId, body: StepUpdate
 ) -> StepPublic:
     """Move a step (stage, position) or change its moment-of-truth flag and expected emotion."""
-    row = await store.update_step(session, workspace_id=caller.workspace_id, journey_id=journey_id,
+    row = await journeys.update_step(session, workspace_id=caller.workspace_id, journey_id=journey_id,
                                   step_id=step_id, data=body)
     public = StepPublic.model_validate(row)
     await emit(session, workspace_id=caller.workspace_id, type="journey.step.updated", data=public)
@@ -303,6 +303,6 @@ async def update_step(
 @router.delete("/journeys/{journey_id}/steps/{step_id}", status_code=204, tags=["steps"])
 async def remove_step(caller: Writer, session: SessionDep, journey_id: JourneyId, step_id: StepId) -> None:
     """Remove a step from the journey (the touchpoint stays in the catalogue)."""
-    row = await store.remove_step(session, workspace_id=caller.workspace_id, journey_id=journey_id, step_id=step_id)
+    row = await journeys.remove_step(session, workspace_id=caller.workspace_id, journey_id=journey_id, step_id=step_id)
     await emit(session, workspace_id=caller.workspace_id, type="journey.step.removed",
                data=StepPublic.model_validate(row))

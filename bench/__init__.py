@@ -1,0 +1,1 @@
+"""Benchmarks: each module prints its measured figures next to a reference measured in the same run."""

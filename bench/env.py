@@ -1,0 +1,109 @@
+"""What every benchmark needs: real PostgreSQL and NATS (embedded, or JG_BENCH_DATABASE_URL /
+JG_BENCH_NATS_URL), a signing key, and services run by uvicorn in their own process, reached over
+real HTTP, as in production."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import httpx
+
+from services.common.auth import generate_signing_key, mint_token
+from services.common.db import ensure_database
+from services.common.embedded import free_port, start_nats, start_postgres, stop_process
+
+
+@dataclass
+class BenchEnv:
+    root: Path
+    database_url_template: str
+    nats_url: str
+    private_key: str
+    public_key: str
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @classmethod
+    @asynccontextmanager
+    async def start(cls) -> AsyncIterator[BenchEnv]:
+        with tempfile.TemporaryDirectory(prefix="jg-bench-") as tmp:
+            root = Path(tmp)
+            pg = None
+            db = os.environ.get("JG_BENCH_DATABASE_URL")
+            if not db:
+                pg, db = start_postgres(root / "pg")
+            nats_url = os.environ.get("JG_BENCH_NATS_URL")
+            nats = None
+            if not nats_url:
+                port = free_port()
+                nats = start_nats(root / "nats", port)
+                nats_url = f"nats://127.0.0.1:{port}"
+            private, public = generate_signing_key()
+            env = cls(root, db, nats_url, private, public)
+            try:
+                yield env
+            finally:
+                for proc in env.procs:
+                    stop_process(proc)
+                if nats:
+                    stop_process(nats)
+                if pg:
+                    pg.cleanup()
+
+    def database_url(self, db: str) -> str:
+        return self.database_url_template.format(db=db)
+
+    def token(self, workspace: str, scopes: list[str]) -> str:
+        return mint_token(self.private_key, workspace=workspace, scopes=scopes)
+
+    async def serve(self, app: str, *, env_prefix: str, database: str, extra_env: dict[str, str] | None = None) -> str:
+        """Run a service factory under uvicorn (one worker) and return its base URL once ready."""
+        url = self.database_url(database)
+        await ensure_database(url)
+        port = free_port()
+        env = {
+            **os.environ,
+            f"{env_prefix}DATABASE_URL": url,
+            f"{env_prefix}NATS_URL": self.nats_url,
+            f"{env_prefix}AUTH_PUBLIC_KEY": self.public_key,
+            f"{env_prefix}RATE_LIMIT": "1000000/minute",
+            f"{env_prefix}LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        log = open(self.root / f"{database}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", app, "--port", str(port), "--no-access-log",
+             "--log-level", "warning"],
+            env=env, stdout=log, stderr=log,
+        )
+        self.procs.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient() as client:
+            while True:
+                try:
+                    if (await client.get(f"{base}/readyz")).status_code == 200:
+                        return base
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{app} did not start; see {self.root / (database + '.log')}")
+                time.sleep(0.1)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def summary(values_ms: list[float]) -> dict[str, Any]:
+    return {"p50": median(values_ms), "p99": percentile(values_ms, 99), "n": len(values_ms)}

@@ -1,0 +1,109 @@
+"""The demo workspace `make run` loads over the public REST API (as an integrator would).
+
+An energy supplier: two personas, a touchpoint catalogue across channels with yearly costs, and the
+"switch supplier" journey as it is today plus the target journey that improves it. Loading is
+repeatable: whatever exists (by key) is left as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+PERSONAS = [
+    {
+        "key": "price-conscious-switcher",
+        "name": "Price-conscious switcher",
+        "role": "Tenant, 34, compares tariffs every year",
+        "needs": ["a cheaper tariff without surprises", "a switch that takes minutes"],
+        "goals": ["save at least 150 EUR a year"],
+        "pains": ["hidden bonus conditions", "long waiting times on the hotline"],
+        "priority": 10,
+        "rules": [{"name": "uses comparison portals",
+                   "when": {"all": [{"attribute": "acquisition_channel", "op": "eq", "value": "portal"}]}}],
+    },
+    {
+        "key": "green-homeowner",
+        "name": "Green homeowner",
+        "role": "Homeowner, 52, solar panels on the roof",
+        "needs": ["100 % renewable energy", "insight into own consumption"],
+        "goals": ["lower the household's CO2 footprint"],
+        "pains": ["opaque energy mix", "paper bills"],
+        "priority": 20,
+        "rules": [{"name": "owns a home with solar",
+                   "when": {"all": [{"attribute": "home.owner", "op": "eq", "value": True},
+                                    {"attribute": "home.solar", "op": "eq", "value": True}]}}],
+    },
+]
+
+TOUCHPOINTS = [
+    ("comparison-portal", "Comparison portal listing", "partner", "Sales", "180000"),
+    ("social-ads", "Social media ads", "social", "Marketing", "240000"),
+    ("tariff-calculator", "Tariff calculator", "web", "Digital", "60000"),
+    ("online-signup", "Online sign-up", "web", "Digital", "45000"),
+    ("hotline", "Customer hotline", "phone", "Customer Service", "520000"),
+    ("live-chat", "Live chat", "chat", "Customer Service", "90000"),
+    ("welcome-email", "Welcome email", "email", "Marketing", "8000"),
+    ("smart-meter-install", "Smart meter installation", "event", "Operations", "310000"),
+    ("consumption-app", "Consumption dashboard app", "app", "Digital", "150000"),
+    ("first-bill", "First bill", "print", "Billing", "70000"),
+    ("customer-magazine", "Printed customer magazine", "print", "Marketing", "130000"),
+]
+
+# stage key -> [(touchpoint key, moment of truth, expected emotion)]
+CURRENT_MAP = {
+    "need": [("social-ads", False, 0), ("comparison-portal", True, 1), ("tariff-calculator", False, 0)],
+    "buy": [("online-signup", True, 1), ("hotline", False, -1), ("welcome-email", False, 1)],
+    "use": [("smart-meter-install", False, -1), ("first-bill", True, -2), ("customer-magazine", False, 0),
+            ("consumption-app", False, 1)],
+}
+TARGET_MAP = {
+    "need": [("comparison-portal", True, 1), ("tariff-calculator", False, 1)],
+    "buy": [("online-signup", True, 2), ("live-chat", False, 1), ("welcome-email", False, 1)],
+    "use": [("smart-meter-install", False, 0), ("consumption-app", True, 2), ("first-bill", True, 0)],
+}
+
+
+async def _ensure(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    found = (await client.get(path, params={"key": body["key"]})).raise_for_status().json()["items"]
+    if found:
+        return found[0]  # type: ignore[no-any-return]
+    response = await client.post(path, json=body, headers={"Idempotency-Key": f"demo:{path}:{body['key']}"})
+    return response.raise_for_status().json()  # type: ignore[no-any-return]
+
+
+async def _place(client: httpx.AsyncClient, journey: dict[str, Any], plan: dict[str, list[tuple[str, bool, int]]],
+                 touchpoints: dict[str, dict[str, Any]]) -> None:
+    map_doc = (await client.get(f"/v1/journeys/{journey['id']}/map")).raise_for_status().json()
+    if any(stage["steps"] for stage in map_doc["stages"]):
+        return
+    stages = {s["key"]: s for s in map_doc["stages"]}
+    for stage_key, steps in plan.items():
+        for tp_key, mot, emotion in steps:
+            body = {"stage_id": stages[stage_key]["id"], "touchpoint_id": touchpoints[tp_key]["id"],
+                    "moment_of_truth": mot, "expected_emotion": emotion}
+            (await client.post(f"/v1/journeys/{journey['id']}/steps", json=body)).raise_for_status()
+
+
+async def load_demo_workspace(journey_url: str, token: str) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=journey_url, headers=headers, timeout=30) as client:
+        personas = {p["key"]: await _ensure(client, "/v1/personas", p) for p in PERSONAS}
+        touchpoints = {
+            key: await _ensure(client, "/v1/touchpoints", {
+                "key": key, "name": name, "channel": channel, "department": dept,
+                "yearly_cost": cost, "currency": "EUR"})
+            for key, name, channel, dept, cost in TOUCHPOINTS
+        }
+        current = await _ensure(client, "/v1/journeys", {
+            "key": "switch-supplier", "name": "Switch energy supplier", "status": "active",
+            "persona_id": personas["price-conscious-switcher"]["id"], "owner": "Lena Vogel",
+            "team": "Journey team Switch", "description": "From first need to the first bill, as it runs today."})
+        target = await _ensure(client, "/v1/journeys", {
+            "key": "switch-supplier-target", "name": "Switch energy supplier (target)", "status": "draft",
+            "state": "target", "improves_journey_id": current["id"],
+            "persona_id": personas["price-conscious-switcher"]["id"], "owner": "Lena Vogel",
+            "team": "Journey team Switch", "description": "Digital-first: chat instead of hotline, app before paper."})
+        await _place(client, current, CURRENT_MAP, touchpoints)
+        await _place(client, target, TARGET_MAP, touchpoints)

@@ -1,0 +1,158 @@
+"""The embedded runtime behind `make run`: real PostgreSQL and NATS from pip packages, every
+service as its own process on a fixed port, ready within seconds, stopped cleanly by Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.common.auth import generate_signing_key, mint_token
+from services.common.db import ensure_database
+from services.common.embedded import start_nats, start_postgres, stop_process
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    app: str  # uvicorn factory path; started by path so this module imports no service
+    port: int
+    env_prefix: str
+
+
+SERVICES = [
+    ServiceSpec("journey", "services.journey.app:create_app", 8001, "JOURNEY_"),
+]
+NATS_PORT = int(os.environ.get("JOURNEYGRAPH_NATS_PORT", "4322"))  # not 4222: a machine may run its own
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("JOURNEYGRAPH_HOME", ".journeygraph")).resolve()
+
+
+def load_or_create_keys(home: Path) -> tuple[str, str]:
+    """The dev signing key pair of this data folder (created on first use, kept across runs)."""
+    private_path, public_path = home / "dev-signing-key.pem", home / "dev-signing-key.pub.pem"
+    if not private_path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        private, public = generate_signing_key()
+        private_path.write_text(private)
+        private_path.chmod(0o600)
+        public_path.write_text(public)
+    return private_path.read_text(), public_path.read_text()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+class Runtime:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.logs = home / "logs"
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def run(self, *, load_demo: bool) -> None:
+        started = time.monotonic()
+        self.logs.mkdir(parents=True, exist_ok=True)
+        busy = [p for p in [NATS_PORT, *(s.port for s in SERVICES)] if not _port_free(p)]
+        if busy:
+            sys.exit(f"port(s) {', '.join(map(str, busy))} already in use: is `journeygraph up` running already?")
+        private, public = load_or_create_keys(self.home)
+        print(f"journeygraph: data in {self.home}")
+        pg, url_template = start_postgres(self.home / "pg")
+        stopping = False
+
+        def stop(*_: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            nats = start_nats(self.home / "nats", NATS_PORT, log_file=self.logs / "nats.log")
+            self.procs.append(("nats", nats))
+            nats_url = f"nats://127.0.0.1:{NATS_PORT}"
+            for spec in SERVICES:
+                url = url_template.format(db=f"journeygraph_{spec.name}")
+                asyncio.run(ensure_database(url))
+                self.procs.append((spec.name, self._start_service(spec, url, nats_url, public)))
+            self._wait_ready(deadline=time.monotonic() + 90)
+            token = mint_token(private, workspace="demo", scopes=["admin"], subject="newcomer")
+            if load_demo:
+                from services.common.demo import load_demo_workspace
+
+                asyncio.run(load_demo_workspace(f"http://127.0.0.1:{SERVICES[0].port}", token))
+            self._print_welcome(token, time.monotonic() - started)
+            while not stopping:
+                for name, proc in self.procs:
+                    if proc.poll() is not None:
+                        print(f"journeygraph: {name} exited with code {proc.returncode}; see {self.logs}/{name}.log")
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            print("journeygraph: stopping ...")
+            for _, proc in reversed(self.procs):
+                stop_process(proc)
+            pg.cleanup()
+            print("journeygraph: stopped; data kept for the next run")
+
+    def _start_service(self, spec: ServiceSpec, database_url: str, nats_url: str, public_key: str) -> subprocess.Popen[bytes]:
+        p = spec.env_prefix
+        env = {
+            **os.environ,
+            f"{p}DATABASE_URL": database_url,
+            f"{p}NATS_URL": nats_url,
+            f"{p}AUTH_PUBLIC_KEY": public_key,
+        }
+        log = open(self.logs / f"{spec.name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        return subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", spec.app, "--host", "127.0.0.1",
+             "--port", str(spec.port), "--no-access-log"],
+            env=env, stdout=log, stderr=log, start_new_session=True,
+        )
+
+    def _wait_ready(self, *, deadline: float) -> None:
+        pending = {s.name: f"http://127.0.0.1:{s.port}/readyz" for s in SERVICES}
+        with httpx.Client(timeout=2) as client:
+            while pending:
+                for name, url in list(pending.items()):
+                    proc = dict(self.procs)[name]
+                    if proc.poll() is not None:
+                        raise SystemExit(f"{name} failed to start; see {self.logs}/{name}.log")
+                    try:
+                        if client.get(url).status_code == 200:
+                            del pending[name]
+                    except httpx.HTTPError:
+                        pass
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"not ready in time: {', '.join(pending)}; see {self.logs}")
+                time.sleep(0.2)
+
+    def _print_welcome(self, token: str, seconds: float) -> None:
+        lines = [f"journeygraph is ready ({seconds:.1f} s).", ""]
+        for s in SERVICES:
+            lines.append(f"  {s.name:<9} http://127.0.0.1:{s.port}   docs: http://127.0.0.1:{s.port}/docs")
+        lines += [
+            f"  nats      nats://127.0.0.1:{NATS_PORT}",
+            f"  logs      {self.logs}",
+            "",
+            "Dev token (workspace 'demo', scope admin, 12 h) — more with `uv run journeygraph token --help`:",
+            "",
+            f"export JG_TOKEN={token}",
+            "",
+            'Try: curl -s -H "Authorization: Bearer $JG_TOKEN" http://127.0.0.1:8001/v1/journeys',
+            "",
+            "Ctrl-C stops everything; the next run keeps the data.",
+        ]
+        print("\n".join(lines), flush=True)

@@ -1,0 +1,32 @@
+"""Base of the journey service's tables and shapes (own registry, so Alembic sees only ours)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import registry
+from sqlmodel import SQLModel
+
+from services.common.kit_tables import define_kit_tables
+
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
+KEY_HELP = "Stable identifier you choose: lowercase letters, digits, '_', '.', '-' (max 80)."
+
+
+class JourneyTable(SQLModel, registry=registry()):
+    """Base of this service's tables: its own MetaData, so Alembic sees only journey tables."""
+
+
+define_kit_tables(JourneyTable.metadata)
+
+
+class Shape(BaseModel):
+    """Request and response shapes are plain pydantic models (SQLModel's Field drops `pattern`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def now_column() -> Any:
+    return sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())

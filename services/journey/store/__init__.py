@@ -1,0 +1,1 @@
+"""Every query of the journey service, one module per area; handlers import the module they need."""

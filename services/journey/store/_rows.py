@@ -1,0 +1,60 @@
+"""Helpers shared by the store modules: workspace-scoped get, insert and update."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.errors import Conflict, NotFound
+from services.journey.models import Journey, Persona, Touchpoint
+
+RowT = TypeVar("RowT", Persona, Journey, Touchpoint)
+
+
+async def get_scoped(session: AsyncSession, model: type[RowT], *, workspace_id: str, id: UUID, what: str) -> RowT:
+    row = (
+        await session.execute(sa.select(model).where(model.id == id, model.workspace_id == workspace_id))  # type: ignore[arg-type]
+    ).scalar_one_or_none()
+    if row is None:  # another workspace's object is "not found" too: its existence is not revealed
+        raise NotFound(f"No {what} with id {id} in this workspace.")
+    return row
+
+
+async def insert_row(session: AsyncSession, row: Any, *, what: str, key: str) -> None:
+    session.add(row)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise duplicate_or_reraise(exc, what=what, key=key) from None
+
+
+def duplicate_or_reraise(exc: IntegrityError, *, what: str, key: str) -> Exception:
+    constraint = getattr(exc.orig, "constraint_name", None) or str(exc.orig)
+    if "_key" in constraint:
+        return Conflict(f"A {what} with key {key!r} already exists in this workspace.", constraint=constraint)
+    return exc
+
+
+async def update_row(session: AsyncSession, row: Any, changes: dict[str, Any], *, what: str) -> None:
+    for field, value in changes.items():
+        setattr(row, field, value)
+    if hasattr(row, "updated_at"):
+        row.updated_at = sa.func.now()
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise duplicate_or_reraise(exc, what=what, key=str(changes.get("key"))) from None
+    await session.refresh(row)
+
+
+def text_filter(column: Any, q: str | None) -> Any:
+    if not q:
+        return sa.true()
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")

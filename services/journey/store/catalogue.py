@@ -1,0 +1,144 @@
+"""Every query on the workspace catalogue: personas and touchpoints.
+
+Scoped by workspace here, never left to handlers. Functions take keyword-only arguments, return
+models, flush but never commit: the request's transaction commits with the outbox rows.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.errors import Conflict
+from services.common.pagination import Page, keyset, page_of
+from services.journey.models import (
+    Channel,
+    Journey,
+    JourneyStep,
+    Persona,
+    PersonaCreate,
+    PersonaUpdate,
+    Stage,
+    Touchpoint,
+    TouchpointCreate,
+    TouchpointUpdate,
+)
+from services.journey.store._rows import get_scoped, insert_row, text_filter, update_row
+
+# Personas ---------------------------------------------------------------------------------------
+
+
+async def create_persona(session: AsyncSession, *, workspace_id: str, data: PersonaCreate) -> Persona:
+    row = Persona(workspace_id=workspace_id, **data.model_dump(mode="json"))
+    await insert_row(session, row, what="persona", key=data.key)
+    await session.refresh(row)
+    return row
+
+
+async def get_persona(session: AsyncSession, *, workspace_id: str, persona_id: UUID) -> Persona:
+    return await get_scoped(session, Persona, workspace_id=workspace_id, id=persona_id, what="persona")
+
+
+async def list_personas(
+    session: AsyncSession, *, workspace_id: str, ids: list[UUID] | None, keys: list[str] | None,
+    q: str | None, cursor: str | None, limit: int,
+) -> Page[Persona]:
+    stmt = sa.select(Persona).where(Persona.workspace_id == workspace_id, text_filter(Persona.name, q))
+    if ids:
+        stmt = stmt.where(Persona.id.in_(ids))  # type: ignore[attr-defined]
+    if keys:
+        stmt = stmt.where(Persona.key.in_(keys))  # type: ignore[attr-defined]
+    rows = (await session.execute(keyset(stmt, Persona.id, cursor=cursor, limit=limit))).scalars().all()
+    return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
+
+
+async def update_persona(
+    session: AsyncSession, *, workspace_id: str, persona_id: UUID, data: PersonaUpdate
+) -> Persona:
+    row = await get_persona(session, workspace_id=workspace_id, persona_id=persona_id)
+    changes = data.model_dump(mode="json", exclude_unset=True)
+    await update_row(session, row, changes, what="persona")
+    return row
+
+
+async def delete_persona(session: AsyncSession, *, workspace_id: str, persona_id: UUID) -> Persona:
+    row = await get_persona(session, workspace_id=workspace_id, persona_id=persona_id)
+    users = (
+        await session.execute(
+            sa.select(Journey.key).where(Journey.workspace_id == workspace_id, Journey.persona_id == persona_id)
+        )
+    ).scalars().all()
+    if users:
+        raise Conflict(
+            f"Persona {row.key!r} is the persona of journeys {', '.join(sorted(users))}; "
+            "give those journeys another persona first.",
+            journeys=sorted(users),
+        )
+    await session.delete(row)
+    await session.flush()
+    return row
+
+
+# Touchpoints ------------------------------------------------------------------------------------
+
+
+async def create_touchpoint(session: AsyncSession, *, workspace_id: str, data: TouchpointCreate) -> Touchpoint:
+    row = Touchpoint(workspace_id=workspace_id, **data.model_dump())
+    await insert_row(session, row, what="touchpoint", key=data.key)
+    await session.refresh(row)
+    return row
+
+
+async def get_touchpoint(session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID) -> Touchpoint:
+    return await get_scoped(session, Touchpoint, workspace_id=workspace_id, id=touchpoint_id, what="touchpoint")
+
+
+async def list_touchpoints(
+    session: AsyncSession, *, workspace_id: str, ids: list[UUID] | None, keys: list[str] | None,
+    channel: Channel | None, department: str | None, q: str | None, cursor: str | None, limit: int,
+) -> Page[Touchpoint]:
+    stmt = sa.select(Touchpoint).where(Touchpoint.workspace_id == workspace_id, text_filter(Touchpoint.name, q))
+    if ids:
+        stmt = stmt.where(Touchpoint.id.in_(ids))  # type: ignore[attr-defined]
+    if keys:
+        stmt = stmt.where(Touchpoint.key.in_(keys))  # type: ignore[attr-defined]
+    if channel:
+        stmt = stmt.where(Touchpoint.channel == channel)
+    if department:
+        stmt = stmt.where(Touchpoint.department == department)
+    rows = (await session.execute(keyset(stmt, Touchpoint.id, cursor=cursor, limit=limit))).scalars().all()
+    return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
+
+
+async def update_touchpoint(
+    session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID, data: TouchpointUpdate
+) -> Touchpoint:
+    row = await get_touchpoint(session, workspace_id=workspace_id, touchpoint_id=touchpoint_id)
+    await update_row(session, row, data.model_dump(exclude_unset=True), what="touchpoint")
+    return row
+
+
+async def delete_touchpoint(session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID) -> Touchpoint:
+    row = await get_touchpoint(session, workspace_id=workspace_id, touchpoint_id=touchpoint_id)
+    placements = (
+        await session.execute(
+            sa.select(JourneyStep.id, Journey.key, Stage.key)
+            .join(Journey, Journey.id == JourneyStep.journey_id)
+            .join(Stage, Stage.id == JourneyStep.stage_id)
+            .where(JourneyStep.workspace_id == workspace_id, JourneyStep.touchpoint_id == touchpoint_id)
+            .order_by(Journey.key, Stage.position)
+        )
+    ).all()
+    if placements:
+        steps = [{"step_id": str(s), "journey": j, "stage": st} for s, j, st in placements]
+        named = ", ".join(f"{s['journey']}/{s['stage']}" for s in steps[:10])
+        raise Conflict(
+            f"Touchpoint {row.key!r} sits in {len(steps)} journey step(s) ({named}); "
+            "remove those steps first.",
+            steps=steps,
+        )
+    await session.delete(row)
+    await session.flush()
+    return row
