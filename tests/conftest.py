@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,5 +81,3 @@ def unique_name(prefix: str) -> str:
 def workspace() -> str:
     """A fresh workspace per test: rows of other tests are invisible to it."""
     return unique_name("ws")
-
-

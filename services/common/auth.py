@@ -82,9 +82,7 @@ class TokenVerifier:
     def __init__(self, settings: ServiceSettings) -> None:
         self._settings = settings
         self._static_key = (
-            serialization.load_pem_public_key(settings.auth_public_key.encode())
-            if settings.auth_public_key
-            else None
+            serialization.load_pem_public_key(settings.auth_public_key.encode()) if settings.auth_public_key else None
         )
         self._jwks = _JwksKeys(settings.auth_jwks_url) if settings.auth_jwks_url else None
         self._limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage_uri))
@@ -152,8 +150,10 @@ async def _caller(
     caller = await verifier.verify(credentials.credentials)
     missing = [s for s in security.scopes if not caller.has(s)]
     if missing:
-        raise Forbidden(f"This action needs the scope {' and '.join(missing)}; the token has "
-                        f"{' '.join(sorted(caller.scopes)) or 'none'}.")
+        raise Forbidden(
+            f"This action needs the scope {' and '.join(missing)}; the token has "
+            f"{' '.join(sorted(caller.scopes)) or 'none'}."
+        )
     await verifier.check_rate(caller)
     request.state.caller = caller
     return caller
@@ -173,9 +173,11 @@ def generate_signing_key() -> tuple[str, str]:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 

@@ -15,7 +15,9 @@ app = typer.Typer(help="journeygraph: customer journey management backend.", no_
 
 @app.command()
 def up(
-    home: Annotated[Path | None, typer.Option(help="Data folder (default: $JOURNEYGRAPH_HOME or ./.journeygraph).")] = None,
+    home: Annotated[
+        Path | None, typer.Option(help="Data folder (default: $JOURNEYGRAPH_HOME or ./.journeygraph).")
+    ] = None,
     demo: Annotated[bool, typer.Option(help="Load the demo workspace.")] = True,
 ) -> None:
     """Start embedded PostgreSQL and NATS, every service, and load the demo workspace."""

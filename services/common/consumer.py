@@ -80,8 +80,14 @@ def add_consumer(
                 await _park(event, msg, body, repr(exc), attempt)
             else:
                 delay = backoff_seconds(attempt)
-                log.warning("event failed; will retry", consumer=name, event_id=str(event.id),
-                            attempt=attempt, retry_in=delay, error=repr(exc))
+                log.warning(
+                    "event failed; will retry",
+                    consumer=name,
+                    event_id=str(event.id),
+                    attempt=attempt,
+                    retry_in=delay,
+                    error=repr(exc),
+                )
                 await msg.nack(delay=delay)
 
     async def _park(

@@ -20,8 +20,12 @@ PERSONAS = [
         "goals": ["save at least 150 EUR a year"],
         "pains": ["hidden bonus conditions", "long waiting times on the hotline"],
         "priority": 10,
-        "rules": [{"name": "uses comparison portals",
-                   "when": {"all": [{"attribute": "acquisition_channel", "op": "eq", "value": "portal"}]}}],
+        "rules": [
+            {
+                "name": "uses comparison portals",
+                "when": {"all": [{"attribute": "acquisition_channel", "op": "eq", "value": "portal"}]},
+            }
+        ],
     },
     {
         "key": "green-homeowner",
@@ -31,9 +35,17 @@ PERSONAS = [
         "goals": ["lower the household's CO2 footprint"],
         "pains": ["opaque energy mix", "paper bills"],
         "priority": 20,
-        "rules": [{"name": "owns a home with solar",
-                   "when": {"all": [{"attribute": "home.owner", "op": "eq", "value": True},
-                                    {"attribute": "home.solar", "op": "eq", "value": True}]}}],
+        "rules": [
+            {
+                "name": "owns a home with solar",
+                "when": {
+                    "all": [
+                        {"attribute": "home.owner", "op": "eq", "value": True},
+                        {"attribute": "home.solar", "op": "eq", "value": True},
+                    ]
+                },
+            }
+        ],
     },
 ]
 
@@ -55,8 +67,12 @@ TOUCHPOINTS = [
 CURRENT_MAP = {
     "need": [("social-ads", False, 0), ("comparison-portal", True, 1), ("tariff-calculator", False, 0)],
     "buy": [("online-signup", True, 1), ("hotline", False, -1), ("welcome-email", False, 1)],
-    "use": [("smart-meter-install", False, -1), ("first-bill", True, -2), ("customer-magazine", False, 0),
-            ("consumption-app", False, 1)],
+    "use": [
+        ("smart-meter-install", False, -1),
+        ("first-bill", True, -2),
+        ("customer-magazine", False, 0),
+        ("consumption-app", False, 1),
+    ],
 }
 TARGET_MAP = {
     "need": [("comparison-portal", True, 1), ("tariff-calculator", False, 1)],
@@ -73,16 +89,24 @@ async def _ensure(client: httpx.AsyncClient, path: str, body: dict[str, Any]) ->
     return response.raise_for_status().json()  # type: ignore[no-any-return]
 
 
-async def _place(client: httpx.AsyncClient, journey: dict[str, Any], plan: dict[str, list[tuple[str, bool, int]]],
-                 touchpoints: dict[str, dict[str, Any]]) -> None:
+async def _place(
+    client: httpx.AsyncClient,
+    journey: dict[str, Any],
+    plan: dict[str, list[tuple[str, bool, int]]],
+    touchpoints: dict[str, dict[str, Any]],
+) -> None:
     map_doc = (await client.get(f"/v1/journeys/{journey['id']}/map")).raise_for_status().json()
     if any(stage["steps"] for stage in map_doc["stages"]):
         return
     stages = {s["key"]: s for s in map_doc["stages"]}
     for stage_key, steps in plan.items():
         for tp_key, mot, emotion in steps:
-            body = {"stage_id": stages[stage_key]["id"], "touchpoint_id": touchpoints[tp_key]["id"],
-                    "moment_of_truth": mot, "expected_emotion": emotion}
+            body = {
+                "stage_id": stages[stage_key]["id"],
+                "touchpoint_id": touchpoints[tp_key]["id"],
+                "moment_of_truth": mot,
+                "expected_emotion": emotion,
+            }
             (await client.post(f"/v1/journeys/{journey['id']}/steps", json=body)).raise_for_status()
 
 
@@ -91,19 +115,47 @@ async def load_demo_workspace(journey_url: str, token: str) -> None:
     async with httpx.AsyncClient(base_url=journey_url, headers=headers, timeout=30) as client:
         personas = {p["key"]: await _ensure(client, "/v1/personas", p) for p in PERSONAS}
         touchpoints = {
-            key: await _ensure(client, "/v1/touchpoints", {
-                "key": key, "name": name, "channel": channel, "department": dept,
-                "yearly_cost": cost, "currency": "EUR"})
+            key: await _ensure(
+                client,
+                "/v1/touchpoints",
+                {
+                    "key": key,
+                    "name": name,
+                    "channel": channel,
+                    "department": dept,
+                    "yearly_cost": cost,
+                    "currency": "EUR",
+                },
+            )
             for key, name, channel, dept, cost in TOUCHPOINTS
         }
-        current = await _ensure(client, "/v1/journeys", {
-            "key": "switch-supplier", "name": "Switch energy supplier", "status": "active",
-            "persona_id": personas["price-conscious-switcher"]["id"], "owner": "Lena Vogel",
-            "team": "Journey team Switch", "description": "From first need to the first bill, as it runs today."})
-        target = await _ensure(client, "/v1/journeys", {
-            "key": "switch-supplier-target", "name": "Switch energy supplier (target)", "status": "draft",
-            "state": "target", "improves_journey_id": current["id"],
-            "persona_id": personas["price-conscious-switcher"]["id"], "owner": "Lena Vogel",
-            "team": "Journey team Switch", "description": "Digital-first: chat instead of hotline, app before paper."})
+        current = await _ensure(
+            client,
+            "/v1/journeys",
+            {
+                "key": "switch-supplier",
+                "name": "Switch energy supplier",
+                "status": "active",
+                "persona_id": personas["price-conscious-switcher"]["id"],
+                "owner": "Lena Vogel",
+                "team": "Journey team Switch",
+                "description": "From first need to the first bill, as it runs today.",
+            },
+        )
+        target = await _ensure(
+            client,
+            "/v1/journeys",
+            {
+                "key": "switch-supplier-target",
+                "name": "Switch energy supplier (target)",
+                "status": "draft",
+                "state": "target",
+                "improves_journey_id": current["id"],
+                "persona_id": personas["price-conscious-switcher"]["id"],
+                "owner": "Lena Vogel",
+                "team": "Journey team Switch",
+                "description": "Digital-first: chat instead of hotline, app before paper.",
+            },
+        )
         await _place(client, current, CURRENT_MAP, touchpoints)
         await _place(client, target, TARGET_MAP, touchpoints)

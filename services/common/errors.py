@@ -145,8 +145,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.exception("unhandled error", path=request.url.path)
         return problem_response(
             500,
-            "An unexpected error occurred; it has been logged. Retrying with the same "
-            "Idempotency-Key is safe.",
+            "An unexpected error occurred; it has been logged. Retrying with the same Idempotency-Key is safe.",
             instance=request.url.path,
         )
 

@@ -34,9 +34,7 @@ class Event(BaseModel, Generic[DataT]):
     data: DataT
 
 
-def encode_event(
-    *, event_id: UUID, type: str, workspace_id: str, occurred_at: datetime, data: Any
-) -> bytes:
+def encode_event(*, event_id: UUID, type: str, workspace_id: str, occurred_at: datetime, data: Any) -> bytes:
     return orjson.dumps(
         {
             "id": event_id,

@@ -51,8 +51,17 @@ def replay_response(exc: IdempotentReplay) -> Response:
 
 
 class Idempotency:
-    def __init__(self, session: Any, *, workspace_id: str, key: str | None, method: str, path: str,
-                 request_hash: str, ttl_hours: int) -> None:
+    def __init__(
+        self,
+        session: Any,
+        *,
+        workspace_id: str,
+        key: str | None,
+        method: str,
+        path: str,
+        request_hash: str,
+        ttl_hours: int,
+    ) -> None:
         self._session = session
         self.workspace_id = workspace_id
         self.key = key
@@ -70,8 +79,16 @@ class Idempotency:
         if self.key is not None:
             stored = await self._session.execute(
                 _STORE,
-                {"w": self.workspace_id, "k": self.key, "method": self._method, "path": self._path,
-                 "hash": self._hash, "status": status_code, "body": body, "ttl": self._ttl},
+                {
+                    "w": self.workspace_id,
+                    "k": self.key,
+                    "method": self._method,
+                    "path": self._path,
+                    "hash": self._hash,
+                    "status": status_code,
+                    "body": body,
+                    "ttl": self._ttl,
+                },
             )
             if stored.first() is None:
                 raise Conflict(
@@ -125,8 +142,15 @@ async def _idempotency(
                     "use a new key for a different request."
                 )
             raise IdempotentReplay(row.status_code, row.response_body)
-    return Idempotency(session, workspace_id=caller.workspace_id, key=key, method=method, path=path,
-                       request_hash=request_hash, ttl_hours=ttl)
+    return Idempotency(
+        session,
+        workspace_id=caller.workspace_id,
+        key=key,
+        method=method,
+        path=path,
+        request_hash=request_hash,
+        ttl_hours=ttl,
+    )
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]

@@ -60,9 +60,7 @@ async def emit_many(
     rows = []
     for subject, data in events:
         event_id = uuid7()
-        payload = encode_event(
-            event_id=event_id, type=subject, workspace_id=workspace_id, occurred_at=now, data=data
-        )
+        payload = encode_event(event_id=event_id, type=subject, workspace_id=workspace_id, occurred_at=now, data=data)
         rows.append(
             {"id": event_id, "workspace_id": workspace_id, "subject": subject, "payload": payload, "headers": headers}
         )
@@ -194,8 +192,6 @@ class OutboxRelay:
     async def _purge(self) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
-                text(
-                    "DELETE FROM outbox_event WHERE published_at < now() - make_interval(hours => :h)"
-                ),
+                text("DELETE FROM outbox_event WHERE published_at < now() - make_interval(hours => :h)"),
                 {"h": self._retention_hours},
             )

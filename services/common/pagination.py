@@ -18,9 +18,7 @@ T = TypeVar("T")
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` to get the next page; null on the last page."
-    )
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
 
 
 def encode_cursor(last_id: UUID) -> str:
@@ -32,14 +30,10 @@ def decode_cursor(cursor: str) -> UUID:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return UUID(bytes=raw)
     except (binascii.Error, ValueError):
-        raise Problem(
-            f"The cursor {cursor[:40]!r} is not one this API issued; start again without a cursor."
-        ) from None
+        raise Problem(f"The cursor {cursor[:40]!r} is not one this API issued; start again without a cursor.") from None
 
 
-CursorQuery = Annotated[
-    str | None, Query(max_length=64, description="`next_cursor` of the previous page.")
-]
+CursorQuery = Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page.")]
 LimitQuery = Annotated[int, Query(ge=1, le=500, description="Page size (1-500).")]
 
 

@@ -107,7 +107,9 @@ class Runtime:
             pg.cleanup()
             print("journeygraph: stopped; data kept for the next run")
 
-    def _start_service(self, spec: ServiceSpec, database_url: str, nats_url: str, public_key: str) -> subprocess.Popen[bytes]:
+    def _start_service(
+        self, spec: ServiceSpec, database_url: str, nats_url: str, public_key: str
+    ) -> subprocess.Popen[bytes]:
         p = spec.env_prefix
         env = {
             **os.environ,
@@ -117,9 +119,22 @@ class Runtime:
         }
         log = open(self.logs / f"{spec.name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         return subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", spec.app, "--host", "127.0.0.1",
-             "--port", str(spec.port), "--no-access-log"],
-            env=env, stdout=log, stderr=log, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                spec.app,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(spec.port),
+                "--no-access-log",
+            ],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
 
     def _wait_ready(self, *, deadline: float) -> None:

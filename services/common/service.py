@@ -116,8 +116,9 @@ def create_service_app(
         connected = request.app.state.broker.connection.is_connected
         checks["broker"] = "ok" if connected else "unreachable"
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
-                            status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+        )
 
     asyncapi_json = orjson.dumps(asyncapi.to_specification().to_jsonable())
 

@@ -23,7 +23,7 @@ TAGS = [
 
 
 def create_app(settings: JourneySettings | None = None) -> FastAPI:
-    settings = settings or JourneySettings()  # type: ignore[call-arg]
+    settings = settings or JourneySettings()
     return create_service_app(
         name="journey",
         title="journeygraph journey service",

@@ -9,6 +9,7 @@ Attributes may be dotted paths into nested profile objects ("address.country").
 
 from __future__ import annotations
 
+import operator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -109,6 +110,9 @@ def _lookup(profile: dict[str, Any], path: str) -> Any:
     return current
 
 
+_ORDER = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+
+
 def _compare(actual: Any, op: str, expected: Any) -> bool:
     # Numbers compare with numbers, strings with strings (ISO dates order correctly);
     # anything else does not match rather than raising on a customer's odd profile.
@@ -118,12 +122,4 @@ def _compare(actual: Any, op: str, expected: Any) -> bool:
         or (isinstance(actual, str) and isinstance(expected, str))
     ):
         return False
-    match op:
-        case "gt":
-            return bool(actual > expected)
-        case "gte":
-            return bool(actual >= expected)
-        case "lt":
-            return bool(actual < expected)
-        case _:
-            return bool(actual <= expected)
+    return bool(_ORDER[op](actual, expected))

@@ -1,4 +1,7 @@
-"""REST routes of the journey model (personas, touchpoints, journeys, stages, steps): thin handlers over journeys.py, events via the outbox."""
+"""REST routes of the journey model (personas, touchpoints, journeys, stages, steps).
+
+Thin handlers over the store; every change publishes its event through the outbox.
+"""
 
 from __future__ import annotations
 
@@ -65,12 +68,18 @@ async def create_persona(caller: Writer, idem: IdempotencyDep, session: SessionD
 
 @router.get("/personas", tags=["personas"])
 async def list_personas(
-    caller: Reader, session: SessionDep, ids: Ids = None, keys: Keys = None, q: TextQuery = None,
-    cursor: CursorQuery = None, limit: LimitQuery = 50,
+    caller: Reader,
+    session: SessionDep,
+    ids: Ids = None,
+    keys: Keys = None,
+    q: TextQuery = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> Page[PersonaPublic]:
     """List personas."""
-    page = await catalogue.list_personas(session, workspace_id=caller.workspace_id, ids=ids, keys=keys, q=q,
-                                     cursor=cursor, limit=limit)
+    page = await catalogue.list_personas(
+        session, workspace_id=caller.workspace_id, ids=ids, keys=keys, q=q, cursor=cursor, limit=limit
+    )
     return Page[PersonaPublic].model_validate(page, from_attributes=True)
 
 
@@ -96,8 +105,9 @@ async def update_persona(
 async def delete_persona(caller: Writer, session: SessionDep, persona_id: PersonaId) -> None:
     """Delete a persona that no journey uses."""
     row = await catalogue.delete_persona(session, workspace_id=caller.workspace_id, persona_id=persona_id)
-    await emit(session, workspace_id=caller.workspace_id, type="journey.persona.deleted",
-               data=Deleted(id=row.id, key=row.key))
+    await emit(
+        session, workspace_id=caller.workspace_id, type="journey.persona.deleted", data=Deleted(id=row.id, key=row.key)
+    )
 
 
 # Touchpoints ------------------------------------------------------------------------------------
@@ -116,14 +126,28 @@ async def create_touchpoint(
 
 @router.get("/touchpoints", tags=["touchpoints"])
 async def list_touchpoints(
-    caller: Reader, session: SessionDep, ids: Ids = None, keys: Keys = None,
+    caller: Reader,
+    session: SessionDep,
+    ids: Ids = None,
+    keys: Keys = None,
     channel: Annotated[Channel | None, Query()] = None,
     department: Annotated[str | None, Query(max_length=200)] = None,
-    q: TextQuery = None, cursor: CursorQuery = None, limit: LimitQuery = 50,
+    q: TextQuery = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> Page[TouchpointPublic]:
     """List the touchpoint catalogue."""
-    page = await catalogue.list_touchpoints(session, workspace_id=caller.workspace_id, ids=ids, keys=keys,
-                                        channel=channel, department=department, q=q, cursor=cursor, limit=limit)
+    page = await catalogue.list_touchpoints(
+        session,
+        workspace_id=caller.workspace_id,
+        ids=ids,
+        keys=keys,
+        channel=channel,
+        department=department,
+        q=q,
+        cursor=cursor,
+        limit=limit,
+    )
     return Page[TouchpointPublic].model_validate(page, from_attributes=True)
 
 
@@ -139,8 +163,9 @@ async def update_touchpoint(
     caller: Writer, session: SessionDep, touchpoint_id: TouchpointId, body: TouchpointUpdate
 ) -> TouchpointPublic:
     """Change a touchpoint (only the fields sent)."""
-    row = await catalogue.update_touchpoint(session, workspace_id=caller.workspace_id, touchpoint_id=touchpoint_id,
-                                        data=body)
+    row = await catalogue.update_touchpoint(
+        session, workspace_id=caller.workspace_id, touchpoint_id=touchpoint_id, data=body
+    )
     public = TouchpointPublic.model_validate(row)
     await emit(session, workspace_id=caller.workspace_id, type="journey.touchpoint.updated", data=public)
     return public
@@ -150,8 +175,12 @@ async def update_touchpoint(
 async def delete_touchpoint(caller: Writer, session: SessionDep, touchpoint_id: TouchpointId) -> None:
     """Delete a touchpoint that sits in no journey step (409 names the steps otherwise)."""
     row = await catalogue.delete_touchpoint(session, workspace_id=caller.workspace_id, touchpoint_id=touchpoint_id)
-    await emit(session, workspace_id=caller.workspace_id, type="journey.touchpoint.deleted",
-               data=Deleted(id=row.id, key=row.key))
+    await emit(
+        session,
+        workspace_id=caller.workspace_id,
+        type="journey.touchpoint.deleted",
+        data=Deleted(id=row.id, key=row.key),
+    )
 
 
 # Journeys ---------------------------------------------------------------------------------------
@@ -169,16 +198,30 @@ async def create_journey(caller: Writer, idem: IdempotencyDep, session: SessionD
 
 @router.get("/journeys", tags=["journeys"])
 async def list_journeys(
-    caller: Reader, session: SessionDep, ids: Ids = None, keys: Keys = None,
+    caller: Reader,
+    session: SessionDep,
+    ids: Ids = None,
+    keys: Keys = None,
     persona_id: Annotated[UUID | None, Query()] = None,
     status: Annotated[JourneyStatus | None, Query()] = None,
     state: Annotated[JourneyState | None, Query()] = None,
-    q: TextQuery = None, cursor: CursorQuery = None, limit: LimitQuery = 50,
+    q: TextQuery = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> Page[JourneyPublic]:
     """List journeys."""
-    page = await journeys.list_journeys(session, workspace_id=caller.workspace_id, ids=ids, keys=keys,
-                                     persona_id=persona_id, status=status, state=state, q=q,
-                                     cursor=cursor, limit=limit)
+    page = await journeys.list_journeys(
+        session,
+        workspace_id=caller.workspace_id,
+        ids=ids,
+        keys=keys,
+        persona_id=persona_id,
+        status=status,
+        state=state,
+        q=q,
+        cursor=cursor,
+        limit=limit,
+    )
     return Page[JourneyPublic].model_validate(page, from_attributes=True)
 
 
@@ -197,7 +240,9 @@ async def get_journey_map(caller: Reader, session: SessionDep, journey_id: Journ
 
 
 @router.patch("/journeys/{journey_id}", tags=["journeys"])
-async def update_journey(caller: Writer, session: SessionDep, journey_id: JourneyId, body: JourneyUpdate) -> JourneyPublic:
+async def update_journey(
+    caller: Writer, session: SessionDep, journey_id: JourneyId, body: JourneyUpdate
+) -> JourneyPublic:
     """Change a journey (only the fields sent)."""
     row = await journeys.update_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)
     public = JourneyPublic.model_validate(row)
@@ -209,8 +254,9 @@ async def update_journey(caller: Writer, session: SessionDep, journey_id: Journe
 async def delete_journey(caller: Writer, session: SessionDep, journey_id: JourneyId) -> None:
     """Delete a journey with its stages and steps (retiring it keeps the history instead)."""
     row = await journeys.delete_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id)
-    await emit(session, workspace_id=caller.workspace_id, type="journey.journey.deleted",
-               data=Deleted(id=row.id, key=row.key))
+    await emit(
+        session, workspace_id=caller.workspace_id, type="journey.journey.deleted", data=Deleted(id=row.id, key=row.key)
+    )
 
 
 # Stages -----------------------------------------------------------------------------------------
@@ -223,10 +269,15 @@ async def list_stages(caller: Reader, session: SessionDep, journey_id: JourneyId
     return [StagePublic.model_validate(s) for s in await journeys.list_stages(session, journey_id=journey_id)]
 
 
-async def _emit_stages(session: SessionDep, caller: Caller, type: str, journey_id: UUID, stage: StagePublic,
-                       stages: list[StagePublic]) -> None:
-    await emit(session, workspace_id=caller.workspace_id, type=type,
-               data=StagesChanged(journey_id=journey_id, stage=stage, stages=stages))
+async def _emit_stages(
+    session: SessionDep, caller: Caller, type: str, journey_id: UUID, stage: StagePublic, stages: list[StagePublic]
+) -> None:
+    await emit(
+        session,
+        workspace_id=caller.workspace_id,
+        type=type,
+        data=StagesChanged(journey_id=journey_id, stage=stage, stages=stages),
+    )
 
 
 @router.post("/journeys/{journey_id}/stages", status_code=201, response_model=StagePublic, tags=["stages"])
@@ -234,8 +285,10 @@ async def add_stage(
     caller: Writer, idem: IdempotencyDep, session: SessionDep, journey_id: JourneyId, body: StageCreate
 ) -> Response:
     """Add a stage (at `position`, or at the end)."""
-    stages = [StagePublic.model_validate(s) for s in
-              await journeys.add_stage(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)]
+    stages = [
+        StagePublic.model_validate(s)
+        for s in await journeys.add_stage(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)
+    ]
     added = next(s for s in stages if s.key == body.key)
     await _emit_stages(session, caller, "journey.stage.added", journey_id, added, stages)
     return await idem.respond(added)
@@ -246,8 +299,12 @@ async def update_stage(
     caller: Writer, session: SessionDep, journey_id: JourneyId, stage_id: StageId, body: StageUpdate
 ) -> StagePublic:
     """Rename or move a stage; the other stages shift to keep the order dense."""
-    stages = [StagePublic.model_validate(s) for s in await journeys.update_stage(
-        session, workspace_id=caller.workspace_id, journey_id=journey_id, stage_id=stage_id, data=body)]
+    stages = [
+        StagePublic.model_validate(s)
+        for s in await journeys.update_stage(
+            session, workspace_id=caller.workspace_id, journey_id=journey_id, stage_id=stage_id, data=body
+        )
+    ]
     changed = next(s for s in stages if s.id == stage_id)
     await _emit_stages(session, caller, "journey.stage.updated", journey_id, changed, stages)
     return changed
@@ -256,7 +313,9 @@ async def update_stage(
 @router.delete("/journeys/{journey_id}/stages/{stage_id}", status_code=204, tags=["stages"])
 async def remove_stage(caller: Writer, session: SessionDep, journey_id: JourneyId, stage_id: StageId) -> None:
     """Remove an empty stage (409 names its steps otherwise)."""
-    row = await journeys.remove_stage(session, workspace_id=caller.workspace_id, journey_id=journey_id, stage_id=stage_id)
+    row = await journeys.remove_stage(
+        session, workspace_id=caller.workspace_id, journey_id=journey_id, stage_id=stage_id
+    )
     stages = [StagePublic.model_validate(s) for s in await journeys.list_stages(session, journey_id=journey_id)]
     await _emit_stages(session, caller, "journey.stage.removed", journey_id, StagePublic.model_validate(row), stages)
 
@@ -277,14 +336,22 @@ async def add_step(
 
 @router.get("/steps", tags=["steps"])
 async def list_steps(
-    caller: Reader, session: SessionDep,
+    caller: Reader,
+    session: SessionDep,
     journey_ids: Annotated[list[UUID] | None, Query(alias="journey_id", max_length=500)] = None,
     touchpoint_ids: Annotated[list[UUID] | None, Query(alias="touchpoint_id", max_length=500)] = None,
-    cursor: CursorQuery = None, limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> Page[StepPublic]:
     """Steps by journey or touchpoint ids (which journeys does a touchpoint serve?)."""
-    page = await journeys.list_steps(session, workspace_id=caller.workspace_id, journey_ids=journey_ids,
-                                  touchpoint_ids=touchpoint_ids, cursor=cursor, limit=limit)
+    page = await journeys.list_steps(
+        session,
+        workspace_id=caller.workspace_id,
+        journey_ids=journey_ids,
+        touchpoint_ids=touchpoint_ids,
+        cursor=cursor,
+        limit=limit,
+    )
     return Page[StepPublic].model_validate(page, from_attributes=True)
 
 
@@ -293,8 +360,9 @@ async def update_step(
     caller: Writer, session: SessionDep, journey_id: JourneyId, step_id: StepId, body: StepUpdate
 ) -> StepPublic:
     """Move a step (stage, position) or change its moment-of-truth flag and expected emotion."""
-    row = await journeys.update_step(session, workspace_id=caller.workspace_id, journey_id=journey_id,
-                                  step_id=step_id, data=body)
+    row = await journeys.update_step(
+        session, workspace_id=caller.workspace_id, journey_id=journey_id, step_id=step_id, data=body
+    )
     public = StepPublic.model_validate(row)
     await emit(session, workspace_id=caller.workspace_id, type="journey.step.updated", data=public)
     return public
@@ -304,5 +372,6 @@ async def update_step(
 async def remove_step(caller: Writer, session: SessionDep, journey_id: JourneyId, step_id: StepId) -> None:
     """Remove a step from the journey (the touchpoint stays in the catalogue)."""
     row = await journeys.remove_step(session, workspace_id=caller.workspace_id, journey_id=journey_id, step_id=step_id)
-    await emit(session, workspace_id=caller.workspace_id, type="journey.step.removed",
-               data=StepPublic.model_validate(row))
+    await emit(
+        session, workspace_id=caller.workspace_id, type="journey.step.removed", data=StepPublic.model_validate(row)
+    )

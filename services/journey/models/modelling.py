@@ -228,9 +228,7 @@ class Journey(JourneyTable, table=True):
     __tablename__ = "journey"
     __table_args__ = (
         sa.UniqueConstraint("workspace_id", "key", name="uq_journey_key"),
-        sa.CheckConstraint(
-            "improves_journey_id IS NULL OR state = 'target'", name="ck_journey_improves_only_target"
-        ),
+        sa.CheckConstraint("improves_journey_id IS NULL OR state = 'target'", name="ck_journey_improves_only_target"),
     )
     id: UUID = sqlmodel.Field(default_factory=uuid7, primary_key=True)
     workspace_id: str = sqlmodel.Field(index=True)
@@ -255,9 +253,7 @@ class Stage(JourneyTable, table=True):
     __tablename__ = "stage"
     __table_args__ = (
         sa.UniqueConstraint("journey_id", "key", name="uq_stage_key"),
-        sa.UniqueConstraint(
-            "journey_id", "position", name="uq_stage_position", deferrable=True, initially="DEFERRED"
-        ),
+        sa.UniqueConstraint("journey_id", "position", name="uq_stage_position", deferrable=True, initially="DEFERRED"),
         sa.UniqueConstraint("id", "journey_id", name="uq_stage_id_journey"),
     )
     id: UUID = sqlmodel.Field(default_factory=uuid7, primary_key=True)
@@ -301,16 +297,18 @@ class JourneyStep(JourneyTable, table=True):
     __tablename__ = "journey_step"
     __table_args__ = (
         sa.ForeignKeyConstraint(
-            ["stage_id", "journey_id"], ["stage.id", "stage.journey_id"], ondelete="CASCADE",
+            ["stage_id", "journey_id"],
+            ["stage.id", "stage.journey_id"],
+            ondelete="CASCADE",
             name="fk_step_stage_in_journey",
         ),
         sa.ForeignKeyConstraint(
-            ["touchpoint_id", "workspace_id"], ["touchpoint.id", "touchpoint.workspace_id"],
-            ondelete="RESTRICT", name="fk_step_touchpoint_in_workspace",
+            ["touchpoint_id", "workspace_id"],
+            ["touchpoint.id", "touchpoint.workspace_id"],
+            ondelete="RESTRICT",
+            name="fk_step_touchpoint_in_workspace",
         ),
-        sa.UniqueConstraint(
-            "stage_id", "position", name="uq_step_position", deferrable=True, initially="DEFERRED"
-        ),
+        sa.UniqueConstraint("stage_id", "position", name="uq_step_position", deferrable=True, initially="DEFERRED"),
         sa.UniqueConstraint("stage_id", "touchpoint_id", name="uq_step_touchpoint_in_stage"),
         sa.CheckConstraint("expected_emotion BETWEEN -2 AND 2", name="ck_step_emotion"),
         sa.Index("ix_journey_step_journey", "journey_id", "stage_id", "position"),

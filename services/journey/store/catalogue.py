@@ -10,6 +10,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.common.errors import Conflict
 from services.common.pagination import Page, keyset, page_of
@@ -42,21 +43,25 @@ async def get_persona(session: AsyncSession, *, workspace_id: str, persona_id: U
 
 
 async def list_personas(
-    session: AsyncSession, *, workspace_id: str, ids: list[UUID] | None, keys: list[str] | None,
-    q: str | None, cursor: str | None, limit: int,
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    ids: list[UUID] | None,
+    keys: list[str] | None,
+    q: str | None,
+    cursor: str | None,
+    limit: int,
 ) -> Page[Persona]:
-    stmt = sa.select(Persona).where(Persona.workspace_id == workspace_id, text_filter(Persona.name, q))
+    stmt = sa.select(Persona).where(col(Persona.workspace_id) == workspace_id, text_filter(col(Persona.name), q))
     if ids:
-        stmt = stmt.where(Persona.id.in_(ids))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(Persona.id).in_(ids))
     if keys:
-        stmt = stmt.where(Persona.key.in_(keys))  # type: ignore[attr-defined]
-    rows = (await session.execute(keyset(stmt, Persona.id, cursor=cursor, limit=limit))).scalars().all()
+        stmt = stmt.where(col(Persona.key).in_(keys))
+    rows = (await session.execute(keyset(stmt, col(Persona.id), cursor=cursor, limit=limit))).scalars().all()
     return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
 
 
-async def update_persona(
-    session: AsyncSession, *, workspace_id: str, persona_id: UUID, data: PersonaUpdate
-) -> Persona:
+async def update_persona(session: AsyncSession, *, workspace_id: str, persona_id: UUID, data: PersonaUpdate) -> Persona:
     row = await get_persona(session, workspace_id=workspace_id, persona_id=persona_id)
     changes = data.model_dump(mode="json", exclude_unset=True)
     await update_row(session, row, changes, what="persona")
@@ -66,10 +71,16 @@ async def update_persona(
 async def delete_persona(session: AsyncSession, *, workspace_id: str, persona_id: UUID) -> Persona:
     row = await get_persona(session, workspace_id=workspace_id, persona_id=persona_id)
     users = (
-        await session.execute(
-            sa.select(Journey.key).where(Journey.workspace_id == workspace_id, Journey.persona_id == persona_id)
+        (
+            await session.execute(
+                sa.select(col(Journey.key)).where(
+                    col(Journey.workspace_id) == workspace_id, col(Journey.persona_id) == persona_id
+                )
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     if users:
         raise Conflict(
             f"Persona {row.key!r} is the persona of journeys {', '.join(sorted(users))}; "
@@ -96,19 +107,29 @@ async def get_touchpoint(session: AsyncSession, *, workspace_id: str, touchpoint
 
 
 async def list_touchpoints(
-    session: AsyncSession, *, workspace_id: str, ids: list[UUID] | None, keys: list[str] | None,
-    channel: Channel | None, department: str | None, q: str | None, cursor: str | None, limit: int,
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    ids: list[UUID] | None,
+    keys: list[str] | None,
+    channel: Channel | None,
+    department: str | None,
+    q: str | None,
+    cursor: str | None,
+    limit: int,
 ) -> Page[Touchpoint]:
-    stmt = sa.select(Touchpoint).where(Touchpoint.workspace_id == workspace_id, text_filter(Touchpoint.name, q))
+    stmt = sa.select(Touchpoint).where(
+        col(Touchpoint.workspace_id) == workspace_id, text_filter(col(Touchpoint.name), q)
+    )
     if ids:
-        stmt = stmt.where(Touchpoint.id.in_(ids))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(Touchpoint.id).in_(ids))
     if keys:
-        stmt = stmt.where(Touchpoint.key.in_(keys))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(Touchpoint.key).in_(keys))
     if channel:
-        stmt = stmt.where(Touchpoint.channel == channel)
+        stmt = stmt.where(col(Touchpoint.channel) == channel)
     if department:
-        stmt = stmt.where(Touchpoint.department == department)
-    rows = (await session.execute(keyset(stmt, Touchpoint.id, cursor=cursor, limit=limit))).scalars().all()
+        stmt = stmt.where(col(Touchpoint.department) == department)
+    rows = (await session.execute(keyset(stmt, col(Touchpoint.id), cursor=cursor, limit=limit))).scalars().all()
     return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
 
 
@@ -124,19 +145,18 @@ async def delete_touchpoint(session: AsyncSession, *, workspace_id: str, touchpo
     row = await get_touchpoint(session, workspace_id=workspace_id, touchpoint_id=touchpoint_id)
     placements = (
         await session.execute(
-            sa.select(JourneyStep.id, Journey.key, Stage.key)
-            .join(Journey, Journey.id == JourneyStep.journey_id)
-            .join(Stage, Stage.id == JourneyStep.stage_id)
-            .where(JourneyStep.workspace_id == workspace_id, JourneyStep.touchpoint_id == touchpoint_id)
-            .order_by(Journey.key, Stage.position)
+            sa.select(col(JourneyStep.id), col(Journey.key), col(Stage.key))
+            .join(Journey, col(Journey.id) == col(JourneyStep.journey_id))
+            .join(Stage, col(Stage.id) == col(JourneyStep.stage_id))
+            .where(col(JourneyStep.workspace_id) == workspace_id, col(JourneyStep.touchpoint_id) == touchpoint_id)
+            .order_by(col(Journey.key), col(Stage.position))
         )
     ).all()
     if placements:
         steps = [{"step_id": str(s), "journey": j, "stage": st} for s, j, st in placements]
         named = ", ".join(f"{s['journey']}/{s['stage']}" for s in steps[:10])
         raise Conflict(
-            f"Touchpoint {row.key!r} sits in {len(steps)} journey step(s) ({named}); "
-            "remove those steps first.",
+            f"Touchpoint {row.key!r} sits in {len(steps)} journey step(s) ({named}); remove those steps first.",
             steps=steps,
         )
     await session.delete(row)

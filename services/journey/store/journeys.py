@@ -11,6 +11,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.common.errors import Conflict, NotFound, Unprocessable
 from services.common.pagination import Page, keyset, page_of
@@ -21,6 +22,7 @@ from services.journey.models import (
     JourneyState,
     JourneyStatus,
     JourneyStep,
+    JourneyTable,
     JourneyUpdate,
     Persona,
     Stage,
@@ -36,32 +38,48 @@ from services.journey.store._rows import get_scoped, insert_row, text_filter, up
 
 
 async def _check_journey_links(
-    session: AsyncSession, *, workspace_id: str, persona_id: UUID | None, improves_journey_id: UUID | None,
-    state: JourneyState, journey_id: UUID | None = None,
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    persona_id: UUID | None,
+    improves_journey_id: UUID | None,
+    state: JourneyState,
+    journey_id: UUID | None = None,
 ) -> None:
     errors = []
     if persona_id is not None:
         found = await session.scalar(
-            sa.select(Persona.id).where(Persona.id == persona_id, Persona.workspace_id == workspace_id)
+            sa.select(col(Persona.id)).where(col(Persona.id) == persona_id, col(Persona.workspace_id) == workspace_id)
         )
         if found is None:
             errors.append({"field": "body.persona_id", "message": f"no persona {persona_id} in this workspace"})
     if improves_journey_id is not None:
         if state != JourneyState.target:
-            errors.append({"field": "body.improves_journey_id",
-                           "message": "only a target journey can improve a current one; set state to 'target'"})
+            errors.append(
+                {
+                    "field": "body.improves_journey_id",
+                    "message": "only a target journey can improve a current one; set state to 'target'",
+                }
+            )
         elif improves_journey_id == journey_id:
             errors.append({"field": "body.improves_journey_id", "message": "a journey cannot improve itself"})
         else:
             improved = await session.scalar(
-                sa.select(Journey.state).where(Journey.id == improves_journey_id, Journey.workspace_id == workspace_id)
+                sa.select(col(Journey.state)).where(
+                    col(Journey.id) == improves_journey_id, col(Journey.workspace_id) == workspace_id
+                )
             )
             if improved is None:
-                errors.append({"field": "body.improves_journey_id",
-                               "message": f"no journey {improves_journey_id} in this workspace"})
+                errors.append(
+                    {
+                        "field": "body.improves_journey_id",
+                        "message": f"no journey {improves_journey_id} in this workspace",
+                    }
+                )
             elif improved != JourneyState.current:
-                errors.append({"field": "body.improves_journey_id",
-                               "message": "the improved journey must be a 'current' journey"})
+                errors.append(
+                    {"field": "body.improves_journey_id", "message": "the improved journey must be a 'current' journey"}
+                )
     if errors:
         raise Unprocessable("; ".join(e["message"] for e in errors), errors=errors)
 
@@ -69,13 +87,20 @@ async def _check_journey_links(
 async def create_journey(
     session: AsyncSession, *, workspace_id: str, data: JourneyCreate
 ) -> tuple[Journey, list[Stage]]:
-    await _check_journey_links(session, workspace_id=workspace_id, persona_id=data.persona_id,
-                               improves_journey_id=data.improves_journey_id, state=data.state)
+    await _check_journey_links(
+        session,
+        workspace_id=workspace_id,
+        persona_id=data.persona_id,
+        improves_journey_id=data.improves_journey_id,
+        state=data.state,
+    )
     stages_in = data.stages if data.stages is not None else [StageCreate(key=k, name=n) for k, n in DEFAULT_STAGES]
     keys = [s.key for s in stages_in]
     if len(set(keys)) != len(keys):
-        raise Unprocessable("Stage keys must be unique within a journey.",
-                            errors=[{"field": "body.stages", "message": "duplicate stage key"}])
+        raise Unprocessable(
+            "Stage keys must be unique within a journey.",
+            errors=[{"field": "body.stages", "message": "duplicate stage key"}],
+        )
     row = Journey(workspace_id=workspace_id, **data.model_dump(exclude={"stages"}))
     await insert_row(session, row, what="journey", key=data.key)
     ordered = sorted(enumerate(stages_in), key=lambda p: (p[1].position if p[1].position is not None else p[0], p[0]))
@@ -98,7 +123,7 @@ async def lock_journey(session: AsyncSession, *, workspace_id: str, journey_id: 
     row = (
         await session.execute(
             sa.select(Journey)
-            .where(Journey.id == journey_id, Journey.workspace_id == workspace_id)
+            .where(col(Journey.id) == journey_id, col(Journey.workspace_id) == workspace_id)
             .with_for_update()
         )
     ).scalar_one_or_none()
@@ -108,28 +133,34 @@ async def lock_journey(session: AsyncSession, *, workspace_id: str, journey_id: 
 
 
 async def list_journeys(
-    session: AsyncSession, *, workspace_id: str, ids: list[UUID] | None, keys: list[str] | None,
-    persona_id: UUID | None, status: JourneyStatus | None, state: JourneyState | None,
-    q: str | None, cursor: str | None, limit: int,
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    ids: list[UUID] | None,
+    keys: list[str] | None,
+    persona_id: UUID | None,
+    status: JourneyStatus | None,
+    state: JourneyState | None,
+    q: str | None,
+    cursor: str | None,
+    limit: int,
 ) -> Page[Journey]:
-    stmt = sa.select(Journey).where(Journey.workspace_id == workspace_id, text_filter(Journey.name, q))
+    stmt = sa.select(Journey).where(col(Journey.workspace_id) == workspace_id, text_filter(col(Journey.name), q))
     if ids:
-        stmt = stmt.where(Journey.id.in_(ids))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(Journey.id).in_(ids))
     if keys:
-        stmt = stmt.where(Journey.key.in_(keys))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(Journey.key).in_(keys))
     if persona_id:
-        stmt = stmt.where(Journey.persona_id == persona_id)
+        stmt = stmt.where(col(Journey.persona_id) == persona_id)
     if status:
-        stmt = stmt.where(Journey.status == status)
+        stmt = stmt.where(col(Journey.status) == status)
     if state:
-        stmt = stmt.where(Journey.state == state)
-    rows = (await session.execute(keyset(stmt, Journey.id, cursor=cursor, limit=limit))).scalars().all()
+        stmt = stmt.where(col(Journey.state) == state)
+    rows = (await session.execute(keyset(stmt, col(Journey.id), cursor=cursor, limit=limit))).scalars().all()
     return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
 
 
-async def update_journey(
-    session: AsyncSession, *, workspace_id: str, journey_id: UUID, data: JourneyUpdate
-) -> Journey:
+async def update_journey(session: AsyncSession, *, workspace_id: str, journey_id: UUID, data: JourneyUpdate) -> Journey:
     row = await get_journey(session, workspace_id=workspace_id, journey_id=journey_id)
     changes = data.model_dump(exclude_unset=True)
     state = changes.get("state", row.state)
@@ -137,10 +168,12 @@ async def update_journey(
     if state == JourneyState.current and "state" in changes and "improves_journey_id" not in changes:
         improves = changes["improves_journey_id"] = None  # a current journey improves nothing
     await _check_journey_links(
-        session, workspace_id=workspace_id,
+        session,
+        workspace_id=workspace_id,
         persona_id=changes.get("persona_id") if "persona_id" in changes else None,
         improves_journey_id=improves if "improves_journey_id" in changes else None,
-        state=state, journey_id=journey_id,
+        state=state,
+        journey_id=journey_id,
     )
     await update_row(session, row, changes, what="journey")
     return row
@@ -149,7 +182,7 @@ async def update_journey(
 async def delete_journey(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> Journey:
     """Deletes the journey with its stages and steps (its map); touchpoints stay in the catalogue."""
     row = await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
-    await session.execute(sa.delete(JourneyStep).where(JourneyStep.journey_id == journey_id))
+    await session.execute(sa.delete(JourneyStep).where(col(JourneyStep.journey_id) == journey_id))
     await session.delete(row)
     await session.flush()
     return row
@@ -160,19 +193,21 @@ async def delete_journey(session: AsyncSession, *, workspace_id: str, journey_id
 
 async def list_stages(session: AsyncSession, *, journey_id: UUID) -> list[Stage]:
     return list(
-        (await session.execute(sa.select(Stage).where(Stage.journey_id == journey_id).order_by(Stage.position)))
+        (
+            await session.execute(
+                sa.select(Stage).where(col(Stage.journey_id) == journey_id).order_by(col(Stage.position))
+            )
+        )
         .scalars()
         .all()
     )
 
 
-async def _renumber(session: AsyncSession, model: type[Stage] | type[JourneyStep], ordered_ids: list[UUID]) -> None:
+async def _renumber(session: AsyncSession, table_name: str, ordered_ids: list[UUID]) -> None:
     # Positions are unique (deferred): renumber the whole list in one statement.
-    table = model.__table__  # type: ignore[attr-defined]
+    table = JourneyTable.metadata.tables[table_name]
     await session.execute(
-        sa.update(table)
-        .where(table.c.id == sa.bindparam("row_id"))
-        .values(position=sa.bindparam("pos")),
+        sa.update(table).where(table.c.id == sa.bindparam("row_id")).values(position=sa.bindparam("pos")),
         [{"row_id": i, "pos": p} for p, i in enumerate(ordered_ids)],
     )
 
@@ -191,13 +226,13 @@ async def add_stage(session: AsyncSession, *, workspace_id: str, journey_id: UUI
     row = Stage(workspace_id=workspace_id, journey_id=journey_id, key=data.key, name=data.name, position=len(stages))
     session.add(row)
     await session.flush()
-    await _renumber(session, Stage, _place([s.id for s in stages], row.id, data.position))
+    await _renumber(session, "stage", _place([s.id for s in stages], row.id, data.position))
     return await _stages_after_change(session, journey_id=journey_id)
 
 
 async def _stage(session: AsyncSession, *, workspace_id: str, journey_id: UUID, stage_id: UUID) -> Stage:
     await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
-    row = await session.scalar(sa.select(Stage).where(Stage.id == stage_id, Stage.journey_id == journey_id))
+    row = await session.scalar(sa.select(Stage).where(col(Stage.id) == stage_id, col(Stage.journey_id) == journey_id))
     if row is None:
         raise NotFound(f"Journey {journey_id} has no stage {stage_id}.")
     return row
@@ -210,7 +245,7 @@ async def update_stage(
     changes = data.model_dump(exclude_unset=True, exclude={"position"})
     if "key" in changes and changes["key"] != row.key:
         clash = await session.scalar(
-            sa.select(Stage.id).where(Stage.journey_id == journey_id, Stage.key == changes["key"])
+            sa.select(col(Stage.id)).where(col(Stage.journey_id) == journey_id, col(Stage.key) == changes["key"])
         )
         if clash is not None:
             raise Conflict(f"This journey already has a stage with key {changes['key']!r}.")
@@ -219,13 +254,17 @@ async def update_stage(
     await session.flush()
     if data.position is not None:
         ids = [s.id for s in await list_stages(session, journey_id=journey_id)]
-        await _renumber(session, Stage, _place(ids, stage_id, data.position))
+        await _renumber(session, "stage", _place(ids, stage_id, data.position))
     return await _stages_after_change(session, journey_id=journey_id)
 
 
 async def remove_stage(session: AsyncSession, *, workspace_id: str, journey_id: UUID, stage_id: UUID) -> Stage:
     row = await _stage(session, workspace_id=workspace_id, journey_id=journey_id, stage_id=stage_id)
-    steps = (await session.execute(sa.select(JourneyStep.id).where(JourneyStep.stage_id == stage_id))).scalars().all()
+    steps = (
+        (await session.execute(sa.select(col(JourneyStep.id)).where(col(JourneyStep.stage_id) == stage_id)))
+        .scalars()
+        .all()
+    )
     if steps:
         raise Conflict(
             f"Stage {row.key!r} still holds {len(steps)} step(s); move or remove them first.",
@@ -234,7 +273,7 @@ async def remove_stage(session: AsyncSession, *, workspace_id: str, journey_id: 
     await session.delete(row)
     await session.flush()
     remaining = [s.id for s in await list_stages(session, journey_id=journey_id)]
-    await _renumber(session, Stage, remaining)
+    await _renumber(session, "stage", remaining)
     return row
 
 
@@ -250,9 +289,15 @@ async def _stages_after_change(session: AsyncSession, *, journey_id: UUID) -> li
 
 async def _steps_in(session: AsyncSession, *, stage_id: UUID) -> list[UUID]:
     return list(
-        (await session.execute(
-            sa.select(JourneyStep.id).where(JourneyStep.stage_id == stage_id).order_by(JourneyStep.position)
-        )).scalars().all()
+        (
+            await session.execute(
+                sa.select(col(JourneyStep.id))
+                .where(col(JourneyStep.stage_id) == stage_id)
+                .order_by(col(JourneyStep.position))
+            )
+        )
+        .scalars()
+        .all()
     )
 
 
@@ -261,34 +306,55 @@ async def _check_step_refs(
 ) -> None:
     errors = []
     if stage_id is not None:
-        owner = await session.scalar(sa.select(Stage.journey_id).where(Stage.id == stage_id, Stage.workspace_id == workspace_id))
+        owner = await session.scalar(
+            sa.select(col(Stage.journey_id)).where(col(Stage.id) == stage_id, col(Stage.workspace_id) == workspace_id)
+        )
         if owner != journey_id:
-            errors.append({"field": "body.stage_id", "message": f"stage {stage_id} is not a stage of journey {journey_id}"})
+            errors.append(
+                {"field": "body.stage_id", "message": f"stage {stage_id} is not a stage of journey {journey_id}"}
+            )
     if touchpoint_id is not None:
         found = await session.scalar(
-            sa.select(Touchpoint.id).where(Touchpoint.id == touchpoint_id, Touchpoint.workspace_id == workspace_id)
+            sa.select(col(Touchpoint.id)).where(
+                col(Touchpoint.id) == touchpoint_id, col(Touchpoint.workspace_id) == workspace_id
+            )
         )
         if found is None:
-            errors.append({"field": "body.touchpoint_id",
-                           "message": f"no touchpoint {touchpoint_id} in this workspace's catalogue"})
+            errors.append(
+                {
+                    "field": "body.touchpoint_id",
+                    "message": f"no touchpoint {touchpoint_id} in this workspace's catalogue",
+                }
+            )
     if errors:
         raise Unprocessable("; ".join(e["message"] for e in errors), errors=errors)
 
 
 async def add_step(session: AsyncSession, *, workspace_id: str, journey_id: UUID, data: StepCreate) -> JourneyStep:
     await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
-    await _check_step_refs(session, workspace_id=workspace_id, journey_id=journey_id,
-                           stage_id=data.stage_id, touchpoint_id=data.touchpoint_id)
+    await _check_step_refs(
+        session,
+        workspace_id=workspace_id,
+        journey_id=journey_id,
+        stage_id=data.stage_id,
+        touchpoint_id=data.touchpoint_id,
+    )
     existing = await _steps_in(session, stage_id=data.stage_id)
-    row = JourneyStep(workspace_id=workspace_id, journey_id=journey_id, position=len(existing),
-                      **data.model_dump(exclude={"position"}))
+    row = JourneyStep(
+        workspace_id=workspace_id,
+        journey_id=journey_id,
+        position=len(existing),
+        **data.model_dump(exclude={"position"}),
+    )
     session.add(row)
     try:
         async with session.begin_nested():
             await session.flush()
     except IntegrityError:
-        raise Conflict(f"Touchpoint {data.touchpoint_id} already sits in stage {data.stage_id} of this journey.") from None
-    await _renumber(session, JourneyStep, _place(existing, row.id, data.position))
+        raise Conflict(
+            f"Touchpoint {data.touchpoint_id} already sits in stage {data.stage_id} of this journey."
+        ) from None
+    await _renumber(session, "journey_step", _place(existing, row.id, data.position))
     await session.refresh(row)
     return row
 
@@ -296,7 +362,7 @@ async def add_step(session: AsyncSession, *, workspace_id: str, journey_id: UUID
 async def _step(session: AsyncSession, *, workspace_id: str, journey_id: UUID, step_id: UUID) -> JourneyStep:
     await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
     row = await session.scalar(
-        sa.select(JourneyStep).where(JourneyStep.id == step_id, JourneyStep.journey_id == journey_id)
+        sa.select(JourneyStep).where(col(JourneyStep.id) == step_id, col(JourneyStep.journey_id) == journey_id)
     )
     if row is None:
         raise NotFound(f"Journey {journey_id} has no step {step_id}.")
@@ -311,8 +377,9 @@ async def update_step(
     old_stage = row.stage_id
     new_stage = data.stage_id or old_stage
     if new_stage != old_stage:
-        await _check_step_refs(session, workspace_id=workspace_id, journey_id=journey_id,
-                               stage_id=new_stage, touchpoint_id=None)
+        await _check_step_refs(
+            session, workspace_id=workspace_id, journey_id=journey_id, stage_id=new_stage, touchpoint_id=None
+        )
         changes["stage_id"] = new_stage
         changes["position"] = 1_000_000  # parked at the end until renumbered below
     try:
@@ -320,9 +387,11 @@ async def update_step(
     except IntegrityError:
         raise Conflict(f"Touchpoint {row.touchpoint_id} already sits in stage {new_stage} of this journey.") from None
     if new_stage != old_stage:
-        await _renumber(session, JourneyStep, await _steps_in(session, stage_id=old_stage))
+        await _renumber(session, "journey_step", await _steps_in(session, stage_id=old_stage))
     if new_stage != old_stage or data.position is not None:
-        await _renumber(session, JourneyStep, _place(await _steps_in(session, stage_id=new_stage), row.id, data.position))
+        await _renumber(
+            session, "journey_step", _place(await _steps_in(session, stage_id=new_stage), row.id, data.position)
+        )
     await session.refresh(row)
     return row
 
@@ -331,18 +400,23 @@ async def remove_step(session: AsyncSession, *, workspace_id: str, journey_id: U
     row = await _step(session, workspace_id=workspace_id, journey_id=journey_id, step_id=step_id)
     await session.delete(row)
     await session.flush()
-    await _renumber(session, JourneyStep, await _steps_in(session, stage_id=row.stage_id))
+    await _renumber(session, "journey_step", await _steps_in(session, stage_id=row.stage_id))
     return row
 
 
 async def list_steps(
-    session: AsyncSession, *, workspace_id: str, journey_ids: list[UUID] | None,
-    touchpoint_ids: list[UUID] | None, cursor: str | None, limit: int,
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    journey_ids: list[UUID] | None,
+    touchpoint_ids: list[UUID] | None,
+    cursor: str | None,
+    limit: int,
 ) -> Page[JourneyStep]:
-    stmt = sa.select(JourneyStep).where(JourneyStep.workspace_id == workspace_id)
+    stmt = sa.select(JourneyStep).where(col(JourneyStep.workspace_id) == workspace_id)
     if journey_ids:
-        stmt = stmt.where(JourneyStep.journey_id.in_(journey_ids))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(JourneyStep.journey_id).in_(journey_ids))
     if touchpoint_ids:
-        stmt = stmt.where(JourneyStep.touchpoint_id.in_(touchpoint_ids))  # type: ignore[attr-defined]
-    rows = (await session.execute(keyset(stmt, JourneyStep.id, cursor=cursor, limit=limit))).scalars().all()
+        stmt = stmt.where(col(JourneyStep.touchpoint_id).in_(touchpoint_ids))
+    rows = (await session.execute(keyset(stmt, col(JourneyStep.id), cursor=cursor, limit=limit))).scalars().all()
     return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
