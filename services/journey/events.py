@@ -10,7 +10,16 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from services.journey.models import JourneyPublic, PersonaPublic, StagePublic, StepPublic, TouchpointPublic
+from services.journey.models import (
+    CustomersUpserted,
+    InteractionsRecorded,
+    JourneyPublic,
+    OutcomesRecorded,
+    PersonaPublic,
+    StagePublic,
+    StepPublic,
+    TouchpointPublic,
+)
 
 
 class Deleted(BaseModel):
@@ -45,4 +54,7 @@ PUBLISHED: dict[str, type[BaseModel]] = {
     "journey.step.added": StepPublic,
     "journey.step.updated": StepPublic,
     "journey.step.removed": StepPublic,
+    "journey.customer.upserted": CustomersUpserted,
+    "journey.interaction.recorded": InteractionsRecorded,
+    "journey.outcome.recorded": OutcomesRecorded,
 }

@@ -1,0 +1,274 @@
+"""Customers, interactions and outcomes: what real customers do at the touchpoints.
+
+Tables here are large (interactions: millions of rows), so they are plain columns with the indexes
+the derived views need; request shapes validate hard enough that no input reaches PostgreSQL in a
+form it rejects (NUL characters, naive or out-of-range timestamps).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+import sqlalchemy as sa
+import sqlmodel
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field
+from sqlalchemy.dialects.postgresql import JSONB
+from uuid_utils.compat import uuid7
+
+from services.journey.models._base import KEY_PATTERN, JourneyTable, Shape, now_column
+from services.journey.models.modelling import Channel
+
+EXTERNAL_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+def _no_nul(value: Any, path: str = "") -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"NUL characters are not allowed{' in ' + path if path else ''}")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_nul(k, path)
+            _no_nul(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _no_nul(v, f"{path}[{i}]")
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    _no_nul(value)
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
+    if utc < EARLIEST:
+        raise ValueError("timestamp before 1900-01-01 is not accepted")
+    return utc
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
+Timestamp = Annotated[AwareDatetime, AfterValidator(_in_range)]
+ExternalId = Annotated[str, Field(pattern=EXTERNAL_ID_PATTERN, description="The CRM's id of the customer.")]
+EventId = Annotated[
+    str, Field(pattern=EXTERNAL_ID_PATTERN, description="Your unique id of this event: the dedupe key of replays.")
+]
+Key = Annotated[str, Field(pattern=KEY_PATTERN)]
+
+
+class VisitorType(enum.StrEnum):
+    first_time = "first_time_visitor"
+    returning = "returning_visitor"
+    existing = "existing_customer"
+
+
+# Customers --------------------------------------------------------------------------------------
+
+
+class Consent(Shape):
+    purpose: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,79}$", examples=["marketing"])
+    channel: Channel | None = Field(default=None, description="Omitted: the consent holds for every channel.")
+    granted: bool
+    at: Timestamp | None = Field(default=None, description="When given or withdrawn; omitted: now.")
+
+
+class CustomerUpsert(Shape):
+    profile: JsonObject = Field(default_factory=dict, description="Explicit criteria; persona rules read these.")
+    consents: list[Consent] = Field(default_factory=list, max_length=100)
+    channel_preferences: list[Channel] = Field(default_factory=list, max_length=11, description="Preferred first.")
+    existing_customer: bool = Field(default=False, description="The CRM knows this person as a customer.")
+
+
+class CustomerBulkItem(CustomerUpsert):
+    external_id: ExternalId
+
+
+class CustomerBulk(Shape):
+    items: list[Any] = Field(
+        min_length=1, max_length=10_000, description="Each a CustomerBulkItem; an invalid item fails alone."
+    )
+
+
+class CustomerPublic(Shape):
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
+    id: UUID
+    external_id: str
+    profile: dict[str, Any]
+    consents: list[Consent]
+    channel_preferences: list[Channel]
+    existing_customer: bool
+    persona_id: UUID | None
+    persona_key: str | None = None
+    persona_rule: str | None = Field(default=None, description="Name of the persona rule that matched.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class Customer(JourneyTable, table=True):
+    __tablename__ = "customer"
+    __table_args__ = (
+        sa.UniqueConstraint("workspace_id", "external_id", name="uq_customer_external_id"),
+        sa.Index("ix_customer_persona", "workspace_id", "persona_id"),
+    )
+    id: UUID = sqlmodel.Field(default_factory=uuid7, primary_key=True)
+    workspace_id: str
+    external_id: str
+    profile: dict[str, Any] = sqlmodel.Field(default_factory=dict, sa_type=JSONB)
+    consents: list[dict[str, Any]] = sqlmodel.Field(default_factory=list, sa_type=JSONB)
+    channel_preferences: list[str] = sqlmodel.Field(default_factory=list, sa_type=JSONB)
+    existing_customer: bool = False
+    # SET NULL: deleting a persona must not fail on its customers; re-evaluation reassigns them.
+    persona_id: UUID | None = sqlmodel.Field(default=None, foreign_key="persona.id", ondelete="SET NULL")
+    persona_rule: str | None = None
+    created_at: datetime = sqlmodel.Field(sa_column=now_column())
+    updated_at: datetime = sqlmodel.Field(sa_column=now_column())
+
+
+# Interactions and outcomes ---------------------------------------------------------------------
+
+
+class EventFields(Shape):
+    event_id: EventId
+    customer: ExternalId = Field(description="external_id of the customer; an unknown customer is created.")
+    occurred_at: Timestamp = Field(description="With a timezone; at most a few minutes in the future.")
+    journey: Key | None = Field(default=None, description="Key of the journey this event belongs to, if known.")
+    properties: JsonObject = Field(default_factory=dict)
+
+
+class InteractionIn(EventFields):
+    touchpoint: Key = Field(description="Key of the touchpoint met.")
+    channel: Channel | None = Field(default=None, description="Omitted: the touchpoint's channel.")
+
+
+class OutcomeIn(EventFields):
+    name: Key = Field(description="purchase, conversion, churn or a name of your own.", examples=["purchase"])
+    value: Decimal | None = Field(default=None, max_digits=18, decimal_places=4)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    touchpoint: Key | None = Field(default=None, description="Key of the touchpoint where it happened, if any.")
+
+
+class EventBulk(Shape):
+    items: list[Any] = Field(
+        min_length=1, max_length=10_000, description="Each an InteractionIn / OutcomeIn; an invalid item fails alone."
+    )
+
+
+class ItemStatus(enum.StrEnum):
+    created = "created"
+    updated = "updated"
+    stored = "stored"
+    duplicate = "duplicate"
+    failed = "failed"
+
+
+class ItemError(Shape):
+    field: str
+    message: str
+
+
+class ItemResult(Shape):
+    index: int
+    key: str | None = Field(description="external_id or event_id of the item, when readable.")
+    status: ItemStatus
+    id: UUID | None = None
+    errors: list[ItemError] | None = None
+
+
+class BulkResult(Shape):
+    counts: dict[str, int]
+    items: list[ItemResult]
+
+
+class InteractionPublic(Shape):
+    id: UUID
+    event_id: str
+    customer: str
+    customer_id: UUID
+    touchpoint: str
+    touchpoint_id: UUID
+    channel: Channel
+    occurred_at: datetime
+    journey: str | None
+    journey_id: UUID | None
+    properties: dict[str, Any]
+
+
+class OutcomePublic(Shape):
+    id: UUID
+    event_id: str
+    customer: str
+    customer_id: UUID
+    name: str
+    value: Decimal | None
+    currency: str | None
+    touchpoint: str | None
+    touchpoint_id: UUID | None
+    occurred_at: datetime
+    journey: str | None
+    journey_id: UUID | None
+    properties: dict[str, Any]
+
+
+class Interaction(JourneyTable, table=True):
+    __tablename__ = "interaction"
+    __table_args__ = (
+        sa.UniqueConstraint("workspace_id", "event_id", name="uq_interaction_event_id"),
+        sa.Index("ix_interaction_customer_time", "workspace_id", "customer_id", "occurred_at"),
+        # Funnels, paths and reach read a journey's touchpoints: (touchpoint, time, customer) lets
+        # them run from the index alone.
+        sa.Index("ix_interaction_touchpoint_time", "workspace_id", "touchpoint_id", "occurred_at", "customer_id"),
+    )
+    id: UUID = sqlmodel.Field(primary_key=True)
+    workspace_id: str
+    event_id: str
+    customer_id: UUID = sqlmodel.Field(foreign_key="customer.id", ondelete="CASCADE")
+    # No foreign key: history outlives a touchpoint removed from the catalogue.
+    touchpoint_id: UUID
+    channel: Channel = sqlmodel.Field(sa_type=sa.Enum(Channel, name="channel", native_enum=False, length=20))
+    occurred_at: datetime = sqlmodel.Field(sa_type=sa.DateTime(timezone=True))
+    journey_id: UUID | None = sqlmodel.Field(default=None, foreign_key="journey.id", ondelete="SET NULL")
+    properties: dict[str, Any] | None = sqlmodel.Field(default=None, sa_type=JSONB)
+    recorded_at: datetime = sqlmodel.Field(sa_column=now_column())
+
+
+class Outcome(JourneyTable, table=True):
+    __tablename__ = "outcome"
+    __table_args__ = (
+        sa.UniqueConstraint("workspace_id", "event_id", name="uq_outcome_event_id"),
+        sa.Index("ix_outcome_customer_time", "workspace_id", "customer_id", "occurred_at"),
+        sa.Index("ix_outcome_name_time", "workspace_id", "name", "occurred_at"),
+    )
+    id: UUID = sqlmodel.Field(primary_key=True)
+    workspace_id: str
+    event_id: str
+    customer_id: UUID = sqlmodel.Field(foreign_key="customer.id", ondelete="CASCADE")
+    name: str
+    value: Decimal | None = sqlmodel.Field(default=None, sa_type=sa.Numeric(18, 4))
+    currency: str | None = sqlmodel.Field(default=None, max_length=3)
+    touchpoint_id: UUID | None = None
+    occurred_at: datetime = sqlmodel.Field(sa_type=sa.DateTime(timezone=True))
+    journey_id: UUID | None = sqlmodel.Field(default=None, foreign_key="journey.id", ondelete="SET NULL")
+    properties: dict[str, Any] | None = sqlmodel.Field(default=None, sa_type=JSONB)
+    recorded_at: datetime = sqlmodel.Field(sa_column=now_column())
+
+
+# Event payloads (batched per request; every stored item is in one of them) ----------------------
+
+
+class CustomersUpserted(Shape):
+    items: list[CustomerPublic]
+
+
+class InteractionsRecorded(Shape):
+    items: list[InteractionPublic]
+
+
+class OutcomesRecorded(Shape):
+    items: list[OutcomePublic]

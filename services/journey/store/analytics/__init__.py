@@ -1,0 +1,1 @@
+"""Derived views over interactions: customer DNA, timeline, funnel, paths and reach — set-based SQL."""

@@ -1,0 +1,82 @@
+"""What every journey view shares: the journey's stages, the time range, and which events count.
+
+An interaction counts for a journey when its touchpoint is placed in one of the journey's steps and
+it is not tagged with another journey (`journey_id` null or this journey).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.errors import NotFound, Unprocessable
+from services.journey.models import StageRef
+
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyScope:
+    id: UUID
+    persona_id: UUID | None
+    stages: list[StageRef]
+
+
+async def journey_scope(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> JourneyScope:
+    persona = (
+        await session.execute(
+            sa.text("SELECT persona_id FROM journey WHERE id = :j AND workspace_id = :w"),
+            {"j": journey_id, "w": workspace_id},
+        )
+    ).first()
+    if persona is None:
+        raise NotFound(f"No journey with id {journey_id} in this workspace.")
+    rows = await session.execute(
+        sa.text(
+            "SELECT id, key, name, position FROM stage WHERE journey_id = :j AND workspace_id = :w ORDER BY position"
+        ),
+        {"j": journey_id, "w": workspace_id},
+    )
+    return JourneyScope(journey_id, persona.persona_id, [StageRef.model_validate(r._mapping) for r in rows])
+
+
+def utc(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        value = EARLIEST
+    if value < EARLIEST:
+        raise Unprocessable(
+            f"{name} must not be before 1900-01-01.", errors=[{"field": f"query.{name}", "message": "too early"}]
+        )
+    return value
+
+
+def time_range(since: datetime | None, until: datetime | None) -> tuple[datetime | None, datetime | None]:
+    since, until = utc(since, "since"), utc(until, "until")
+    if since is not None and until is not None and since >= until:
+        raise Unprocessable(
+            "since must be before until.", errors=[{"field": "query.since", "message": "not before until"}]
+        )
+    return since, until
+
+
+def event_filter(alias: str, since: datetime | None, until: datetime | None, params: dict[str, Any]) -> str:
+    """SQL conditions for a journey's events in [since, until); fills params."""
+    sql = f" AND {alias}.workspace_id = :w AND ({alias}.journey_id IS NULL OR {alias}.journey_id = :j)"
+    if since is not None:
+        sql += f" AND {alias}.occurred_at >= :since"
+        params["since"] = since
+    if until is not None:
+        sql += f" AND {alias}.occurred_at < :until"
+        params["until"] = until
+    return sql

@@ -1,0 +1,82 @@
+"""GET /v1/journeys/{id}/reach: per step, distinct customers who met its touchpoint ÷ customers in the journey.
+
+Customers in the journey = those with an event at one of its touchpoints in the time range, plus —
+for a journey of a persona — every customer assigned to that persona (DESIGN.md §4, issue 3).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.journey.models import Reach, StepReach
+from services.journey.store.analytics._scope import event_filter, journey_scope, time_range
+
+
+def reach_sql(filters: str, with_persona: bool) -> str:
+    persona = " UNION SELECT id FROM customer WHERE workspace_id = :w AND persona_id = :persona" if with_persona else ""
+    return f"""
+WITH steps AS (
+    SELECT st.id AS step_id, st.touchpoint_id, s.key AS stage, s.position, st.position AS step_position,
+           t.key AS touchpoint
+    FROM journey_step st JOIN stage s ON s.id = st.stage_id JOIN touchpoint t ON t.id = st.touchpoint_id
+    WHERE st.journey_id = :j AND st.workspace_id = :w
+),
+met AS MATERIALIZED (
+    SELECT DISTINCT i.touchpoint_id, i.customer_id
+    FROM interaction i
+    WHERE i.touchpoint_id IN (SELECT touchpoint_id FROM steps){filters}
+),
+per_touchpoint AS (SELECT touchpoint_id, count(*) AS n FROM met GROUP BY touchpoint_id),
+members AS (SELECT count(*) AS n FROM (SELECT customer_id FROM met{persona}) m)
+SELECT steps.step_id, steps.stage, steps.touchpoint, steps.touchpoint_id,
+       COALESCE(per_touchpoint.n, 0) AS customers, members.n AS members
+FROM steps CROSS JOIN members LEFT JOIN per_touchpoint USING (touchpoint_id)
+ORDER BY steps.position, steps.step_position
+"""
+
+
+async def journey_reach(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    journey_id: Any,
+    since: datetime | None,
+    until: datetime | None,
+) -> Reach:
+    scope = await journey_scope(session, workspace_id=workspace_id, journey_id=journey_id)
+    since, until = time_range(since, until)
+    params: dict[str, Any] = {"w": workspace_id, "j": journey_id}
+    if scope.persona_id is not None:
+        params["persona"] = scope.persona_id
+    filters = event_filter("i", since, until, params)
+    rows = (await session.execute(sa.text(reach_sql(filters, scope.persona_id is not None)), params)).all()
+    members = int(rows[0].members) if rows else 0
+    if not rows:
+        members = int(
+            await session.scalar(
+                sa.text("SELECT count(*) FROM customer WHERE workspace_id = :w AND persona_id = :p"),
+                {"w": workspace_id, "p": scope.persona_id},
+            )
+            or 0
+        )
+    return Reach(
+        journey_id=journey_id,
+        since=since,
+        until=until,
+        journey_customers=members,
+        steps=[
+            StepReach(
+                step_id=r.step_id,
+                stage=r.stage,
+                touchpoint=r.touchpoint,
+                touchpoint_id=r.touchpoint_id,
+                customers=r.customers,
+                reach=r.customers / members if members else None,
+            )
+            for r in rows
+        ],
+    )

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.journey.activity_factories import at, bulk, put_customer, touch
+from tests.journey.factories import JourneyApi
+
+
+class TestRecordInteraction:
+    async def test_one_then_replay(self, api: JourneyApi) -> None:
+        await api.touchpoint("shop", "web")
+        first = await api.post("/v1/interactions", json=touch("e1", "c1", "shop", at()))
+        assert first.status_code == 201, first.text
+        assert first.json()["status"] == "stored"
+        again = await api.post("/v1/interactions", json=touch("e1", "c1", "shop", at(1)))
+        assert again.status_code == 200, again.text
+        assert again.json()["status"] == "duplicate"
+        assert again.json()["id"] == first.json()["id"]
+        # the unknown customer was created
+        assert (await api.get("/v1/customers/c1")).status_code == 200
+
+    async def test_unknown_touchpoint_is_422(self, api: JourneyApi) -> None:
+        response = await api.post("/v1/interactions", json=touch("e1", "c1", "nope", at()))
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["field"] == "body.touchpoint"
+
+    async def test_naive_timestamp_is_422(self, api: JourneyApi) -> None:
+        await api.touchpoint("shop", "web")
+        response = await api.post("/v1/interactions", json=touch("e1", "c1", "shop", "2026-01-01T00:00:00"))
+        assert response.status_code == 422
+
+
+class TestBulkInteractions:
+    async def test_per_item_errors_and_dedupe(self, api: JourneyApi) -> None:
+        await api.touchpoint("shop", "web")
+        await api.journey("bike")
+        future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+        batch: list[Any] = [
+            touch("e1", "c1", "shop", at(), channel="app", journey="bike", properties={"page": "/"}),
+            touch("e1", "c1", "shop", at(2)),  # replay within the batch
+            touch("e2", "c1", "unknown", at()),
+            touch("e3", "c1", "shop", future),
+            touch("e4", "c1", "shop", soon),  # within the clock skew
+            {"event_id": "e5", "customer": "c1"},
+            "not an object",
+            touch("e6", "c2", "shop", at(), journey="no-such-journey"),
+        ]
+        result = await bulk(api, "interactions", batch)
+        assert result["counts"] == {"stored": 2, "duplicate": 1, "failed": 5}
+        items = result["items"]
+        assert [i["status"] for i in items] == [
+            "stored",
+            "duplicate",
+            "failed",
+            "failed",
+            "stored",
+            "failed",
+            "failed",
+            "failed",
+        ]
+        assert items[1]["id"] == items[0]["id"]
+        assert items[2]["errors"] == [
+            {"field": "touchpoint", "message": "no touchpoint with key 'unknown' in this workspace"}
+        ]
+        assert items[3]["errors"][0]["field"] == "occurred_at"
+        assert {e["field"] for e in items[5]["errors"]} == {"occurred_at", "touchpoint"}
+        assert items[7]["errors"][0]["field"] == "journey"
+
+        # replay across batches: acknowledged, not stored again
+        again = await bulk(api, "interactions", [touch("e1", "c1", "shop", at()), touch("e7", "c1", "shop", at(3))])
+        assert [i["status"] for i in again["items"]] == ["duplicate", "stored"]
+        assert again["items"][0]["id"] == items[0]["id"]
+        timeline = (await api.get("/v1/customers/c1/timeline")).json()["items"]
+        assert sorted(t["event_id"] for t in timeline) == ["e1", "e4", "e7"]
+        e1 = next(t for t in timeline if t["event_id"] == "e1")
+        assert e1["channel"] == "app"
+        assert e1["journey"] == "bike"
+        assert e1["properties"] == {"page": "/"}
+
+    async def test_empty_and_oversized_batches_are_422(self, api: JourneyApi) -> None:
+        assert (await api.post("/v1/interactions/bulk", json={"items": []})).status_code == 422
+        too_many = [touch(f"e{i}", "c", "shop", at()) for i in range(10_001)]
+        assert (await api.post("/v1/interactions/bulk", json={"items": too_many})).status_code == 422
+
+
+class TestOutcomes:
+    async def test_outcomes_bulk_and_replay(self, api: JourneyApi) -> None:
+        await api.touchpoint("shop", "web")
+        items = [
+            {
+                "event_id": "o1",
+                "customer": "c1",
+                "name": "purchase",
+                "value": "99.90",
+                "currency": "EUR",
+                "touchpoint": "shop",
+                "occurred_at": at(),
+            },
+            {"event_id": "o2", "customer": "c1", "name": "Bad Name", "occurred_at": at()},
+            {"event_id": "o3", "customer": "c1", "name": "churn", "touchpoint": "gone", "occurred_at": at()},
+        ]
+        result = await bulk(api, "outcomes", items)
+        assert [i["status"] for i in result["items"]] == ["stored", "failed", "failed"]
+        one = await api.post("/v1/outcomes", json=items[0])
+        assert one.status_code == 200
+        assert one.json()["status"] == "duplicate"
+
+
+class TestEventsAndIdempotency:
+    async def test_idempotency_key_returns_the_original_result(self, api: JourneyApi) -> None:
+        await api.touchpoint("shop", "web")
+        body = {"items": [touch("e1", "c1", "shop", at())]}
+        headers = {"Idempotency-Key": "k1"}
+        first = await api.post("/v1/interactions/bulk", json=body, headers=headers)
+        second = await api.post("/v1/interactions/bulk", json=body, headers=headers)
+        assert second.headers.get("Idempotent-Replayed") == "true"
+        assert second.json() == first.json()
+
+
+class TestInteractionIsolation:
+    async def test_touchpoint_of_another_workspace_is_unknown(self, api: JourneyApi) -> None:
+        await api.touchpoint("shop", "web")
+        other = api.other()
+        result = await bulk(other, "interactions", [touch("e1", "c1", "shop", at())])
+        assert result["items"][0]["status"] == "failed"
+        await put_customer(other, "c1")
+        # the same event id in two workspaces is two events
+        assert (await bulk(api, "interactions", [touch("e1", "c1", "shop", at())]))["counts"]["stored"] == 1
+        await other.touchpoint("shop", "web")
+        assert (await bulk(other, "interactions", [touch("e1", "c1", "shop", at())]))["counts"]["stored"] == 1
