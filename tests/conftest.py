@@ -19,6 +19,8 @@ import pytest
 from services.common.auth import generate_signing_key, mint_token
 from services.common.embedded import free_port, start_nats, start_postgres, stop_process
 
+pytest_plugins = ["tests.journey.fixtures"]
+
 
 @dataclass(frozen=True)
 class Servers:

@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -90,6 +91,15 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def constraint_of(exc: IntegrityError) -> str | None:
+    """The violated constraint's name (asyncpg puts it on the driver error the adapter wraps)."""
+    for err in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        name = getattr(err, "constraint_name", None)
+        if name:
+            return str(name)
+    return None
+
+
 def _slug(title: str) -> str:
     return title.lower().replace(" ", "-").replace("'", "")
 
@@ -141,6 +151,20 @@ def install_problem_handlers(app: FastAPI) -> None:
             exc.status_code, detail, instance=request.url.path, headers=getattr(exc, "headers", None)
         )
 
+    async def on_integrity(request: Request, exc: Exception) -> JSONResponse:
+        # Reaches here only when a constraint fails at commit (deferred constraints, races between
+        # concurrent requests); expected conflicts are named by the store before this point.
+        assert isinstance(exc, IntegrityError)
+        constraint = constraint_of(exc)
+        return problem_response(
+            409,
+            "The change conflicts with another change made at the same time"
+            + (f" (constraint {constraint})" if constraint else "")
+            + "; nothing was stored. Read the current state and retry.",
+            type_slug="conflict",
+            instance=request.url.path,
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
         return problem_response(
@@ -152,6 +176,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(IntegrityError, on_integrity)
     app.add_exception_handler(Exception, on_unexpected)
 
 

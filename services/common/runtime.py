@@ -29,8 +29,11 @@ class ServiceSpec:
     env_prefix: str
 
 
+# Fixed ports (gateway 8000, journey 8001, feedback 8002, scoring 8003); JOURNEYGRAPH_BASE_PORT
+# moves them all, e.g. to run a second copy beside the first.
+BASE_PORT = int(os.environ.get("JOURNEYGRAPH_BASE_PORT", "8000"))
 SERVICES = [
-    ServiceSpec("journey", "services.journey.app:create_app", 8001, "JOURNEY_"),
+    ServiceSpec("journey", "services.journey.app:create_app", BASE_PORT + 1, "JOURNEY_"),
 ]
 NATS_PORT = int(os.environ.get("JOURNEYGRAPH_NATS_PORT", "4322"))  # not 4222: a machine may run its own
 
@@ -166,7 +169,7 @@ class Runtime:
             "",
             f"export JG_TOKEN={token}",
             "",
-            'Try: curl -s -H "Authorization: Bearer $JG_TOKEN" http://127.0.0.1:8001/v1/journeys',
+            f'Try: curl -s -H "Authorization: Bearer $JG_TOKEN" http://127.0.0.1:{SERVICES[0].port}/v1/journeys',
             "",
             "Ctrl-C stops everything; the next run keeps the data.",
         ]

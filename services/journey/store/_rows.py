@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.errors import Conflict, NotFound
+from services.common.errors import Conflict, NotFound, constraint_of
 from services.journey.models import Journey, Persona, Touchpoint
 
 RowT = TypeVar("RowT", Persona, Journey, Touchpoint)
@@ -34,8 +34,8 @@ async def insert_row(session: AsyncSession, row: Any, *, what: str, key: str) ->
 
 
 def duplicate_or_reraise(exc: IntegrityError, *, what: str, key: str) -> Exception:
-    constraint = getattr(exc.orig, "constraint_name", None) or str(exc.orig)
-    if "_key" in constraint:
+    constraint = constraint_of(exc) or ""
+    if constraint.startswith("uq_") and constraint.endswith("_key"):
         return Conflict(f"A {what} with key {key!r} already exists in this workspace.", constraint=constraint)
     return exc
 

@@ -205,6 +205,8 @@ async def list_stages(session: AsyncSession, *, journey_id: UUID) -> list[Stage]
 
 async def _renumber(session: AsyncSession, table_name: str, ordered_ids: list[UUID]) -> None:
     # Positions are unique (deferred): renumber the whole list in one statement.
+    if not ordered_ids:
+        return
     table = JourneyTable.metadata.tables[table_name]
     await session.execute(
         sa.update(table).where(table.c.id == sa.bindparam("row_id")).values(position=sa.bindparam("pos")),

@@ -1,3 +1,5 @@
+"""Journey service fixtures, registered as a plugin so kit tests can use the journey app as their carrier."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

@@ -1,0 +1,179 @@
+"""Every failure is problem+json with a message a person can act on; never a 500 for bad input."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from services.common.auth import generate_signing_key, mint_token
+from services.journey.app import create_app
+from services.journey.settings import JourneySettings
+from tests.conftest import Keys
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int, *needles: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert body["type"].startswith("https://")
+    for needle in needles:
+        assert needle in body["detail"], body["detail"]
+
+
+class TestAuthentication:
+    async def test_missing_token_is_401_with_a_hint(self, journey_http: httpx.AsyncClient) -> None:
+        response = await journey_http.get("/v1/journeys")
+        assert_problem(response, 401, "Authorization: Bearer", "journeygraph token")
+        assert response.headers["www-authenticate"] == "Bearer"
+
+    async def test_garbage_token_is_401(self, journey_http: httpx.AsyncClient) -> None:
+        response = await journey_http.get("/v1/journeys", headers={"Authorization": "Bearer abc.def.ghi"})
+        assert_problem(response, 401, "not valid")
+
+    async def test_expired_token_is_401(self, journey_http: httpx.AsyncClient, keys: Keys) -> None:
+        token = keys.token("ws1", ["admin"], ttl_seconds=-120)
+        response = await journey_http.get("/v1/journeys", headers={"Authorization": f"Bearer {token}"})
+        assert_problem(response, 401, "expired")
+
+    async def test_token_signed_by_another_key_is_401(self, journey_http: httpx.AsyncClient) -> None:
+        stranger, _ = generate_signing_key()
+        token = mint_token(stranger, workspace="ws1", scopes=["admin"])
+        response = await journey_http.get("/v1/journeys", headers={"Authorization": f"Bearer {token}"})
+        assert_problem(response, 401, "not valid")
+
+    async def test_wrong_audience_and_issuer_are_401(self, journey_http: httpx.AsyncClient, keys: Keys) -> None:
+        for kw, needle in (({"audience": "other-api"}, "audience"), ({"issuer": "evil"}, "issued by")):
+            token = keys.token("ws1", ["admin"], **kw)
+            response = await journey_http.get("/v1/journeys", headers={"Authorization": f"Bearer {token}"})
+            assert_problem(response, 401, needle)
+
+    async def test_token_without_workspace_is_401(self, journey_http: httpx.AsyncClient, keys: Keys) -> None:
+        token = keys.token("not a valid workspace!", ["admin"])
+        response = await journey_http.get("/v1/journeys", headers={"Authorization": f"Bearer {token}"})
+        assert_problem(response, 401, "workspace")
+
+
+class TestScopes:
+    async def test_read_scope_cannot_write(self, journey_http: httpx.AsyncClient, keys: Keys, workspace: str) -> None:
+        headers = keys.headers(workspace, ["journeys:read"])
+        assert (await journey_http.get("/v1/touchpoints", headers=headers)).status_code == 200
+        response = await journey_http.post(
+            "/v1/touchpoints", headers=headers, json={"key": "k", "name": "n", "channel": "web"}
+        )
+        assert_problem(response, 403, "journeys:write")
+
+    async def test_other_services_scopes_do_not_open_journeys(
+        self, journey_http: httpx.AsyncClient, keys: Keys, workspace: str
+    ) -> None:
+        response = await journey_http.get("/v1/journeys", headers=keys.headers(workspace, ["feedback:read"]))
+        assert_problem(response, 403, "journeys:read")
+
+    async def test_admin_scope_may_do_everything(
+        self, journey_http: httpx.AsyncClient, keys: Keys, workspace: str
+    ) -> None:
+        response = await journey_http.post(
+            "/v1/touchpoints",
+            headers=keys.headers(workspace, ["admin"]),
+            json={"key": "k", "name": "n", "channel": "web"},
+        )
+        assert response.status_code == 201
+
+
+class TestBadInput:
+    async def test_validation_errors_name_every_field(
+        self, journey_http: httpx.AsyncClient, keys: Keys, workspace: str
+    ) -> None:
+        response = await journey_http.post(
+            "/v1/touchpoints",
+            headers=keys.headers(workspace, ["admin"]),
+            json={"key": "Bad Key", "channel": "fax", "currency": "euro"},
+        )
+        assert_problem(response, 422, "body.key")
+        fields = {e["field"] for e in response.json()["errors"]}
+        assert fields == {"body.key", "body.name", "body.channel", "body.currency"}
+
+    async def test_malformed_json_is_422_not_500(
+        self, journey_http: httpx.AsyncClient, keys: Keys, workspace: str
+    ) -> None:
+        headers = {**keys.headers(workspace, ["admin"]), "content-type": "application/json"}
+        response = await journey_http.post("/v1/touchpoints", headers=headers, content=b'{"key": ')
+        assert_problem(response, 422)
+
+    async def test_bad_uuid_and_cursor(self, journey_http: httpx.AsyncClient, keys: Keys, workspace: str) -> None:
+        headers = keys.headers(workspace, ["admin"])
+        assert_problem(await journey_http.get("/v1/journeys/not-a-uuid", headers=headers), 422, "path.journey_id")
+        assert_problem(await journey_http.get("/v1/journeys", params={"cursor": "%%%"}, headers=headers), 400, "cursor")
+        assert_problem(await journey_http.get("/v1/journeys", params={"limit": 0}, headers=headers), 422, "query.limit")
+
+    async def test_unknown_route_and_method_are_problems(self, journey_http: httpx.AsyncClient) -> None:
+        assert_problem(await journey_http.get("/v1/nothing-here"), 404, "No route")
+        assert_problem(await journey_http.put("/v1/journeys"), 405, "PUT")
+
+
+@pytest.fixture(scope="module")
+async def strict_http(journey_settings: JourneySettings) -> AsyncIterator[httpx.AsyncClient]:
+    """A second journey app on the same database, with tight limits."""
+    settings = journey_settings.model_copy(update={"rate_limit": "5/minute", "max_body_bytes": 2048})
+    app = create_app(settings)
+    async with (
+        LifespanManager(app, startup_timeout=60),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://strict") as client,
+    ):
+        yield client
+
+
+class TestLimits:
+    async def test_rate_limit_is_per_token_with_retry_after(
+        self, strict_http: httpx.AsyncClient, keys: Keys, workspace: str
+    ) -> None:
+        headers = keys.headers(workspace, ["journeys:read"])
+        statuses = [(await strict_http.get("/v1/journeys", headers=headers)).status_code for _ in range(6)]
+        assert statuses == [200] * 5 + [429]
+        limited = await strict_http.get("/v1/journeys", headers=headers)
+        assert_problem(limited, 429, "5/minute")
+        assert 1 <= int(limited.headers["retry-after"]) <= 61
+        other = keys.headers(workspace, ["journeys:read"])  # same claims, new token: same subject → same bucket
+        assert (await strict_http.get("/v1/journeys", headers=other)).status_code == 429
+        someone_else = {"Authorization": f"Bearer {keys.token(workspace, ['journeys:read'], subject='other')}"}
+        assert (await strict_http.get("/v1/journeys", headers=someone_else)).status_code == 200
+
+    async def test_body_over_the_limit_is_413(self, strict_http: httpx.AsyncClient, keys: Keys, workspace: str) -> None:
+        headers = keys.headers(workspace, ["admin"])
+        body = {"key": "k", "name": "n", "channel": "web", "description": "x" * 4000}
+        response = await strict_http.post("/v1/touchpoints", headers=headers, json=body)
+        assert_problem(response, 413, "2048 bytes")
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while reading
+            for _ in range(10):
+                yield b" " * 500
+
+        streamed = await strict_http.post(
+            "/v1/touchpoints", headers={**headers, "content-type": "application/json"}, content=chunks()
+        )
+        assert_problem(streamed, 413)
+
+
+class TestOperations:
+    async def test_health_ready_metrics_asyncapi(self, journey_http: httpx.AsyncClient) -> None:
+        assert (await journey_http.get("/healthz")).json() == {"status": "ok"}
+        ready = (await journey_http.get("/readyz")).json()
+        assert ready == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
+        await journey_http.get("/v1/journeys")
+        metrics = (await journey_http.get("/metrics")).text
+        assert 'starlette_requests_total{app_name="journey"' in metrics
+        spec = (await journey_http.get("/asyncapi.json")).json()
+        assert spec["asyncapi"].startswith("3.")
+        channels = {c["address"] for c in spec["channels"].values()}
+        assert {"journey.journey.created", "journey.step.added", "journey.touchpoint.deleted"} <= channels
+
+    async def test_responses_carry_a_request_id(self, journey_http: httpx.AsyncClient) -> None:
+        response = await journey_http.get("/healthz", headers={"X-Request-ID": "abc-123"})
+        assert response.headers["x-request-id"] == "abc-123"
+        assert len((await journey_http.get("/healthz")).headers["x-request-id"]) == 32
