@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -159,19 +159,23 @@ async def customer_dna(session: AsyncSession, *, workspace_id: str, external_id:
 # Timeline ---------------------------------------------------------------------------------------
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _encode(occurred_at: datetime, id: UUID) -> str:
-    return base64.urlsafe_b64encode(f"{occurred_at.isoformat()}|{id}".encode()).decode().rstrip("=")
+    # 8 bytes of microseconds since the epoch + the 16-byte id: 32 characters.
+    micros = (occurred_at - _EPOCH) // timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(micros.to_bytes(8, "big", signed=True) + id.bytes).decode().rstrip("=")
 
 
 def _decode(cursor: str) -> tuple[datetime, UUID]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        when, _, id = raw.partition("|")
-        parsed = datetime.fromisoformat(when)
-        if parsed.tzinfo is None:
-            raise ValueError(when)
-        return parsed, UUID(id)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if len(raw) != 24:
+            raise ValueError(cursor)
+        micros = int.from_bytes(raw[:8], "big", signed=True)
+        return _EPOCH + timedelta(microseconds=micros), UUID(bytes=raw[8:])
+    except (binascii.Error, ValueError, OverflowError):
         raise Problem(f"The cursor {cursor[:40]!r} is not one this API issued; start again without a cursor.") from None
 
 

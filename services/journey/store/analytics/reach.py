@@ -17,6 +17,7 @@ from services.journey.store.analytics._scope import event_filter, journey_scope,
 
 
 def reach_sql(filters: str, with_persona: bool) -> str:
+    # UNION (not UNION ALL) makes the customers of `met` distinct too.
     persona = " UNION SELECT id FROM customer WHERE workspace_id = :w AND persona_id = :persona" if with_persona else ""
     return f"""
 WITH steps AS (
@@ -31,7 +32,7 @@ met AS MATERIALIZED (
     WHERE i.touchpoint_id IN (SELECT touchpoint_id FROM steps){filters}
 ),
 per_touchpoint AS (SELECT touchpoint_id, count(*) AS n FROM met GROUP BY touchpoint_id),
-members AS (SELECT count(*) AS n FROM (SELECT customer_id FROM met{persona}) m)
+members AS (SELECT count(*) AS n FROM (SELECT customer_id FROM met UNION SELECT NULL::uuid WHERE false{persona}) m)
 SELECT steps.step_id, steps.stage, steps.touchpoint, steps.touchpoint_id,
        COALESCE(per_touchpoint.n, 0) AS customers, members.n AS members
 FROM steps CROSS JOIN members LEFT JOIN per_touchpoint USING (touchpoint_id)
