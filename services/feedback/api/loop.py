@@ -1,0 +1,136 @@
+"""The closed loop: rules and follow-up cases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Path, Query, Response
+
+from services.common.db import SessionDep
+from services.common.idempotency import IdempotencyDep
+from services.common.outbox import emit
+from services.common.pagination import CursorQuery, LimitQuery, Page
+from services.feedback.api._deps import Reader, Writer, make_router
+from services.feedback.events import CASE_CLOSED, CASE_OPENED, CASE_UPDATED
+from services.feedback.models import (
+    CaseCreate,
+    CaseDetail,
+    CasePublic,
+    CaseStatus,
+    CaseUpdate,
+    NoteCreate,
+    RuleCreate,
+    RulePublic,
+    RuleUpdate,
+)
+from services.feedback.store import loop, responses
+
+RuleId = Annotated[UUID, Path(description="The rule's id.")]
+CaseId = Annotated[UUID, Path(description="The case's id.")]
+router = make_router()
+
+
+@router.post("/loop-rules", status_code=201, response_model=RulePublic, tags=["closed loop"])
+async def create_rule(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: RuleCreate) -> Response:
+    """Add a rule that opens follow-up cases (once a workspace has rules, the default NPS ≤ 6 rule is off)."""
+    row = await loop.create_rule(session, workspace_id=caller.workspace_id, data=body)
+    return await idem.respond(RulePublic.model_validate(row))
+
+
+@router.get("/loop-rules", tags=["closed loop"])
+async def list_rules(caller: Reader, session: SessionDep) -> list[RulePublic]:
+    """The workspace's rules in the order they are checked (empty: the default NPS ≤ 6 rule applies)."""
+    return [RulePublic.model_validate(r) for r in await loop.list_rules(session, workspace_id=caller.workspace_id)]
+
+
+@router.get("/loop-rules/{rule_id}", tags=["closed loop"])
+async def get_rule(caller: Reader, session: SessionDep, rule_id: RuleId) -> RulePublic:
+    """Get a rule."""
+    return RulePublic.model_validate(await loop.get_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id))
+
+
+@router.patch("/loop-rules/{rule_id}", tags=["closed loop"])
+async def update_rule(caller: Writer, session: SessionDep, rule_id: RuleId, body: RuleUpdate) -> RulePublic:
+    """Change a rule."""
+    row = await loop.update_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id, data=body)
+    return RulePublic.model_validate(row)
+
+
+@router.delete("/loop-rules/{rule_id}", status_code=204, tags=["closed loop"])
+async def delete_rule(caller: Writer, session: SessionDep, rule_id: RuleId) -> None:
+    """Delete a rule (cases it opened stay)."""
+    await loop.delete_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id)
+
+
+@router.post("/cases", status_code=201, response_model=CasePublic, tags=["closed loop"])
+async def open_case(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: CaseCreate) -> Response:
+    """Open a follow-up case by hand for a response."""
+    response = await responses.get_response(session, workspace_id=caller.workspace_id, id=body.response_id)
+    case = await loop.open_case_by_hand(
+        session,
+        workspace_id=caller.workspace_id,
+        actor=caller.subject,
+        response=response,
+        assignee=body.assignee,
+        due_at=body.due_at,
+        note=body.note,
+        now=datetime.now(UTC),
+    )
+    await emit(session, workspace_id=caller.workspace_id, type=CASE_OPENED, data=case)
+    return await idem.respond(case)
+
+
+@router.get("/cases", tags=["closed loop"])
+async def list_cases(
+    caller: Reader,
+    session: SessionDep,
+    status: Annotated[CaseStatus | None, Query()] = None,
+    assignee: Annotated[str | None, Query(max_length=200)] = None,
+    touchpoint: Annotated[str | None, Query(max_length=80)] = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
+) -> Page[CasePublic]:
+    """List follow-up cases."""
+    page = await loop.list_cases(
+        session,
+        workspace_id=caller.workspace_id,
+        status=status,
+        assignee=assignee,
+        touchpoint_key=touchpoint,
+        cursor=cursor,
+        limit=limit,
+    )
+    return Page[CasePublic].model_validate(page, from_attributes=True)
+
+
+@router.get("/cases/{case_id}", tags=["closed loop"])
+async def get_case(caller: Reader, session: SessionDep, case_id: CaseId) -> CaseDetail:
+    """Get a case with its history."""
+    return await loop.get_case(session, workspace_id=caller.workspace_id, case_id=case_id)
+
+
+@router.patch("/cases/{case_id}", tags=["closed loop"])
+async def update_case(caller: Writer, session: SessionDep, case_id: CaseId, body: CaseUpdate) -> CaseDetail:
+    """Move a case (open → in_progress → closed; closed → open reopens), assign it, set its due date."""
+    case, before = await loop.update_case(
+        session, workspace_id=caller.workspace_id, case_id=case_id, actor=caller.subject, data=body
+    )
+    if case.status != before:
+        kind = CASE_CLOSED if case.status == CaseStatus.closed else CASE_UPDATED
+        await emit(session, workspace_id=caller.workspace_id, type=kind, data=case)
+    elif body.model_fields_set:
+        await emit(session, workspace_id=caller.workspace_id, type=CASE_UPDATED, data=case)
+    return await loop.get_case(session, workspace_id=caller.workspace_id, case_id=case_id)
+
+
+@router.post("/cases/{case_id}/notes", status_code=201, response_model=CaseDetail, tags=["closed loop"])
+async def add_case_note(
+    caller: Writer, idem: IdempotencyDep, session: SessionDep, case_id: CaseId, body: NoteCreate
+) -> Response:
+    """Add a note to a case's history."""
+    case = await loop.add_note(
+        session, workspace_id=caller.workspace_id, case_id=case_id, actor=caller.subject, text=body.text
+    )
+    return await idem.respond(case)

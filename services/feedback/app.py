@@ -1,0 +1,97 @@
+"""The feedback service: surveys, responses, NPS/CSAT/CES metrics, comments, cases and webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from faststream.nats import NatsBroker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common.consumer import add_consumer
+from services.common.events import Event
+from services.common.service import create_service_app
+from services.common.settings import ServiceSettings
+from services.feedback.api import router
+from services.feedback.comments import CommentAnalyser
+from services.feedback.delivery import DeliveryWorker
+from services.feedback.events import PUBLISHED
+from services.feedback.settings import FeedbackSettings
+from services.feedback.store.webhooks import fan_out
+
+SERVICE_DIR = Path(__file__).parent
+
+TAGS = [
+    {
+        "name": "surveys",
+        "description": "Feedback instruments with typed questions; edits of answered surveys are versioned.",
+    },
+    {"name": "responses", "description": "Customers' answers: single, bulk (10,000 per call) and CSV/NDJSON import."},
+    {"name": "metrics", "description": "NPS, CSAT and CES with n and 95 % intervals; grouping and period comparison."},
+    {"name": "comments", "description": "Sentiment and themes of comments (German and English), summarised."},
+    {"name": "closed loop", "description": "Rules that open follow-up cases, and the cases."},
+    {"name": "webhooks", "description": "Signed event deliveries (Standard Webhooks) with retries and a log."},
+    {"name": "eligibility", "description": "Survey fatigue: may this customer be surveyed now?"},
+    {"name": "settings", "description": "The workspace's feedback configuration."},
+]
+
+
+def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
+    settings = settings or FeedbackSettings()
+    app: FastAPI | None = None
+
+    def setup_consumers(broker: NatsBroker, sessionmaker: async_sessionmaker[AsyncSession], _: ServiceSettings) -> None:
+        async def deliver_to_webhooks(session: AsyncSession, event: Event[dict[str, Any]]) -> None:
+            payload = orjson.dumps(event.model_dump(mode="json"))
+            created = await fan_out(
+                session, workspace_id=event.workspace_id, event_id=event.id, event_type=event.type, payload=payload
+            )
+            worker = getattr(app.state, "delivery_worker", None) if app is not None else None
+            if created and worker is not None:
+                worker.wake()
+
+        add_consumer(
+            broker,
+            name=f"{settings.consumer_prefix}-webhooks",
+            subject="feedback.>",
+            handler=deliver_to_webhooks,
+            sessionmaker=sessionmaker,
+            max_attempts=settings.consumer_max_attempts,
+        )
+
+    app = create_service_app(
+        name="feedback",
+        title="journeygraph feedback service",
+        description="Collects feedback (NPS, CSAT, CES, comments) per touchpoint, measures it and closes the loop.",
+        settings=settings,
+        service_dir=SERVICE_DIR,
+        routers=[router],
+        published_events=PUBLISHED,
+        openapi_tags=TAGS,
+        setup_consumers=setup_consumers,
+    )
+
+    # The kit's lifespan has no hook for background workers, so ours wraps it: the workers start
+    # after the engine exists and stop before it is disposed.
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: FastAPI) -> AsyncIterator[Any]:
+        async with inner(app_) as state:
+            worker = DeliveryWorker(app_.state.engine, settings)
+            analyser = CommentAnalyser(app_.state.sessionmaker, settings)
+            app_.state.delivery_worker, app_.state.comment_analyser = worker, analyser
+            worker.start()
+            analyser.start()
+            try:
+                yield state
+            finally:
+                await analyser.stop()
+                await worker.stop()
+
+    app.router.lifespan_context = lifespan
+    return app

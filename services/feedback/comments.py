@@ -1,0 +1,253 @@
+"""Comment analytics offline: sentiment (−1..1) and themes, German and English, computed after the write.
+
+English sentiment is VADER (vaderSentiment ships its lexicon in the package). For German no package
+works offline here without pinning an old textblob (NOTES.md: textblob-de needs textblob==0.17.1,
+which would hold back the whole environment) and germansentiment downloads a model, so German uses
+a small lexicon below with negation and intensifiers, scored like VADER's compound (x / sqrt(x² + 15)).
+Themes come from a bilingual keyword lexicon matched on word prefixes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # type: ignore[import-untyped]
+
+from services.common.outbox import emit_many
+from services.feedback.events import CASE_OPENED, COMMENT_ANALYSED
+from services.feedback.settings import FeedbackSettings
+
+log = structlog.get_logger(__name__)
+_vader = SentimentIntensityAnalyzer()
+_WORD = re.compile(r"[a-zäöüß]+", re.IGNORECASE)
+
+GERMAN_LEXICON: dict[str, float] = {
+    **dict.fromkeys(["gut", "gute", "guter", "gutes", "prima", "toll", "super", "schnell", "freundlich"], 2.0),
+    **dict.fromkeys(["hilfsbereit", "zufrieden", "einfach", "klar", "angenehm", "kompetent", "zuverlässig"], 2.0),
+    **dict.fromkeys(["hervorragend", "ausgezeichnet", "perfekt", "begeistert", "großartig", "wunderbar"], 3.0),
+    **dict.fromkeys(["danke", "empfehlen", "empfehlenswert", "gerne", "lob", "pünktlich", "günstig"], 1.5),
+    **dict.fromkeys(["schlecht", "schlechte", "schlechter", "langsam", "unfreundlich", "teuer", "kompliziert"], -2.0),
+    **dict.fromkeys(["ärgerlich", "enttäuscht", "enttäuschend", "unzufrieden", "falsch", "kaputt", "defekt"], -2.0),
+    **dict.fromkeys(["katastrophe", "katastrophal", "furchtbar", "schrecklich", "miserabel", "unverschämt"], -3.0),
+    **dict.fromkeys(["warten", "wartezeit", "verspätet", "verspätung", "problem", "probleme", "fehler"], -1.5),
+    **dict.fromkeys(["nie", "beschwerde", "umständlich", "unklar", "chaos", "nervig", "mangelhaft"], -1.5),
+}
+GERMAN_NEGATIONS = {"nicht", "kein", "keine", "keinen", "keiner", "nie", "niemals", "ohne"}
+GERMAN_BOOSTERS = {"sehr": 0.5, "extrem": 0.8, "total": 0.5, "wirklich": 0.3, "ziemlich": 0.2, "besonders": 0.4}
+GERMAN_HINTS = {
+    "und",
+    "der",
+    "die",
+    "das",
+    "ist",
+    "nicht",
+    "sehr",
+    "ich",
+    "war",
+    "mit",
+    "für",
+    "auf",
+    "zu",
+    "es",
+    "ein",
+}
+ENGLISH_HINTS = {"and", "the", "is", "not", "very", "i", "was", "with", "for", "on", "to", "it", "a", "of", "my"}
+
+# theme -> word prefixes (English and German)
+THEMES: dict[str, tuple[str, ...]] = {
+    "price": ("price", "pric", "expensive", "cheap", "cost", "fee", "preis", "teuer", "günstig", "kosten", "gebühr"),
+    "delivery": ("deliver", "shipping", "shipped", "parcel", "package", "liefer", "versand", "paket", "zustell"),
+    "waiting_time": ("wait", "slow", "delay", "late", "queue", "hold", "warte", "langsam", "verspät", "dauer"),
+    "staff": (
+        "staff",
+        "employee",
+        "agent",
+        "friendly",
+        "rude",
+        "helpful",
+        "advisor",
+        "mitarbeit",
+        "freundlich",
+        "unfreundlich",
+        "berater",
+        "personal",
+        "hilfsbereit",
+    ),
+    "product_quality": (
+        "quality",
+        "broken",
+        "defect",
+        "damaged",
+        "works",
+        "qualität",
+        "kaputt",
+        "defekt",
+        "mangel",
+        "funktioniert",
+    ),
+    "website_app": ("website", "site", "app", "online", "login", "checkout", "webseite", "internetseite", "anmeld"),
+    "billing": ("bill", "invoice", "charge", "payment", "refund", "rechnung", "abbuchung", "zahlung", "erstatt"),
+    "communication": (
+        "email",
+        "call",
+        "phone",
+        "answer",
+        "respon",
+        "inform",
+        "anruf",
+        "telefon",
+        "antwort",
+        "rückmeld",
+        "auskunft",
+    ),
+}
+
+
+def detect_language(comment: str, hint: str | None) -> str:
+    if hint:
+        return hint.split("-")[0].lower()
+    words = {w.lower() for w in _WORD.findall(comment)}
+    if any(ch in comment for ch in "äöüß"):
+        return "de"
+    return "de" if len(words & GERMAN_HINTS) > len(words & ENGLISH_HINTS) else "en"
+
+
+def _german_sentiment(comment: str) -> float:
+    words = [w.lower() for w in _WORD.findall(comment)]
+    total = 0.0
+    for i, word in enumerate(words):
+        value = GERMAN_LEXICON.get(word)
+        if value is None:
+            continue
+        window = words[max(0, i - 3) : i]
+        boost = sum(GERMAN_BOOSTERS.get(w, 0.0) for w in window)
+        value = value + math.copysign(boost, value)
+        if any(w in GERMAN_NEGATIONS for w in window) and word not in GERMAN_NEGATIONS:
+            value = -0.74 * value  # VADER's negation factor
+        total += value
+    return total / math.sqrt(total * total + 15) if total else 0.0
+
+
+def sentiment(comment: str, language: str) -> float:
+    if language == "de":
+        return round(_german_sentiment(comment), 4)
+    return round(float(_vader.polarity_scores(comment)["compound"]), 4)
+
+
+def themes(comment: str) -> list[str]:
+    words = [w.lower() for w in _WORD.findall(comment)]
+    found = [theme for theme, prefixes in THEMES.items() if any(w.startswith(prefixes) for w in words)]
+    return sorted(found)
+
+
+def analyse(comment: str, language_hint: str | None) -> tuple[str, float, list[str]]:
+    language = detect_language(comment, language_hint)
+    return language, sentiment(comment, language), themes(comment)
+
+
+_PENDING = text(
+    "SELECT id, workspace_id, survey_id, journey_key, stage_key, touchpoint_key, customer_external_id, comment, "
+    "language, nps, csat, ces FROM response WHERE analysed_at IS NULL ORDER BY created_at LIMIT :n "
+    "FOR UPDATE SKIP LOCKED"
+)
+_STORE = text(
+    "UPDATE response r SET sentiment = t.sentiment, themes = CAST(t.themes AS jsonb), analysed_at = :now "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:sentiments AS float8[]), CAST(:themes AS text[])) "
+    "AS t(id, sentiment, themes) WHERE r.id = t.id"
+)
+
+
+class CommentAnalyser:
+    """Background task: analyses comments of new responses in batches, then checks theme rules."""
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], settings: FeedbackSettings, *, batch_size: int = 500
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._settings = settings
+        self._batch = batch_size
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="comment-analyser")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                n = await self.analyse_batch()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("comment analysis failed; retrying")
+                n = 0
+            if n < self._batch:
+                await asyncio.sleep(self._settings.worker_poll_seconds)
+
+    async def analyse_batch(self) -> int:
+        from services.feedback.store import loop  # the store imports nothing from here; avoid a cycle at import
+
+        now = datetime.now(UTC)
+        async with self._sessionmaker() as session, session.begin():
+            rows = (await session.execute(_PENDING, {"n": self._batch})).all()
+            if not rows:
+                return 0
+            ids: list[Any] = []
+            sentiments: list[float | None] = []
+            theme_json: list[str | None] = []
+            by_workspace: dict[str, list[tuple[Any, float, list[str], str]]] = {}
+            for row in rows:
+                ids.append(row.id)
+                if not row.comment or not row.comment.strip():
+                    sentiments.append(None)
+                    theme_json.append(None)
+                    continue
+                language, score, found = analyse(row.comment, row.language)
+                sentiments.append(score)
+                theme_json.append("[" + ",".join(f'"{t}"' for t in found) + "]")
+                by_workspace.setdefault(row.workspace_id, []).append((row, score, found, language))
+            await session.execute(_STORE, {"ids": ids, "sentiments": sentiments, "themes": theme_json, "now": now})
+            for workspace_id, analysed in by_workspace.items():
+                events: list[tuple[str, Any]] = [
+                    (
+                        COMMENT_ANALYSED,
+                        {
+                            "response_id": str(row.id),
+                            "survey_id": str(row.survey_id),
+                            "journey_key": row.journey_key,
+                            "stage_key": row.stage_key,
+                            "touchpoint_key": row.touchpoint_key,
+                            "language": language,
+                            "sentiment": score,
+                            "themes": found,
+                        },
+                    )
+                    for row, score, found, language in analysed
+                ]
+                rules = [r for r in await loop.active_rules(session, workspace_id=workspace_id) if r.theme is not None]
+                if rules:
+                    responses = [dict(row._mapping) for row, _, found, _ in analysed if found]
+                    cases = await loop.open_cases(
+                        session,
+                        workspace_id=workspace_id,
+                        responses=responses,
+                        rules=rules,
+                        now=now,
+                        themes={row.id: found for row, _, found, _ in analysed},
+                    )
+                    events += [(CASE_OPENED, case) for case in cases]
+                await emit_many(session, workspace_id=workspace_id, events=events)
+        return len(rows)

@@ -1,0 +1,11 @@
+"""Tables of the feedback service and their request / response shapes, one module per area."""
+
+from services.feedback.models._base import Channel, FeedbackTable
+from services.feedback.models.loop import *  # noqa: F403
+from services.feedback.models.responses import *  # noqa: F403
+from services.feedback.models.surveys import *  # noqa: F403
+from services.feedback.models.webhooks import *  # noqa: F403
+from services.feedback.models.workspace import *  # noqa: F403
+
+__all__ = ["Channel", "FeedbackTable"]
+from services.feedback.models.metrics import *  # noqa: F403

@@ -1,0 +1,62 @@
+"""Base of the feedback service's tables and shapes (own registry, so Alembic sees only ours)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from sqlalchemy.orm import registry
+from sqlmodel import SQLModel
+
+from services.common.kit_tables import define_kit_tables
+
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
+KEY_HELP = "Stable identifier you choose: lowercase letters, digits, '_', '.', '-' (max 80)."
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+
+Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+Language = Annotated[str, StringConstraints(pattern=LANGUAGE_PATTERN)]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class FeedbackTable(SQLModel, registry=registry()):
+    """Base of this service's tables: its own MetaData, so Alembic sees only feedback tables."""
+
+
+define_kit_tables(FeedbackTable.metadata)
+
+
+class Shape(BaseModel):
+    """Request and response shapes are plain pydantic models (SQLModel's Field drops `pattern`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PublicShape(BaseModel):
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
+
+
+class Channel(enum.StrEnum):
+    """The journey service's channel list (copied: services share no code but the kit)."""
+
+    web = "web"
+    app = "app"
+    email = "email"
+    phone = "phone"
+    chat = "chat"
+    store = "store"
+    social = "social"
+    print = "print"
+    event = "event"
+    partner = "partner"
+    other = "other"
+
+
+def now_column() -> Any:
+    return sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
+
+
+def enum_type(enum_cls: type[enum.Enum], name: str) -> sa.Enum:
+    return sa.Enum(enum_cls, name=name, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])

@@ -1,0 +1,175 @@
+"""The closed loop: rules that open follow-up cases, the cases and their history."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+import sqlmodel
+from pydantic import Field
+from sqlalchemy.dialects.postgresql import JSONB
+from uuid_utils.compat import uuid7
+
+from services.feedback.models._base import FeedbackTable, Key, PublicShape, Shape, enum_type, now_column
+
+
+class Metric(enum.StrEnum):
+    nps = "nps"
+    csat = "csat"
+    ces = "ces"
+
+
+class CaseStatus(enum.StrEnum):
+    open = "open"
+    in_progress = "in_progress"
+    closed = "closed"
+
+
+# Allowed moves; a closed case can be reopened.
+TRANSITIONS: dict[CaseStatus, set[CaseStatus]] = {
+    CaseStatus.open: {CaseStatus.in_progress, CaseStatus.closed},
+    CaseStatus.in_progress: {CaseStatus.open, CaseStatus.closed},
+    CaseStatus.closed: {CaseStatus.open},
+}
+
+
+class RuleFields(Shape):
+    name: str = Field(min_length=1, max_length=200)
+    enabled: bool = True
+    priority: int = Field(default=100, ge=0, le=10_000, description="Lower is checked first; one case per response.")
+    survey_id: UUID | None = Field(default=None, description="Only responses to this survey.")
+    touchpoint_key: Key | None = Field(default=None, description="Only responses about this touchpoint.")
+    metric: Metric | None = Field(default=Metric.nps, description="Score to compare; null for a theme-only rule.")
+    max_score: int | None = Field(default=6, ge=0, le=10, description="Opens a case when the score is ≤ this.")
+    theme: Key | None = Field(
+        default=None, description="Opens a case when the comment has this theme (checked after comment analysis)."
+    )
+    assignee: str | None = Field(default=None, max_length=200)
+    due_in_hours: int | None = Field(default=48, ge=1, le=24 * 365)
+
+
+class RuleCreate(RuleFields):
+    pass
+
+
+class RuleUpdate(Shape):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    enabled: bool | None = None
+    priority: int | None = Field(default=None, ge=0, le=10_000)
+    survey_id: UUID | None = None
+    touchpoint_key: Key | None = None
+    metric: Metric | None = None
+    max_score: int | None = Field(default=None, ge=0, le=10)
+    theme: Key | None = None
+    assignee: str | None = Field(default=None, max_length=200)
+    due_in_hours: int | None = Field(default=None, ge=1, le=24 * 365)
+
+
+class RulePublic(RuleFields):
+    model_config = {"extra": "ignore", "from_attributes": True}
+    id: UUID
+    created_at: datetime
+    updated_at: datetime
+
+
+class LoopRule(FeedbackTable, table=True):
+    __tablename__ = "loop_rule"
+    id: UUID = sqlmodel.Field(default_factory=uuid7, primary_key=True)
+    workspace_id: str = sqlmodel.Field(index=True)
+    name: str
+    enabled: bool = True
+    priority: int = 100
+    survey_id: UUID | None = None
+    touchpoint_key: str | None = None
+    metric: str | None = None
+    max_score: int | None = None
+    theme: str | None = None
+    assignee: str | None = None
+    due_in_hours: int | None = None
+    created_at: datetime = sqlmodel.Field(sa_column=now_column())
+    updated_at: datetime = sqlmodel.Field(sa_column=now_column())
+
+
+class CaseCreate(Shape):
+    """A case opened by hand (rules open most cases)."""
+
+    response_id: UUID = Field(description="The response (its `id`) the case follows up.")
+    assignee: str | None = Field(default=None, max_length=200)
+    due_at: datetime | None = None
+    note: str | None = Field(default=None, max_length=10_000)
+
+
+class CaseUpdate(Shape):
+    status: CaseStatus | None = None
+    assignee: str | None = Field(default=None, max_length=200)
+    due_at: datetime | None = None
+
+
+class NoteCreate(Shape):
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class CaseEntry(PublicShape):
+    at: datetime
+    actor: str
+    action: str
+    changes: dict[str, Any]
+    note: str | None
+
+
+class CasePublic(PublicShape):
+    id: UUID
+    response_id: UUID
+    rule_id: UUID | None
+    rule_name: str | None
+    reason: str
+    status: CaseStatus
+    assignee: str | None
+    due_at: datetime | None
+    survey_id: UUID
+    customer_external_id: str | None
+    touchpoint_key: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CaseDetail(CasePublic):
+    history: list[CaseEntry]
+
+
+class FollowUpCase(FeedbackTable, table=True):
+    __tablename__ = "follow_up_case"
+    __table_args__ = (
+        # One case per response: a redelivered or re-evaluated response never opens a second one.
+        sa.UniqueConstraint("workspace_id", "response_id", name="uq_case_response"),
+        sa.Index("ix_case_status", "workspace_id", "status"),
+    )
+    id: UUID = sqlmodel.Field(default_factory=uuid7, primary_key=True)
+    workspace_id: str
+    response_id: UUID = sqlmodel.Field(foreign_key="response.id", ondelete="CASCADE")
+    rule_id: UUID | None = sqlmodel.Field(default=None, foreign_key="loop_rule.id", ondelete="SET NULL")
+    rule_name: str | None = None
+    reason: str
+    status: CaseStatus = sqlmodel.Field(sa_type=enum_type(CaseStatus, "case_status"))
+    assignee: str | None = None
+    due_at: datetime | None = sqlmodel.Field(default=None, sa_type=sa.DateTime(timezone=True))
+    survey_id: UUID
+    customer_external_id: str | None = None
+    touchpoint_key: str | None = None
+    created_at: datetime = sqlmodel.Field(sa_column=now_column())
+    updated_at: datetime = sqlmodel.Field(sa_column=now_column())
+
+
+class CaseHistory(FeedbackTable, table=True):
+    __tablename__ = "case_history"
+    id: int | None = sqlmodel.Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True))
+    case_id: UUID = sqlmodel.Field(foreign_key="follow_up_case.id", ondelete="CASCADE", index=True)
+    workspace_id: str
+    at: datetime = sqlmodel.Field(sa_column=now_column())
+    actor: str
+    action: str
+    changes: dict[str, Any] = sqlmodel.Field(default_factory=dict, sa_type=JSONB)
+    note: str | None = None

@@ -1,0 +1,178 @@
+"""Responses (one customer's answers to one survey version) and the daily rollup kept on write."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import sqlalchemy as sa
+import sqlmodel
+from pydantic import Field, StringConstraints
+from sqlalchemy.dialects.postgresql import JSONB
+
+from services.feedback.models._base import Channel, ExternalId, FeedbackTable, Key, Language, PublicShape, Shape
+
+MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+MetaValue = Annotated[str, StringConstraints(max_length=500)] | int | float | bool | None
+MAX_BULK = 10_000
+
+
+class NpsCategory(enum.StrEnum):
+    promoter = "promoter"
+    passive = "passive"
+    detractor = "detractor"
+
+
+def nps_category(score: int | None) -> NpsCategory | None:
+    if score is None:
+        return None
+    return NpsCategory.promoter if score >= 9 else NpsCategory.passive if score >= 7 else NpsCategory.detractor
+
+
+class ResponseCreate(Shape):
+    survey_id: UUID
+    response_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Your id for this response: sending it again returns the stored response instead of a copy.",
+    )
+    customer_external_id: ExternalId | None = Field(default=None, description="The CRM's id of the customer.")
+    journey_key: Key | None = Field(default=None, description="Defaults to the survey's target.")
+    stage_key: Key | None = Field(default=None, description="Defaults to the survey's target.")
+    touchpoint_key: Key | None = Field(default=None, description="Defaults to the survey's target.")
+    channel: Channel | None = None
+    submitted_at: datetime | None = Field(default=None, description="Defaults to now; a time without zone is UTC.")
+    answers: dict[str, Any] = Field(
+        max_length=100, description="Question key → answer, checked against the survey version."
+    )
+    comment: str | None = Field(default=None, max_length=10_000)
+    language: Language | None = Field(default=None, description="BCP 47 tag of the comment's language.")
+    metadata: dict[MetaKey, MetaValue] = Field(
+        default_factory=dict, max_length=50, description="Free attributes (flat); metrics filter and group by them."
+    )
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "survey_id": "0196f3a2-6c1e-7cc0-9a1d-2b8f0e7d1a10",
+                    "response_id": "crm-4711",
+                    "customer_external_id": "C-1001",
+                    "channel": "web",
+                    "answers": {"recommend": 9, "reason": "Fast delivery"},
+                    "comment": "Fast delivery, friendly staff.",
+                    "language": "en",
+                    "metadata": {"plan": "gold"},
+                }
+            ]
+        }
+    }
+
+
+class ResponsesBulk(Shape):
+    items: list[ResponseCreate] = Field(min_length=1, max_length=MAX_BULK)
+
+
+class ResponsePublic(PublicShape):
+    id: UUID
+    response_id: str | None
+    survey_id: UUID
+    survey_version: int
+    customer_external_id: str | None
+    journey_key: str | None
+    stage_key: str | None
+    touchpoint_key: str | None
+    channel: Channel | None
+    submitted_at: datetime
+    answers: dict[str, Any]
+    comment: str | None
+    language: str | None
+    metadata: dict[str, Any]
+    nps: int | None = Field(description="Answer of the survey's first NPS question (0-10).")
+    nps_category: NpsCategory | None
+    csat: int | None = Field(description="Answer of the first rating question (1-5).")
+    ces: int | None = Field(description="Answer of the first CES question (1-7).")
+    sentiment: float | None = Field(default=None, description="−1..1, computed shortly after the write.")
+    themes: list[str] | None = None
+    created_at: datetime
+
+
+class ItemStatus(enum.StrEnum):
+    created = "created"
+    duplicate = "duplicate"  # same response_id and same content: the stored response stands
+    conflict = "conflict"  # same response_id, different content
+    invalid = "invalid"
+
+
+class ItemResult(Shape):
+    index: int
+    status: ItemStatus
+    id: UUID | None = None
+    response_id: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+class BulkResult(Shape):
+    created: int
+    duplicates: int
+    failed: int
+    results: list[ItemResult]
+
+
+class Response(FeedbackTable, table=True):
+    __tablename__ = "response"
+    __table_args__ = (
+        sa.UniqueConstraint("workspace_id", "response_id", name="uq_response_response_id"),
+        sa.Index("ix_response_submitted", "workspace_id", "submitted_at"),
+        sa.Index("ix_response_customer", "workspace_id", "customer_external_id", "submitted_at"),
+        sa.Index("ix_response_touchpoint", "workspace_id", "touchpoint_key", "submitted_at"),
+        sa.Index("ix_response_unanalysed", "created_at", postgresql_where=sa.text("analysed_at IS NULL")),
+    )
+    id: UUID = sqlmodel.Field(primary_key=True)
+    workspace_id: str
+    survey_id: UUID = sqlmodel.Field(foreign_key="survey.id", ondelete="RESTRICT", index=True)
+    survey_version: int
+    response_id: str | None = None
+    content_hash: str
+    customer_external_id: str | None = None
+    journey_key: str | None = None
+    stage_key: str | None = None
+    touchpoint_key: str | None = None
+    channel: str | None = None
+    submitted_at: datetime = sqlmodel.Field(sa_type=sa.DateTime(timezone=True))
+    answers: dict[str, Any] = sqlmodel.Field(sa_type=JSONB)
+    comment: str | None = None
+    language: str | None = None
+    metadata_: dict[str, Any] = sqlmodel.Field(sa_column=sa.Column("metadata", JSONB, nullable=False))
+    nps: int | None = sqlmodel.Field(default=None, sa_type=sa.SmallInteger)
+    csat: int | None = sqlmodel.Field(default=None, sa_type=sa.SmallInteger)
+    ces: int | None = sqlmodel.Field(default=None, sa_type=sa.SmallInteger)
+    sentiment: float | None = None
+    themes: list[str] | None = sqlmodel.Field(default=None, sa_type=JSONB)
+    analysed_at: datetime | None = sqlmodel.Field(default=None, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = sqlmodel.Field(sa_type=sa.DateTime(timezone=True))
+
+
+class ResponseRollup(FeedbackTable, table=True):
+    """Counts per workspace × survey × journey × stage × touchpoint × day ('' = no key), kept on write."""
+
+    __tablename__ = "response_rollup"
+    workspace_id: str = sqlmodel.Field(primary_key=True)
+    survey_id: UUID = sqlmodel.Field(primary_key=True)
+    journey_key: str = sqlmodel.Field(primary_key=True)
+    stage_key: str = sqlmodel.Field(primary_key=True)
+    touchpoint_key: str = sqlmodel.Field(primary_key=True)
+    day: date = sqlmodel.Field(primary_key=True)
+    shard: int = sqlmodel.Field(primary_key=True, sa_type=sa.SmallInteger)
+    nps_n: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    promoters: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    passives: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    detractors: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    csat_n: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    csat_satisfied: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    ces_n: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    ces_sum: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    ces_sumsq: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)

@@ -1,0 +1,61 @@
+"""Per-workspace configuration of the feedback service, and customers' opt-outs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlmodel
+from pydantic import Field
+
+from services.feedback.models._base import ExternalId, FeedbackTable, PublicShape, Shape, now_column
+
+
+class WorkspaceSettingsFields(Shape):
+    allow_private_webhook_targets: bool = Field(
+        default=False, description="Allow webhooks to loopback/private addresses (development, tests)."
+    )
+    max_surveys_per_period: int = Field(default=3, ge=0, le=1000, description="Survey fatigue: at most N responses…")
+    period_days: int = Field(default=90, ge=1, le=3650, description="…per this many days.")
+    quiet_days: int = Field(default=14, ge=0, le=3650, description="No survey within this many days of a response.")
+
+
+class WorkspaceSettingsPublic(WorkspaceSettingsFields):
+    model_config = {"extra": "ignore", "from_attributes": True}
+
+
+class WorkspaceSetting(FeedbackTable, table=True):
+    __tablename__ = "workspace_setting"
+    workspace_id: str = sqlmodel.Field(primary_key=True)
+    allow_private_webhook_targets: bool = False
+    max_surveys_per_period: int = 3
+    period_days: int = 90
+    quiet_days: int = 14
+    updated_at: datetime = sqlmodel.Field(sa_column=now_column())
+
+
+class OptOutCreate(Shape):
+    customer_external_id: ExternalId
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class OptOutPublic(PublicShape):
+    customer_external_id: str
+    reason: str | None
+    created_at: datetime
+
+
+class OptOut(FeedbackTable, table=True):
+    __tablename__ = "opt_out"
+    workspace_id: str = sqlmodel.Field(primary_key=True)
+    customer_external_id: str = sqlmodel.Field(primary_key=True)
+    reason: str | None = None
+    created_at: datetime = sqlmodel.Field(sa_column=now_column())
+
+
+class Eligibility(Shape):
+    eligible: bool
+    reason: str
+    customer_external_id: str
+    responses_in_period: int
+    last_response_at: datetime | None
+    next_eligible_at: datetime | None = Field(description="When the customer may be surveyed again, if known.")

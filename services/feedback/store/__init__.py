@@ -1,0 +1,1 @@
+"""Every query of the feedback service, workspace-scoped, keyword-only, never committing."""

@@ -1,0 +1,425 @@
+"""Closed-loop rules and follow-up cases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
+
+from services.common.errors import NotFound, Unprocessable
+from services.common.pagination import Page, keyset, page_of
+from services.feedback.models import (
+    TRANSITIONS,
+    CaseDetail,
+    CaseEntry,
+    CasePublic,
+    CaseStatus,
+    CaseUpdate,
+    FollowUpCase,
+    LoopRule,
+    Metric,
+    RuleCreate,
+    RuleUpdate,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: UUID | None  # None: the built-in default
+    name: str
+    survey_id: UUID | None
+    touchpoint_key: str | None
+    metric: str | None
+    max_score: int | None
+    theme: str | None
+    assignee: str | None
+    due_in_hours: int | None
+
+    def matches(self, response: dict[str, Any], themes: list[str] | None = None) -> str | None:
+        """The reason this rule opens a case for the response, or None."""
+        if self.survey_id is not None and response["survey_id"] != self.survey_id:
+            return None
+        if self.touchpoint_key is not None and response["touchpoint_key"] != self.touchpoint_key:
+            return None
+        reasons = []
+        if self.metric is not None and self.max_score is not None:
+            score = response.get(self.metric)
+            if score is None or score > self.max_score:
+                return None
+            reasons.append(f"{self.metric.upper()} {score} ≤ {self.max_score}")
+        if self.theme is not None:
+            if themes is None or self.theme not in themes:
+                return None
+            reasons.append(f"comment theme {self.theme!r}")
+        if not reasons:
+            return None
+        return f"{self.name}: {' and '.join(reasons)}"
+
+
+DEFAULT_RULE = Rule(
+    id=None,
+    name="Default: detractor follow-up",
+    survey_id=None,
+    touchpoint_key=None,
+    metric=Metric.nps.value,
+    max_score=6,
+    theme=None,
+    assignee=None,
+    due_in_hours=48,
+)
+
+
+async def active_rules(session: AsyncSession, *, workspace_id: str) -> list[Rule]:
+    """The workspace's enabled rules by priority; the default rule while it has defined none."""
+    rows = (
+        await session.execute(
+            sa.text(
+                "SELECT id, name, enabled, survey_id, touchpoint_key, metric, max_score, theme, assignee, "
+                "due_in_hours FROM loop_rule WHERE workspace_id = :w ORDER BY priority, id"
+            ),
+            {"w": workspace_id},
+        )
+    ).all()
+    if not rows:
+        return [DEFAULT_RULE]
+    return [
+        Rule(
+            id=r.id,
+            name=r.name,
+            survey_id=r.survey_id,
+            touchpoint_key=r.touchpoint_key,
+            metric=r.metric,
+            max_score=r.max_score,
+            theme=r.theme,
+            assignee=r.assignee,
+            due_in_hours=r.due_in_hours,
+        )
+        for r in rows
+        if r.enabled
+    ]
+
+
+_OPEN = sa.text(
+    """
+WITH input AS (
+  SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:responses AS uuid[]), CAST(:rules AS uuid[]),
+    CAST(:rule_names AS text[]), CAST(:reasons AS text[]), CAST(:assignees AS text[]), CAST(:due AS timestamptz[]),
+    CAST(:surveys AS uuid[]), CAST(:customers AS text[]), CAST(:touchpoints AS text[]))
+    AS t(id, response_id, rule_id, rule_name, reason, assignee, due_at, survey_id, customer_external_id,
+         touchpoint_key)
+), ins AS (
+  INSERT INTO follow_up_case (id, workspace_id, response_id, rule_id, rule_name, reason, status, assignee, due_at,
+    survey_id, customer_external_id, touchpoint_key, created_at, updated_at)
+  SELECT id, :w, response_id, rule_id, rule_name, reason, 'open', assignee, due_at, survey_id,
+    customer_external_id, touchpoint_key, :now, :now FROM input
+  ON CONFLICT (workspace_id, response_id) DO NOTHING
+  RETURNING *
+), hist AS (
+  INSERT INTO case_history (case_id, workspace_id, at, actor, action, changes)
+  SELECT id, :w, :now, 'rule', 'opened', jsonb_build_object('reason', reason) FROM ins
+)
+SELECT * FROM ins
+"""
+)
+
+
+async def open_cases(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    responses: list[dict[str, Any]],
+    rules: list[Rule],
+    now: datetime,
+    themes: dict[UUID, list[str]] | None = None,
+) -> list[CasePublic]:
+    """Open one case per response that a rule matches (first rule wins); never two for one response."""
+    if not responses or not rules:
+        return []
+    cols: dict[str, list[Any]] = {
+        k: []
+        for k in [
+            "ids",
+            "responses",
+            "rules",
+            "rule_names",
+            "reasons",
+            "assignees",
+            "due",
+            "surveys",
+            "customers",
+            "touchpoints",
+        ]
+    }
+    for response in responses:
+        response_themes = themes.get(response["id"]) if themes is not None else None
+        for rule in rules:
+            reason = rule.matches(response, response_themes)
+            if reason is None:
+                continue
+            for col, value in (
+                ("ids", uuid7()),
+                ("responses", response["id"]),
+                ("rules", rule.id),
+                ("rule_names", rule.name),
+                ("reasons", reason),
+                ("assignees", rule.assignee),
+                ("due", now + timedelta(hours=rule.due_in_hours) if rule.due_in_hours else None),
+                ("surveys", response["survey_id"]),
+                ("customers", response["customer_external_id"]),
+                ("touchpoints", response["touchpoint_key"]),
+            ):
+                cols[col].append(value)
+            break
+    if not cols["ids"]:
+        return []
+    rows = (await session.execute(_OPEN, {**cols, "w": workspace_id, "now": now})).all()
+    return [CasePublic.model_validate(r._mapping) for r in rows]
+
+
+# Rules CRUD -------------------------------------------------------------------------------------
+
+
+async def create_rule(session: AsyncSession, *, workspace_id: str, data: RuleCreate) -> LoopRule:
+    _check_rule(data.metric, data.max_score, data.theme)
+    row = LoopRule(workspace_id=workspace_id, **data.model_dump())
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)
+    return row
+
+
+def _check_rule(metric: Metric | str | None, max_score: int | None, theme: str | None) -> None:
+    if (metric is None) != (max_score is None):
+        raise Unprocessable(
+            "metric and max_score go together: set both, or neither for a theme-only rule.",
+            errors=[{"field": "max_score", "message": "set with metric"}],
+        )
+    if metric is None and theme is None:
+        raise Unprocessable(
+            "A rule needs a score condition (metric, max_score), a theme, or both.",
+            errors=[{"field": "metric", "message": "no condition"}],
+        )
+    limits = {"nps": 10, "csat": 5, "ces": 7}
+    if metric is not None and max_score is not None and max_score > limits[str(metric)]:
+        raise Unprocessable(
+            f"max_score {max_score} is above the {metric} scale's maximum {limits[str(metric)]}.",
+            errors=[{"field": "max_score", "message": f"at most {limits[str(metric)]} for {metric}"}],
+        )
+
+
+async def get_rule(session: AsyncSession, *, workspace_id: str, rule_id: UUID) -> LoopRule:
+    row = (
+        await session.execute(
+            sa.select(LoopRule).where(LoopRule.id == rule_id, LoopRule.workspace_id == workspace_id)  # type: ignore[arg-type]
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"No rule with id {rule_id} in this workspace.")
+    return row
+
+
+async def list_rules(session: AsyncSession, *, workspace_id: str) -> list[LoopRule]:
+    stmt = (
+        sa.select(LoopRule)
+        .where(LoopRule.workspace_id == workspace_id)  # type: ignore[arg-type]
+        .order_by(LoopRule.priority, LoopRule.id)  # type: ignore[arg-type]
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def update_rule(session: AsyncSession, *, workspace_id: str, rule_id: UUID, data: RuleUpdate) -> LoopRule:
+    row = await get_rule(session, workspace_id=workspace_id, rule_id=rule_id)
+    for field, value in data.model_dump(exclude_unset=True).items():
+        if field in ("name", "enabled", "priority") and value is None:
+            raise Unprocessable(f"{field} cannot be null.", errors=[{"field": field, "message": "cannot be null"}])
+        setattr(row, field, value)
+    _check_rule(row.metric, row.max_score, row.theme)
+    row.updated_at = sa.func.now()  # type: ignore[assignment]
+    await session.flush()
+    await session.refresh(row)
+    return row
+
+
+async def delete_rule(session: AsyncSession, *, workspace_id: str, rule_id: UUID) -> None:
+    row = await get_rule(session, workspace_id=workspace_id, rule_id=rule_id)
+    await session.delete(row)
+    await session.flush()
+
+
+# Cases ------------------------------------------------------------------------------------------
+
+
+async def _case(session: AsyncSession, *, workspace_id: str, case_id: UUID, lock: bool = False) -> FollowUpCase:
+    stmt = sa.select(FollowUpCase).where(
+        FollowUpCase.id == case_id,  # type: ignore[arg-type]
+        FollowUpCase.workspace_id == workspace_id,  # type: ignore[arg-type]
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    row = (await session.execute(stmt)).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"No case with id {case_id} in this workspace.")
+    return row
+
+
+async def get_case(session: AsyncSession, *, workspace_id: str, case_id: UUID) -> CaseDetail:
+    row = await _case(session, workspace_id=workspace_id, case_id=case_id)
+    history = (
+        await session.execute(
+            sa.text(
+                "SELECT at, actor, action, changes, note FROM case_history WHERE case_id = :c AND workspace_id = :w "
+                "ORDER BY id"
+            ),
+            {"c": case_id, "w": workspace_id},
+        )
+    ).all()
+    return CaseDetail(
+        **CasePublic.model_validate(row).model_dump(),
+        history=[CaseEntry.model_validate(h._mapping) for h in history],
+    )
+
+
+async def list_cases(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    status: CaseStatus | None,
+    assignee: str | None,
+    touchpoint_key: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[FollowUpCase]:
+    stmt = sa.select(FollowUpCase).where(FollowUpCase.workspace_id == workspace_id)  # type: ignore[arg-type]
+    if status:
+        stmt = stmt.where(FollowUpCase.status == status)  # type: ignore[arg-type]
+    if assignee:
+        stmt = stmt.where(FollowUpCase.assignee == assignee)  # type: ignore[arg-type]
+    if touchpoint_key:
+        stmt = stmt.where(FollowUpCase.touchpoint_key == touchpoint_key)  # type: ignore[arg-type]
+    rows = (await session.execute(keyset(stmt, FollowUpCase.id, cursor=cursor, limit=limit))).scalars().all()
+    return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
+
+
+async def _record(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    case_id: UUID,
+    actor: str,
+    action: str,
+    changes: dict[str, Any],
+    note: str | None = None,
+) -> None:
+    await session.execute(
+        sa.text(
+            "INSERT INTO case_history (case_id, workspace_id, actor, action, changes, note) "
+            "VALUES (:c, :w, :actor, :action, CAST(:changes AS jsonb), :note)"
+        ),
+        {"c": case_id, "w": workspace_id, "actor": actor, "action": action, "changes": _json(changes), "note": note},
+    )
+
+
+def _json(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
+async def open_case_by_hand(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    actor: str,
+    response: dict[str, Any],
+    assignee: str | None,
+    due_at: datetime | None,
+    note: str | None,
+    now: datetime,
+) -> CasePublic:
+    rule = Rule(
+        id=None,
+        name="Opened by hand",
+        survey_id=None,
+        touchpoint_key=None,
+        metric=None,
+        max_score=None,
+        theme=None,
+        assignee=assignee,
+        due_in_hours=None,
+    )
+    cols = {
+        "ids": [uuid7()],
+        "responses": [response["id"]],
+        "rules": [None],
+        "rule_names": [rule.name],
+        "reasons": [f"opened by {actor}"],
+        "assignees": [assignee],
+        "due": [due_at],
+        "surveys": [response["survey_id"]],
+        "customers": [response["customer_external_id"]],
+        "touchpoints": [response["touchpoint_key"]],
+    }
+    rows = (await session.execute(_OPEN, {**cols, "w": workspace_id, "now": now})).all()
+    if not rows:
+        from services.common.errors import Conflict
+
+        raise Conflict(f"Response {response['id']} already has a case.")
+    case = CasePublic.model_validate(rows[0]._mapping)
+    if note:
+        await _record(
+            session, workspace_id=workspace_id, case_id=case.id, actor=actor, action="note", changes={}, note=note
+        )
+    return case
+
+
+async def update_case(
+    session: AsyncSession, *, workspace_id: str, case_id: UUID, actor: str, data: CaseUpdate
+) -> tuple[CasePublic, CaseStatus]:
+    """Apply the change; (case, status before)."""
+    row = await _case(session, workspace_id=workspace_id, case_id=case_id, lock=True)
+    before = CaseStatus(row.status)
+    changes: dict[str, Any] = {}
+    sent = data.model_dump(exclude_unset=True)
+    if "status" in sent:
+        if data.status is None:
+            raise Unprocessable("status cannot be null.", errors=[{"field": "status", "message": "cannot be null"}])
+        if data.status != before:
+            if data.status not in TRANSITIONS[before]:
+                raise Unprocessable(
+                    f"A case cannot move from {before} to {data.status}; allowed: "
+                    f"{', '.join(sorted(TRANSITIONS[before]))}.",
+                    errors=[{"field": "status", "message": f"not allowed from {before}"}],
+                )
+            changes["status"] = {"from": before.value, "to": data.status.value}
+            row.status = data.status
+    if "assignee" in sent and data.assignee != row.assignee:
+        changes["assignee"] = {"from": row.assignee, "to": data.assignee}
+        row.assignee = data.assignee
+    if "due_at" in sent and data.due_at != row.due_at:
+        changes["due_at"] = {
+            "from": row.due_at.isoformat() if row.due_at else None,
+            "to": data.due_at.isoformat() if data.due_at else None,
+        }
+        row.due_at = data.due_at
+    if changes:
+        row.updated_at = sa.func.now()  # type: ignore[assignment]
+        await session.flush()
+        await session.refresh(row)
+        await _record(
+            session, workspace_id=workspace_id, case_id=case_id, actor=actor, action="updated", changes=changes
+        )
+    return CasePublic.model_validate(row), before
+
+
+async def add_note(session: AsyncSession, *, workspace_id: str, case_id: UUID, actor: str, text: str) -> CaseDetail:
+    await _case(session, workspace_id=workspace_id, case_id=case_id, lock=True)
+    await _record(
+        session, workspace_id=workspace_id, case_id=case_id, actor=actor, action="note", changes={}, note=text
+    )
+    await session.execute(sa.text("UPDATE follow_up_case SET updated_at = now() WHERE id = :c"), {"c": case_id})
+    return await get_case(session, workspace_id=workspace_id, case_id=case_id)

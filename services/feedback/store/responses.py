@@ -1,0 +1,338 @@
+"""Response ingest (one path for single, bulk and import), reads, and the rollup kept on write."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
+
+from services.common.errors import NotFound
+from services.common.pagination import Page, decode_cursor, encode_cursor
+from services.feedback.models import (
+    ItemResult,
+    ItemStatus,
+    ResponseCreate,
+    SurveyStatus,
+    nps_category,
+)
+from services.feedback.store.surveys import SurveyForIngest, surveys_for_ingest
+from services.feedback.validation import scores_of, validate_answers
+
+# Rollup rows are split over a few shards (by response id) so concurrent writers to the same
+# survey × touchpoint × day do not queue on one row lock; readers sum the shards.
+ROLLUP_SHARDS = 8
+
+_INGEST = sa.text(
+    """
+WITH input AS (
+  SELECT * FROM unnest(
+    CAST(:ids AS uuid[]), CAST(:survey_ids AS uuid[]), CAST(:versions AS int[]), CAST(:rids AS text[]),
+    CAST(:hashes AS text[]), CAST(:customers AS text[]), CAST(:journeys AS text[]), CAST(:stages AS text[]),
+    CAST(:touchpoints AS text[]), CAST(:channels AS text[]), CAST(:submitted AS timestamptz[]),
+    CAST(:answers AS text[]), CAST(:comments AS text[]), CAST(:languages AS text[]), CAST(:metadata AS text[]),
+    CAST(:nps AS int[]), CAST(:csat AS int[]), CAST(:ces AS int[])
+  ) AS t(id, survey_id, survey_version, response_id, content_hash, customer_external_id, journey_key, stage_key,
+         touchpoint_key, channel, submitted_at, answers, comment, language, metadata, nps, csat, ces)
+), ins AS (
+  INSERT INTO response (id, workspace_id, survey_id, survey_version, response_id, content_hash,
+    customer_external_id, journey_key, stage_key, touchpoint_key, channel, submitted_at, answers, comment,
+    language, metadata, nps, csat, ces, created_at)
+  SELECT id, :w, survey_id, survey_version, response_id, content_hash, customer_external_id, journey_key,
+    stage_key, touchpoint_key, channel, submitted_at, answers::jsonb, comment, language, metadata::jsonb,
+    nps, csat, ces, :now
+  FROM input
+  ON CONFLICT (workspace_id, response_id) DO NOTHING
+  RETURNING id, survey_id, journey_key, stage_key, touchpoint_key, submitted_at, nps, csat, ces
+), roll AS (
+  INSERT INTO response_rollup AS r (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, day, shard,
+    nps_n, promoters, passives, detractors, csat_n, csat_satisfied, ces_n, ces_sum, ces_sumsq)
+  SELECT :w, survey_id, coalesce(journey_key, ''), coalesce(stage_key, ''), coalesce(touchpoint_key, ''),
+    (submitted_at AT TIME ZONE 'UTC')::date, abs(hashtext(id::text)) % :shards,
+    count(nps), count(*) FILTER (WHERE nps >= 9), count(*) FILTER (WHERE nps BETWEEN 7 AND 8),
+    count(*) FILTER (WHERE nps <= 6), count(csat), count(*) FILTER (WHERE csat >= 4),
+    count(ces), coalesce(sum(ces), 0), coalesce(sum(ces * ces), 0)
+  FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
+  ON CONFLICT (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, day, shard) DO UPDATE SET
+    nps_n = r.nps_n + EXCLUDED.nps_n, promoters = r.promoters + EXCLUDED.promoters,
+    passives = r.passives + EXCLUDED.passives, detractors = r.detractors + EXCLUDED.detractors,
+    csat_n = r.csat_n + EXCLUDED.csat_n, csat_satisfied = r.csat_satisfied + EXCLUDED.csat_satisfied,
+    ces_n = r.ces_n + EXCLUDED.ces_n, ces_sum = r.ces_sum + EXCLUDED.ces_sum,
+    ces_sumsq = r.ces_sumsq + EXCLUDED.ces_sumsq
+)
+SELECT id FROM ins
+"""
+)
+
+_PUBLIC_COLUMNS = (
+    "id, response_id, survey_id, survey_version, customer_external_id, journey_key, stage_key, touchpoint_key, "
+    "channel, submitted_at, answers, comment, language, metadata, nps, csat, ces, sentiment, themes, created_at"
+)
+
+
+@dataclass(slots=True)
+class Outcome:
+    results: list[ItemResult]
+    created: list[dict[str, Any]]  # public form of each stored response, for events and rules
+    existing: dict[int, UUID]  # index -> id of the stored response an item duplicated
+
+
+def content_hash(item: ResponseCreate) -> str:
+    # The request as sent (unset fields excluded), so a retry without submitted_at hashes the same.
+    canonical = orjson.dumps(item.model_dump(mode="json", exclude_unset=True), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _survey_problem(survey: SurveyForIngest | None, item: ResponseCreate, allow_closed: bool) -> str | None:
+    if survey is None:
+        return f"no survey with id {item.survey_id} in this workspace"
+    if survey.status == SurveyStatus.draft:
+        return f"survey {survey.key!r} is a draft; activate it before sending responses"
+    if survey.status == SurveyStatus.closed and not allow_closed:
+        return f"survey {survey.key!r} is closed and accepts no new responses (history can be imported)"
+    return None
+
+
+async def ingest(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    items: list[ResponseCreate],
+    allow_closed: bool = False,
+    now: datetime | None = None,
+) -> Outcome:
+    """Validate every item, store the valid ones in one statement (rollup included), report per item."""
+    now = now or datetime.now(UTC)
+    surveys = await surveys_for_ingest(
+        session, workspace_id=workspace_id, survey_ids=list({i.survey_id for i in items})
+    )
+    results: list[ItemResult | None] = [None] * len(items)
+    cols: dict[str, list[Any]] = {
+        k: []
+        for k in [
+            "ids",
+            "survey_ids",
+            "versions",
+            "rids",
+            "hashes",
+            "customers",
+            "journeys",
+            "stages",
+            "touchpoints",
+            "channels",
+            "submitted",
+            "answers",
+            "comments",
+            "languages",
+            "metadata",
+            "nps",
+            "csat",
+            "ces",
+        ]
+    }
+    rows: list[dict[str, Any]] = []
+    index_of: list[int] = []
+    first_with_rid: dict[str, tuple[int, str]] = {}
+    for index, item in enumerate(items):
+        survey = surveys.get(item.survey_id)
+        problem = _survey_problem(survey, item, allow_closed)
+        if problem is not None:
+            results[index] = ItemResult(
+                index=index,
+                status=ItemStatus.invalid,
+                response_id=item.response_id,
+                errors=[{"field": "survey_id", "message": problem}],
+            )
+            continue
+        assert survey is not None
+        errors, answers = validate_answers(survey.questions, item.answers)
+        if errors:
+            results[index] = ItemResult(
+                index=index, status=ItemStatus.invalid, response_id=item.response_id, errors=errors
+            )
+            continue
+        digest = content_hash(item)
+        if item.response_id is not None:
+            seen = first_with_rid.get(item.response_id)
+            if seen is not None:  # the same response twice in one batch
+                same = seen[1] == digest
+                results[index] = ItemResult(
+                    index=index,
+                    status=ItemStatus.duplicate if same else ItemStatus.conflict,
+                    response_id=item.response_id,
+                    errors=None
+                    if same
+                    else [{"field": "response_id", "message": f"item {seen[0]} has this response_id"}],
+                )
+                continue
+            first_with_rid[item.response_id] = (index, digest)
+        scores = scores_of(survey.questions, answers)
+        submitted = item.submitted_at or now
+        if submitted.tzinfo is None:
+            submitted = submitted.replace(tzinfo=UTC)
+        row = {
+            "id": uuid7(),
+            "response_id": item.response_id,
+            "survey_id": survey.id,
+            "survey_version": survey.version,
+            "customer_external_id": item.customer_external_id,
+            "journey_key": item.journey_key or survey.journey_key,
+            "stage_key": item.stage_key or survey.stage_key,
+            "touchpoint_key": item.touchpoint_key or survey.touchpoint_key,
+            "channel": item.channel.value if item.channel else None,
+            "submitted_at": submitted,
+            "answers": answers,
+            "comment": item.comment,
+            "language": item.language,
+            "metadata": item.metadata,
+            "nps": scores.nps,
+            "nps_category": nps_category(scores.nps),
+            "csat": scores.csat,
+            "ces": scores.ces,
+            "sentiment": None,
+            "themes": None,
+            "created_at": now,
+        }
+        rows.append(row)
+        index_of.append(index)
+        for col, value in (
+            ("ids", row["id"]),
+            ("survey_ids", survey.id),
+            ("versions", survey.version),
+            ("rids", item.response_id),
+            ("hashes", digest),
+            ("customers", item.customer_external_id),
+            ("journeys", row["journey_key"]),
+            ("stages", row["stage_key"]),
+            ("touchpoints", row["touchpoint_key"]),
+            ("channels", row["channel"]),
+            ("submitted", submitted),
+            ("answers", orjson.dumps(answers).decode()),
+            ("comments", item.comment),
+            ("languages", item.language),
+            ("metadata", orjson.dumps(item.metadata).decode()),
+            ("nps", scores.nps),
+            ("csat", scores.csat),
+            ("ces", scores.ces),
+        ):
+            cols[col].append(value)
+    inserted: set[UUID] = set()
+    if rows:
+        result = await session.execute(_INGEST, {**cols, "w": workspace_id, "now": now, "shards": ROLLUP_SHARDS})
+        inserted = {r.id for r in result}
+    created: list[dict[str, Any]] = []
+    clashes: dict[str, int] = {}  # response_id -> index
+    for row, index in zip(rows, index_of, strict=True):
+        if row["id"] in inserted:
+            created.append(row)
+            results[index] = ItemResult(
+                index=index, status=ItemStatus.created, id=row["id"], response_id=row["response_id"]
+            )
+        else:
+            clashes[str(row["response_id"])] = index
+    existing: dict[int, UUID] = {}
+    position = {index: i for i, index in enumerate(index_of)}
+    if clashes:
+        stored = (
+            await session.execute(
+                sa.text(
+                    "SELECT id, response_id, content_hash FROM response WHERE workspace_id = :w "
+                    "AND response_id = ANY(:rids)"
+                ),
+                {"w": workspace_id, "rids": list(clashes)},
+            )
+        ).all()
+        for s in stored:
+            index = clashes[s.response_id]
+            existing[index] = s.id
+            same = s.content_hash == cols["hashes"][position[index]]
+            results[index] = ItemResult(
+                index=index,
+                status=ItemStatus.duplicate if same else ItemStatus.conflict,
+                id=s.id,
+                response_id=s.response_id,
+                errors=None
+                if same
+                else [
+                    {
+                        "field": "response_id",
+                        "message": f"response {s.response_id!r} was already stored with other content",
+                    }
+                ],
+            )
+    # Items that pointed to an in-batch first occurrence get that item's id.
+    for index, item_result in enumerate(results):
+        assert item_result is not None
+        if item_result.status in (ItemStatus.duplicate, ItemStatus.conflict) and item_result.id is None:
+            first = results[first_with_rid[items[index].response_id or ""][0]]
+            assert first is not None
+            item_result.id = first.id
+    return Outcome(results=[r for r in results if r is not None], created=created, existing=existing)
+
+
+async def get_response(session: AsyncSession, *, workspace_id: str, id: UUID) -> dict[str, Any]:
+    row = (
+        await session.execute(
+            sa.text(f"SELECT {_PUBLIC_COLUMNS} FROM response WHERE workspace_id = :w AND id = :id"),
+            {"w": workspace_id, "id": id},
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"No response with id {id} in this workspace.")
+    return _public_row(row)
+
+
+def _public_row(row: Any) -> dict[str, Any]:
+    data = dict(row._mapping)
+    data["nps_category"] = nps_category(data["nps"])
+    return data
+
+
+async def list_responses(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    survey_id: UUID | None,
+    customer_external_id: str | None,
+    touchpoint_key: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[dict[str, Any]]:
+    where = ["workspace_id = :w"]
+    params: dict[str, Any] = {"w": workspace_id, "n": limit + 1}
+    for column, value in (
+        ("survey_id", survey_id),
+        ("customer_external_id", customer_external_id),
+        ("touchpoint_key", touchpoint_key),
+    ):
+        if value is not None:
+            where.append(f"{column} = :{column}")
+            params[column] = value
+    if since is not None:
+        where.append("submitted_at >= :since")
+        params["since"] = since
+    if until is not None:
+        where.append("submitted_at < :until")
+        params["until"] = until
+    if cursor is not None:
+        where.append("id > :cursor")
+        params["cursor"] = decode_cursor(cursor)
+    rows = (
+        await session.execute(
+            sa.text(f"SELECT {_PUBLIC_COLUMNS} FROM response WHERE {' AND '.join(where)} ORDER BY id LIMIT :n"),
+            params,
+        )
+    ).all()
+    items = [_public_row(r) for r in rows]
+    if len(items) > limit:
+        items = items[:limit]
+        return Page[dict[str, Any]](items=items, next_cursor=encode_cursor(items[-1]["id"]))
+    return Page[dict[str, Any]](items=items, next_cursor=None)

@@ -1,0 +1,242 @@
+"""Surveys and their versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from services.common.errors import NotFound, Unprocessable
+from services.common.pagination import Page, keyset, page_of
+from services.feedback.models import (
+    Question,
+    Response,
+    Survey,
+    SurveyCreate,
+    SurveyKind,
+    SurveyPublic,
+    SurveyStatus,
+    SurveyTarget,
+    SurveyUpdate,
+    SurveyVersion,
+    SurveyVersionPublic,
+    check_questions,
+)
+from services.feedback.store._rows import insert_row
+
+_questions = TypeAdapter(list[Question])
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyForIngest:
+    id: UUID
+    key: str
+    kind: SurveyKind
+    status: SurveyStatus
+    version: int
+    journey_key: str | None
+    stage_key: str | None
+    touchpoint_key: str | None
+    questions: list[Question]
+
+
+def public(survey: Survey, questions: list[Question]) -> SurveyPublic:
+    return SurveyPublic(
+        id=survey.id,
+        key=survey.key,
+        name=survey.name,
+        kind=survey.kind,
+        status=survey.status,
+        target=SurveyTarget(
+            type=survey.target_type,
+            journey_key=survey.journey_key,
+            stage_key=survey.stage_key,
+            touchpoint_key=survey.touchpoint_key,
+        ),
+        default_language=survey.default_language,
+        version=survey.version,
+        questions=questions,
+        created_at=survey.created_at,
+        updated_at=survey.updated_at,
+    )
+
+
+async def create_survey(session: AsyncSession, *, workspace_id: str, data: SurveyCreate) -> SurveyPublic:
+    survey = Survey(  # type: ignore[call-arg]  # timestamps: server defaults
+        workspace_id=workspace_id,
+        key=data.key,
+        name=data.name,
+        kind=data.kind,
+        status=data.status,
+        target_type=data.target.type,
+        journey_key=data.target.journey_key,
+        stage_key=data.target.stage_key,
+        touchpoint_key=data.target.touchpoint_key,
+        default_language=data.default_language,
+        version=1,
+    )
+    await insert_row(session, survey, what="survey", key=f"key {data.key!r}")
+    session.add(
+        SurveyVersion(  # type: ignore[call-arg]
+            survey_id=survey.id,
+            version=1,
+            workspace_id=workspace_id,
+            questions=[q.model_dump(mode="json") for q in data.questions],
+        )
+    )
+    await session.flush()
+    await session.refresh(survey)
+    return public(survey, data.questions)
+
+
+async def _get(session: AsyncSession, *, workspace_id: str, survey_id: UUID, lock: bool = False) -> Survey:
+    stmt = sa.select(Survey).where(Survey.id == survey_id, Survey.workspace_id == workspace_id)  # type: ignore[arg-type]
+    if lock:
+        stmt = stmt.with_for_update()
+    row = (await session.execute(stmt)).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"No survey with id {survey_id} in this workspace.")
+    return row
+
+
+async def _questions_of(session: AsyncSession, survey: Survey) -> list[Question]:
+    raw = (
+        await session.execute(
+            sa.select(col(SurveyVersion.questions)).where(
+                SurveyVersion.survey_id == survey.id,  # type: ignore[arg-type]
+                SurveyVersion.version == survey.version,  # type: ignore[arg-type]
+            )
+        )
+    ).scalar_one()
+    return _questions.validate_python(raw)
+
+
+async def get_survey(session: AsyncSession, *, workspace_id: str, survey_id: UUID) -> SurveyPublic:
+    survey = await _get(session, workspace_id=workspace_id, survey_id=survey_id)
+    return public(survey, await _questions_of(session, survey))
+
+
+async def list_surveys(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    status: SurveyStatus | None,
+    kind: SurveyKind | None,
+    touchpoint_key: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[SurveyPublic]:
+    stmt = sa.select(Survey, col(SurveyVersion.questions)).join(
+        SurveyVersion,
+        sa.and_(SurveyVersion.survey_id == Survey.id, SurveyVersion.version == Survey.version),  # type: ignore[arg-type]
+    )
+    stmt = stmt.where(Survey.workspace_id == workspace_id)  # type: ignore[arg-type]
+    if status:
+        stmt = stmt.where(Survey.status == status)  # type: ignore[arg-type]
+    if kind:
+        stmt = stmt.where(Survey.kind == kind)  # type: ignore[arg-type]
+    if touchpoint_key:
+        stmt = stmt.where(Survey.touchpoint_key == touchpoint_key)  # type: ignore[arg-type]
+    rows = (await session.execute(keyset(stmt, Survey.id, cursor=cursor, limit=limit))).all()
+    items = [public(s, _questions.validate_python(q)) for s, q in rows]
+    return page_of(items, limit=limit, id_of=lambda s: s.id)
+
+
+async def update_survey(
+    session: AsyncSession, *, workspace_id: str, survey_id: UUID, data: SurveyUpdate
+) -> tuple[SurveyPublic, bool]:
+    """Apply the change; (survey, whether a new version was created)."""
+    survey = await _get(session, workspace_id=workspace_id, survey_id=survey_id, lock=True)
+    changes = data.model_dump(exclude_unset=True)
+    if ("status" in changes and changes["status"] is None) or ("name" in changes and changes["name"] is None):
+        raise Unprocessable("status and name cannot be null.")
+    if data.status == SurveyStatus.draft and survey.status != SurveyStatus.draft:
+        raise Unprocessable(
+            f"A survey that was {survey.status} cannot go back to draft; close it instead.",
+            errors=[{"field": "status", "message": "draft is only the state before activation"}],
+        )
+    new_version = False
+    if data.questions is not None:
+        try:
+            check_questions(survey.kind, data.questions)
+        except ValueError as exc:
+            raise Unprocessable(str(exc), errors=[{"field": "questions", "message": str(exc)}]) from None
+        answered = (
+            await session.execute(
+                sa.select(sa.literal(1))
+                .where(Response.survey_id == survey.id, Response.survey_version == survey.version)  # type: ignore[arg-type]
+                .limit(1)
+            )
+        ).first() is not None
+        questions_json = [q.model_dump(mode="json") for q in data.questions]
+        if survey.status != SurveyStatus.draft and answered:
+            # Responses keep the version they answered: the change becomes a new version.
+            survey.version += 1
+            session.add(
+                SurveyVersion(  # type: ignore[call-arg]
+                    survey_id=survey.id, version=survey.version, workspace_id=workspace_id, questions=questions_json
+                )
+            )
+            new_version = True
+        else:
+            await session.execute(
+                sa.update(SurveyVersion)
+                .where(SurveyVersion.survey_id == survey.id, SurveyVersion.version == survey.version)  # type: ignore[arg-type]
+                .values(questions=questions_json)
+            )
+    for field in ("name", "status", "default_language"):
+        if field in changes and changes[field] is not None:
+            setattr(survey, field, changes[field])
+    survey.updated_at = sa.func.now()  # type: ignore[assignment]
+    await session.flush()
+    await session.refresh(survey)
+    return public(survey, await _questions_of(session, survey)), new_version
+
+
+async def list_versions(session: AsyncSession, *, workspace_id: str, survey_id: UUID) -> list[SurveyVersionPublic]:
+    await _get(session, workspace_id=workspace_id, survey_id=survey_id)
+    rows = (
+        (
+            await session.execute(
+                sa.select(SurveyVersion)
+                .where(SurveyVersion.survey_id == survey_id)  # type: ignore[arg-type]
+                .order_by(SurveyVersion.version)  # type: ignore[arg-type]
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return [SurveyVersionPublic.model_validate(r) for r in rows]
+
+
+async def surveys_for_ingest(
+    session: AsyncSession, *, workspace_id: str, survey_ids: list[UUID]
+) -> dict[UUID, SurveyForIngest]:
+    rows = (
+        await session.execute(
+            sa.text(
+                "SELECT s.id, s.key, s.kind, s.status, s.version, s.journey_key, s.stage_key, s.touchpoint_key, "
+                "v.questions FROM survey s JOIN survey_version v ON v.survey_id = s.id AND v.version = s.version "
+                "WHERE s.workspace_id = :w AND s.id = ANY(:ids)"
+            ),
+            {"w": workspace_id, "ids": survey_ids},
+        )
+    ).all()
+    return {
+        UUID(str(r.id)): SurveyForIngest(
+            id=UUID(str(r.id)),
+            key=r.key,
+            kind=SurveyKind(r.kind),
+            status=SurveyStatus(r.status),
+            version=r.version,
+            journey_key=r.journey_key,
+            stage_key=r.stage_key,
+            touchpoint_key=r.touchpoint_key,
+            questions=_questions.validate_python(r.questions),
+        )
+        for r in rows
+    }

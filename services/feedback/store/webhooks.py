@@ -1,0 +1,225 @@
+"""Webhook subscriptions, the delivery log, and the fan-out of events to deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import secrets
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.errors import NotFound, Unprocessable
+from services.common.pagination import Page, keyset, page_of
+from services.feedback.models import (
+    DeliveryStatus,
+    WebhookCreate,
+    WebhookDelivery,
+    WebhookSubscription,
+    WebhookUpdate,
+)
+from services.feedback.models.webhooks import EVENT_TYPE_PATTERN
+
+_EVENT_TYPE = __import__("re").compile(EVENT_TYPE_PATTERN)
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified
+
+
+async def target_problem(url: str, *, allow_private: bool) -> str | None:
+    """Why this URL may not receive webhooks (private/loopback targets need the workspace setting)."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        return "the URL must be http(s) with a host"
+    if allow_private:
+        return None
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443)
+        except OSError:
+            return f"the host {host!r} does not resolve"
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    blocked = [str(a) for a in addresses if _blocked(a)]
+    if blocked:
+        return (
+            f"the host {host!r} is a private or loopback address ({', '.join(sorted(set(blocked)))}); "
+            "the workspace setting allow_private_webhook_targets permits it"
+        )
+    return None
+
+
+def _check_event_types(types: list[str]) -> None:
+    bad = [t for t in types if not _EVENT_TYPE.match(t)]
+    if bad:
+        raise Unprocessable(
+            f"Unknown event type pattern(s): {', '.join(bad)}; "
+            "use e.g. feedback.response.submitted, feedback.case.* or *.",
+            errors=[{"field": "event_types", "message": f"{t!r} is not an event type pattern"} for t in bad],
+        )
+
+
+async def _allow_private(session: AsyncSession, workspace_id: str) -> bool:
+    value = (
+        await session.execute(
+            sa.text("SELECT allow_private_webhook_targets FROM workspace_setting WHERE workspace_id = :w"),
+            {"w": workspace_id},
+        )
+    ).scalar_one_or_none()
+    return bool(value)
+
+
+async def create_webhook(session: AsyncSession, *, workspace_id: str, data: WebhookCreate) -> WebhookSubscription:
+    _check_event_types(data.event_types)
+    problem = await target_problem(str(data.url), allow_private=await _allow_private(session, workspace_id))
+    if problem:
+        raise Unprocessable(f"Webhook target refused: {problem}.", errors=[{"field": "url", "message": problem}])
+    row = WebhookSubscription(  # type: ignore[call-arg]  # timestamps: server defaults
+        workspace_id=workspace_id,
+        url=str(data.url),
+        event_types=sorted(set(data.event_types)),
+        secret=data.secret or new_secret(),
+        description=data.description,
+        enabled=data.enabled,
+    )
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)
+    return row
+
+
+async def get_webhook(session: AsyncSession, *, workspace_id: str, webhook_id: UUID) -> WebhookSubscription:
+    row = (
+        await session.execute(
+            sa.select(WebhookSubscription).where(
+                WebhookSubscription.id == webhook_id,  # type: ignore[arg-type]
+                WebhookSubscription.workspace_id == workspace_id,  # type: ignore[arg-type]
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"No webhook with id {webhook_id} in this workspace.")
+    return row
+
+
+async def list_webhooks(
+    session: AsyncSession, *, workspace_id: str, cursor: str | None, limit: int
+) -> Page[WebhookSubscription]:
+    stmt = sa.select(WebhookSubscription).where(WebhookSubscription.workspace_id == workspace_id)  # type: ignore[arg-type]
+    rows = (await session.execute(keyset(stmt, WebhookSubscription.id, cursor=cursor, limit=limit))).scalars().all()
+    return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
+
+
+async def update_webhook(
+    session: AsyncSession, *, workspace_id: str, webhook_id: UUID, data: WebhookUpdate
+) -> WebhookSubscription:
+    row = await get_webhook(session, workspace_id=workspace_id, webhook_id=webhook_id)
+    changes = data.model_dump(exclude_unset=True)
+    for field in ("url", "event_types", "enabled"):
+        if field in changes and changes[field] is None:
+            raise Unprocessable(f"{field} cannot be null.", errors=[{"field": field, "message": "cannot be null"}])
+    if data.event_types is not None:
+        _check_event_types(data.event_types)
+        row.event_types = sorted(set(data.event_types))
+    if data.url is not None:
+        problem = await target_problem(str(data.url), allow_private=await _allow_private(session, workspace_id))
+        if problem:
+            raise Unprocessable(f"Webhook target refused: {problem}.", errors=[{"field": "url", "message": problem}])
+        row.url = str(data.url)
+    if "description" in changes:
+        row.description = data.description
+    if data.enabled is not None:
+        row.enabled = data.enabled
+    row.updated_at = sa.func.now()  # type: ignore[assignment]
+    await session.flush()
+    await session.refresh(row)
+    return row
+
+
+async def delete_webhook(session: AsyncSession, *, workspace_id: str, webhook_id: UUID) -> None:
+    row = await get_webhook(session, workspace_id=workspace_id, webhook_id=webhook_id)
+    await session.delete(row)
+    await session.flush()
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    webhook_id: UUID,
+    status: DeliveryStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[WebhookDelivery]:
+    await get_webhook(session, workspace_id=workspace_id, webhook_id=webhook_id)
+    stmt = sa.select(WebhookDelivery).where(
+        WebhookDelivery.workspace_id == workspace_id,  # type: ignore[arg-type]
+        WebhookDelivery.subscription_id == webhook_id,  # type: ignore[arg-type]
+    )
+    if status:
+        stmt = stmt.where(WebhookDelivery.status == status)  # type: ignore[arg-type]
+    rows = (await session.execute(keyset(stmt, WebhookDelivery.id, cursor=cursor, limit=limit))).scalars().all()
+    return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
+
+
+async def redeliver(
+    session: AsyncSession, *, workspace_id: str, webhook_id: UUID, delivery_id: UUID
+) -> WebhookDelivery:
+    """Schedule a delivery again now (whatever its status); the log keeps every attempt."""
+    await get_webhook(session, workspace_id=workspace_id, webhook_id=webhook_id)
+    row = (
+        await session.execute(
+            sa.select(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == delivery_id,  # type: ignore[arg-type]
+                WebhookDelivery.subscription_id == webhook_id,  # type: ignore[arg-type]
+                WebhookDelivery.workspace_id == workspace_id,  # type: ignore[arg-type]
+            )
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"No delivery with id {delivery_id} for this webhook.")
+    row.status = DeliveryStatus.pending
+    row.next_attempt_at = sa.func.now()  # type: ignore[assignment]
+    await session.flush()
+    await session.refresh(row)
+    return row
+
+
+_FAN_OUT = sa.text(
+    """
+INSERT INTO webhook_delivery (id, workspace_id, subscription_id, event_id, event_type, payload, status, attempts,
+  next_attempt_at, log)
+SELECT gen_random_uuid(), s.workspace_id, s.id, CAST(:event_id AS uuid), CAST(:type AS text), :payload,
+  'pending', 0, now(), '[]'::jsonb
+FROM webhook_subscription s
+WHERE s.workspace_id = CAST(:w AS text) AND s.enabled
+  AND ('*' = ANY(s.event_types) OR CAST(:type AS text) = ANY(s.event_types)
+       OR CAST(:family AS text) = ANY(s.event_types))
+ON CONFLICT (subscription_id, event_id) DO NOTHING
+RETURNING id
+"""
+)
+
+
+async def fan_out(session: AsyncSession, *, workspace_id: str, event_id: UUID, event_type: str, payload: bytes) -> int:
+    """One pending delivery per subscription that wants this event (idempotent per event)."""
+    family = event_type.rsplit(".", 1)[0] + ".*"
+    rows = (
+        await session.execute(
+            _FAN_OUT,
+            {"w": workspace_id, "event_id": event_id, "type": event_type, "family": family, "payload": payload},
+        )
+    ).all()
+    return len(rows)

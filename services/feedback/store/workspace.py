@@ -1,0 +1,119 @@
+"""Workspace settings, opt-outs and survey eligibility."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.feedback.models import Eligibility, OptOutCreate, OptOutPublic, WorkspaceSettingsFields
+
+
+async def get_settings(session: AsyncSession, *, workspace_id: str) -> WorkspaceSettingsFields:
+    row = (
+        await session.execute(
+            sa.text(
+                "SELECT allow_private_webhook_targets, max_surveys_per_period, period_days, quiet_days "
+                "FROM workspace_setting WHERE workspace_id = :w"
+            ),
+            {"w": workspace_id},
+        )
+    ).first()
+    return WorkspaceSettingsFields.model_validate(dict(row._mapping)) if row else WorkspaceSettingsFields()
+
+
+async def put_settings(
+    session: AsyncSession, *, workspace_id: str, data: WorkspaceSettingsFields
+) -> WorkspaceSettingsFields:
+    await session.execute(
+        sa.text(
+            "INSERT INTO workspace_setting (workspace_id, allow_private_webhook_targets, max_surveys_per_period, "
+            "period_days, quiet_days) VALUES (:w, :a, :m, :p, :q) ON CONFLICT (workspace_id) DO UPDATE SET "
+            "allow_private_webhook_targets = :a, max_surveys_per_period = :m, period_days = :p, quiet_days = :q, "
+            "updated_at = now()"
+        ),
+        {
+            "w": workspace_id,
+            "a": data.allow_private_webhook_targets,
+            "m": data.max_surveys_per_period,
+            "p": data.period_days,
+            "q": data.quiet_days,
+        },
+    )
+    return data
+
+
+async def add_opt_out(session: AsyncSession, *, workspace_id: str, data: OptOutCreate) -> OptOutPublic:
+    row = (
+        await session.execute(
+            sa.text(
+                "INSERT INTO opt_out (workspace_id, customer_external_id, reason) VALUES (:w, :c, :r) "
+                "ON CONFLICT (workspace_id, customer_external_id) DO UPDATE SET reason = coalesce(:r, opt_out.reason) "
+                "RETURNING customer_external_id, reason, created_at"
+            ),
+            {"w": workspace_id, "c": data.customer_external_id, "r": data.reason},
+        )
+    ).one()
+    return OptOutPublic.model_validate(row._mapping)
+
+
+async def remove_opt_out(session: AsyncSession, *, workspace_id: str, customer_external_id: str) -> bool:
+    result = await session.execute(
+        sa.text("DELETE FROM opt_out WHERE workspace_id = :w AND customer_external_id = :c RETURNING 1"),
+        {"w": workspace_id, "c": customer_external_id},
+    )
+    return result.first() is not None
+
+
+async def eligibility(
+    session: AsyncSession, *, workspace_id: str, customer_external_id: str, journey_key: str | None, now: datetime
+) -> Eligibility:
+    """Whether the CRM may survey this customer now, from the workspace's fatigue policy.
+
+    The policy counts the customer's responses across all surveys (survey fatigue is per person);
+    `journey_key` narrows the count to that journey's surveys when given.
+    """
+    policy = await get_settings(session, workspace_id=workspace_id)
+    row = (
+        await session.execute(
+            sa.text(
+                "SELECT EXISTS (SELECT 1 FROM opt_out WHERE workspace_id = :w AND customer_external_id = :c) AS out, "
+                "(SELECT count(*) FROM response WHERE workspace_id = :w AND customer_external_id = :c "
+                " AND submitted_at > :since AND (CAST(:j AS text) IS NULL OR journey_key = :j)) AS n, "
+                "(SELECT max(submitted_at) FROM response WHERE workspace_id = :w AND customer_external_id = :c "
+                " AND (CAST(:j AS text) IS NULL OR journey_key = :j)) AS last, "
+                "(SELECT min(submitted_at) FROM (SELECT submitted_at FROM response WHERE workspace_id = :w "
+                " AND customer_external_id = :c AND submitted_at > :since "
+                " AND (CAST(:j AS text) IS NULL OR journey_key = :j) ORDER BY submitted_at DESC LIMIT :m) t) AS oldest"
+            ),
+            {
+                "w": workspace_id,
+                "c": customer_external_id,
+                "j": journey_key,
+                "since": now - timedelta(days=policy.period_days),
+                "m": max(policy.max_surveys_per_period, 1),
+            },
+        )
+    ).one()
+    base = {"customer_external_id": customer_external_id, "responses_in_period": row.n, "last_response_at": row.last}
+    if row.out:
+        return Eligibility(eligible=False, reason="The customer opted out of surveys.", next_eligible_at=None, **base)
+    if row.last is not None and policy.quiet_days and row.last > now - timedelta(days=policy.quiet_days):
+        until = row.last + timedelta(days=policy.quiet_days)
+        return Eligibility(
+            eligible=False,
+            reason=f"Quiet time: the last response was less than {policy.quiet_days} days ago.",
+            next_eligible_at=until,
+            **base,
+        )
+    if row.n >= policy.max_surveys_per_period:
+        until = row.oldest + timedelta(days=policy.period_days) if row.oldest else None
+        return Eligibility(
+            eligible=False,
+            reason=f"Survey limit reached: {row.n} responses in the last {policy.period_days} days "
+            f"(at most {policy.max_surveys_per_period}).",
+            next_eligible_at=until,
+            **base,
+        )
+    return Eligibility(eligible=True, reason="Within the workspace's survey policy.", next_eligible_at=None, **base)
