@@ -10,7 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -91,7 +91,16 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def constraint_of(exc: IntegrityError) -> str | None:
+def sqlstate_of(exc: DBAPIError) -> str:
+    """The SQLSTATE of a database error (asyncpg's error is the cause of the adapter's)."""
+    for err in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        state = getattr(err, "sqlstate", None)
+        if state:
+            return str(state)
+    return ""
+
+
+def constraint_of(exc: DBAPIError) -> str | None:
     """The violated constraint's name (asyncpg puts it on the driver error the adapter wraps)."""
     for err in (exc.orig, getattr(exc.orig, "__cause__", None)):
         name = getattr(err, "constraint_name", None)
@@ -151,19 +160,27 @@ def install_problem_handlers(app: FastAPI) -> None:
             exc.status_code, detail, instance=request.url.path, headers=getattr(exc, "headers", None)
         )
 
-    async def on_integrity(request: Request, exc: Exception) -> JSONResponse:
-        # Reaches here only when a constraint fails at commit (deferred constraints, races between
-        # concurrent requests); expected conflicts are named by the store before this point.
-        assert isinstance(exc, IntegrityError)
-        constraint = constraint_of(exc)
-        return problem_response(
-            409,
-            "The change conflicts with another change made at the same time"
-            + (f" (constraint {constraint})" if constraint else "")
-            + "; nothing was stored. Read the current state and retry.",
-            type_slug="conflict",
-            instance=request.url.path,
-        )
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DBAPIError)
+        state = sqlstate_of(exc)
+        if isinstance(exc, IntegrityError) or state.startswith("23"):
+            # Reaches here only when a constraint fails at commit (deferred constraints, races
+            # between concurrent requests); expected conflicts are named by the store earlier.
+            constraint = constraint_of(exc)
+            return problem_response(
+                409,
+                "The change conflicts with another change made at the same time"
+                + (f" (constraint {constraint})" if constraint else "")
+                + "; nothing was stored. Read the current state and retry.",
+                type_slug="conflict",
+                instance=request.url.path,
+            )
+        if state.startswith("22"):  # data exception: a value PostgreSQL cannot store or compare
+            reason = str(getattr(exc.orig, "__cause__", None) or exc.orig).split("\n")[0][:300]
+            return problem_response(
+                422, f"A value in the request cannot be stored or compared: {reason}.", instance=request.url.path
+            )
+        return await on_unexpected(request, exc)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
@@ -176,7 +193,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(IntegrityError, on_integrity)
+    app.add_exception_handler(DBAPIError, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)
 
 

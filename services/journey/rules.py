@@ -12,13 +12,15 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
+
+from services.common.validation import InputModel
 
 Op = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists", "contains"]
 _MISSING = object()
 
 
-class AttributeCondition(BaseModel):
+class AttributeCondition(InputModel):
     model_config = ConfigDict(extra="forbid")
     attribute: str = Field(min_length=1, max_length=200, examples=["segment"])
     op: Op
@@ -56,7 +58,7 @@ class AttributeCondition(BaseModel):
         return _compare(actual, self.op, self.value)
 
 
-class AllCondition(BaseModel):
+class AllCondition(InputModel):
     model_config = ConfigDict(extra="forbid")
     all: list[Condition] = Field(min_length=1)
 
@@ -64,7 +66,7 @@ class AllCondition(BaseModel):
         return all(c.evaluate(profile) for c in self.all)
 
 
-class AnyCondition(BaseModel):
+class AnyCondition(InputModel):
     model_config = ConfigDict(extra="forbid")
     any: list[Condition] = Field(min_length=1)
 
@@ -72,7 +74,7 @@ class AnyCondition(BaseModel):
         return any(c.evaluate(profile) for c in self.any)
 
 
-class NotCondition(BaseModel):
+class NotCondition(InputModel):
     model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
     not_: Condition = Field(alias="not")
 

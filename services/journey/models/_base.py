@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
 
 from services.common.kit_tables import define_kit_tables
+from services.common.validation import InputModel
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
 KEY_HELP = "Stable identifier you choose: lowercase letters, digits, '_', '.', '-' (max 80)."
@@ -22,10 +22,8 @@ class JourneyTable(SQLModel, registry=registry()):
 define_kit_tables(JourneyTable.metadata)
 
 
-class Shape(BaseModel):
+class Shape(InputModel):
     """Request and response shapes are plain pydantic models (SQLModel's Field drops `pattern`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 def now_column() -> Any:
