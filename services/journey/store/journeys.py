@@ -228,7 +228,8 @@ async def add_stage(session: AsyncSession, *, workspace_id: str, journey_id: UUI
     row = Stage(workspace_id=workspace_id, journey_id=journey_id, key=data.key, name=data.name, position=len(stages))
     session.add(row)
     await session.flush()
-    await _renumber(session, "stage", _place([s.id for s in stages], row.id, data.position))
+    if data.position is not None and data.position < len(stages):  # appended rows are already in place
+        await _renumber(session, "stage", _place([s.id for s in stages], row.id, data.position))
     return await _stages_after_change(session, journey_id=journey_id)
 
 
@@ -356,7 +357,8 @@ async def add_step(session: AsyncSession, *, workspace_id: str, journey_id: UUID
         raise Conflict(
             f"Touchpoint {data.touchpoint_id} already sits in stage {data.stage_id} of this journey."
         ) from None
-    await _renumber(session, "journey_step", _place(existing, row.id, data.position))
+    if data.position is not None and data.position < len(existing):  # appended rows are already in place
+        await _renumber(session, "journey_step", _place(existing, row.id, data.position))
     await session.refresh(row)
     return row
 

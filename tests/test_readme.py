@@ -1,0 +1,25 @@
+"""The README's configuration table names every setting, and its commands are the Makefile's."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from services.common.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_setting_is_documented() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in ServiceSettings.model_fields if f"`{name.upper()}`" not in readme]
+    assert missing == [], f"document these settings in README.md: {missing}"
+
+
+def test_readme_commands_exist_in_the_makefile_and_ci() -> None:
+    targets = set(re.findall(r"^([a-z]+):", (ROOT / "Makefile").read_text(), flags=re.MULTILINE))
+    commands = set(re.findall(r"make ([a-z]+)", (ROOT / "README.md").read_text()))
+    assert commands <= targets
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make lint" in ci
+    assert "make test" in ci
