@@ -7,21 +7,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
 from fastapi import FastAPI
-from faststream.nats import NatsBroker
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common.consumer import add_consumer
-from services.common.events import Event
 from services.common.service import create_service_app
-from services.common.settings import ServiceSettings
 from services.feedback.api import router
 from services.feedback.comments import CommentAnalyser
 from services.feedback.delivery import DeliveryWorker
 from services.feedback.events import PUBLISHED
 from services.feedback.settings import FeedbackSettings
-from services.feedback.store.webhooks import fan_out
 
 SERVICE_DIR = Path(__file__).parent
 
@@ -42,27 +35,6 @@ TAGS = [
 
 def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
     settings = settings or FeedbackSettings()
-    app: FastAPI | None = None
-
-    def setup_consumers(broker: NatsBroker, sessionmaker: async_sessionmaker[AsyncSession], _: ServiceSettings) -> None:
-        async def deliver_to_webhooks(session: AsyncSession, event: Event[dict[str, Any]]) -> None:
-            payload = orjson.dumps(event.model_dump(mode="json"))
-            created = await fan_out(
-                session, workspace_id=event.workspace_id, event_id=event.id, event_type=event.type, payload=payload
-            )
-            worker = getattr(app.state, "delivery_worker", None) if app is not None else None
-            if created and worker is not None:
-                worker.wake()
-
-        add_consumer(
-            broker,
-            name=f"{settings.consumer_prefix}-webhooks",
-            subject="feedback.>",
-            handler=deliver_to_webhooks,
-            sessionmaker=sessionmaker,
-            max_attempts=settings.consumer_max_attempts,
-        )
-
     app = create_service_app(
         name="feedback",
         title="journeygraph feedback service",
@@ -72,7 +44,6 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         routers=[router],
         published_events=PUBLISHED,
         openapi_tags=TAGS,
-        setup_consumers=setup_consumers,
     )
 
     # The kit's lifespan has no hook for background workers, so ours wraps it: the workers start

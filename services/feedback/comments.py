@@ -21,13 +21,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # type: ignore[import-untyped]
 
-from services.common.outbox import emit_many
 from services.feedback.events import CASE_OPENED, COMMENT_ANALYSED
+from services.feedback.publish import publish
 from services.feedback.settings import FeedbackSettings
 
 log = structlog.get_logger(__name__)
 _vader = SentimentIntensityAnalyzer()
 _WORD = re.compile(r"[a-zäöüß]+", re.IGNORECASE)
+_CLAUSE = re.compile(r"[.,;:!?]+|\b(?:aber|jedoch|sondern)\b", re.IGNORECASE)
 
 GERMAN_LEXICON: dict[str, float] = {
     **dict.fromkeys(["gut", "gute", "guter", "gutes", "prima", "toll", "super", "schnell", "freundlich"], 2.0),
@@ -121,18 +122,20 @@ def detect_language(comment: str, hint: str | None) -> str:
 
 
 def _german_sentiment(comment: str) -> float:
-    words = [w.lower() for w in _WORD.findall(comment)]
     total = 0.0
-    for i, word in enumerate(words):
-        value = GERMAN_LEXICON.get(word)
-        if value is None:
-            continue
-        window = words[max(0, i - 3) : i]
-        boost = sum(GERMAN_BOOSTERS.get(w, 0.0) for w in window)
-        value = value + math.copysign(boost, value)
-        if any(w in GERMAN_NEGATIONS for w in window) and word not in GERMAN_NEGATIONS:
-            value = -0.74 * value  # VADER's negation factor
-        total += value
+    # Negation and boosters reach back up to three words, never across a clause boundary.
+    for clause in _CLAUSE.split(comment):
+        words = [w.lower() for w in _WORD.findall(clause)]
+        for i, word in enumerate(words):
+            value = GERMAN_LEXICON.get(word)
+            if value is None:
+                continue
+            window = words[max(0, i - 3) : i]
+            boost = sum(GERMAN_BOOSTERS.get(w, 0.0) for w in window)
+            value = value + math.copysign(boost, value)
+            if any(w in GERMAN_NEGATIONS for w in window) and word not in GERMAN_NEGATIONS:
+                value = -0.74 * value  # VADER's negation factor
+            total += value
     return total / math.sqrt(total * total + 15) if total else 0.0
 
 
@@ -249,5 +252,5 @@ class CommentAnalyser:
                         themes={row.id: found for row, _, found, _ in analysed},
                     )
                     events += [(CASE_OPENED, case) for case in cases]
-                await emit_many(session, workspace_id=workspace_id, events=events)
+                await publish(session, workspace_id=workspace_id, events=events)
         return len(rows)

@@ -8,9 +8,9 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.outbox import emit_many
 from services.feedback.events import CASE_OPENED, RESPONSE_SUBMITTED
 from services.feedback.models import ResponseCreate
+from services.feedback.publish import publish
 from services.feedback.store import loop
 from services.feedback.store.responses import Outcome, ingest
 
@@ -27,5 +27,5 @@ async def record_responses(
         )
         events: list[tuple[str, BaseModel | dict[str, Any]]] = [(RESPONSE_SUBMITTED, row) for row in outcome.created]
         events += [(CASE_OPENED, case) for case in cases]
-        await emit_many(session, workspace_id=workspace_id, events=events)
+        await publish(session, workspace_id=workspace_id, events=events)
     return outcome

@@ -7,9 +7,6 @@ from services.common.settings import ServiceSettings
 class FeedbackSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="FEEDBACK_", extra="ignore")
     service_name: str = "feedback"
-    consumer_prefix: str = Field(
-        default="feedback", description="Prefix of this service's durable NATS consumer names."
-    )
     # Webhook delivery: retries with exponential backoff; defaults span about 5.7 hours.
     webhook_backoff_base_seconds: float = Field(default=5.0, gt=0)
     webhook_backoff_cap_seconds: float = Field(default=3 * 3600.0, gt=0)

@@ -24,7 +24,6 @@ def make_settings(servers: Servers, keys: Keys, database: str, **overrides: obje
         "worker_poll_seconds": 0.1,
         "webhook_backoff_base_seconds": 0.2,
         "webhook_timeout_seconds": 2.0,
-        "consumer_prefix": unique_name("feedback"),
         "log_json": False,
         "log_level": "WARNING",
         **overrides,

@@ -10,7 +10,6 @@ from fastapi import Path, Query, Response
 
 from services.common.db import SessionDep
 from services.common.idempotency import IdempotencyDep
-from services.common.outbox import emit
 from services.common.pagination import CursorQuery, LimitQuery, Page
 from services.feedback.api._deps import Reader, Writer, make_router
 from services.feedback.events import CASE_CLOSED, CASE_OPENED, CASE_UPDATED
@@ -25,6 +24,7 @@ from services.feedback.models import (
     RulePublic,
     RuleUpdate,
 )
+from services.feedback.publish import publish_one
 from services.feedback.store import loop, responses
 
 RuleId = Annotated[UUID, Path(description="The rule's id.")]
@@ -78,7 +78,7 @@ async def open_case(caller: Writer, idem: IdempotencyDep, session: SessionDep, b
         note=body.note,
         now=datetime.now(UTC),
     )
-    await emit(session, workspace_id=caller.workspace_id, type=CASE_OPENED, data=case)
+    await publish_one(session, workspace_id=caller.workspace_id, type=CASE_OPENED, data=case)
     return await idem.respond(case)
 
 
@@ -119,9 +119,9 @@ async def update_case(caller: Writer, session: SessionDep, case_id: CaseId, body
     )
     if case.status != before:
         kind = CASE_CLOSED if case.status == CaseStatus.closed else CASE_UPDATED
-        await emit(session, workspace_id=caller.workspace_id, type=kind, data=case)
+        await publish_one(session, workspace_id=caller.workspace_id, type=kind, data=case)
     elif body.model_fields_set:
-        await emit(session, workspace_id=caller.workspace_id, type=CASE_UPDATED, data=case)
+        await publish_one(session, workspace_id=caller.workspace_id, type=CASE_UPDATED, data=case)
     return await loop.get_case(session, workspace_id=caller.workspace_id, case_id=case_id)
 
 

@@ -9,7 +9,6 @@ from fastapi import Path, Query, Response
 
 from services.common.db import SessionDep
 from services.common.idempotency import IdempotencyDep
-from services.common.outbox import emit
 from services.common.pagination import CursorQuery, LimitQuery, Page
 from services.feedback.api._deps import Reader, Writer, make_router
 from services.feedback.models import (
@@ -20,6 +19,7 @@ from services.feedback.models import (
     SurveyUpdate,
     SurveyVersionPublic,
 )
+from services.feedback.publish import publish_one
 from services.feedback.store import surveys
 
 SurveyId = Annotated[UUID, Path(description="The survey's id.")]
@@ -30,7 +30,7 @@ router = make_router()
 async def create_survey(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: SurveyCreate) -> Response:
     """Create a survey (version 1)."""
     survey = await surveys.create_survey(session, workspace_id=caller.workspace_id, data=body)
-    await emit(session, workspace_id=caller.workspace_id, type="feedback.survey.created", data=survey)
+    await publish_one(session, workspace_id=caller.workspace_id, type="feedback.survey.created", data=survey)
     return await idem.respond(survey)
 
 
@@ -68,7 +68,7 @@ async def get_survey(caller: Reader, session: SessionDep, survey_id: SurveyId) -
 async def update_survey(caller: Writer, session: SessionDep, survey_id: SurveyId, body: SurveyUpdate) -> SurveyPublic:
     """Change a survey; new questions on an active survey with responses become a new version."""
     survey, _ = await surveys.update_survey(session, workspace_id=caller.workspace_id, survey_id=survey_id, data=body)
-    await emit(session, workspace_id=caller.workspace_id, type="feedback.survey.updated", data=survey)
+    await publish_one(session, workspace_id=caller.workspace_id, type="feedback.survey.updated", data=survey)
     return survey
 
 

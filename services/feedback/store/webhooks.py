@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import re
 import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
 
 from services.common.errors import NotFound, Unprocessable
+from services.common.events import encode_event
 from services.common.pagination import Page, keyset, page_of
 from services.feedback.models import (
     DeliveryStatus,
@@ -23,7 +30,7 @@ from services.feedback.models import (
 )
 from services.feedback.models.webhooks import EVENT_TYPE_PATTERN
 
-_EVENT_TYPE = __import__("re").compile(EVENT_TYPE_PATTERN)
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 
 
 def new_secret() -> str:
@@ -201,25 +208,51 @@ _FAN_OUT = sa.text(
     """
 INSERT INTO webhook_delivery (id, workspace_id, subscription_id, event_id, event_type, payload, status, attempts,
   next_attempt_at, log)
-SELECT gen_random_uuid(), s.workspace_id, s.id, CAST(:event_id AS uuid), CAST(:type AS text), :payload,
-  'pending', 0, now(), '[]'::jsonb
-FROM webhook_subscription s
-WHERE s.workspace_id = CAST(:w AS text) AND s.enabled
-  AND ('*' = ANY(s.event_types) OR CAST(:type AS text) = ANY(s.event_types)
-       OR CAST(:family AS text) = ANY(s.event_types))
-ON CONFLICT (subscription_id, event_id) DO NOTHING
-RETURNING id
+SELECT id, CAST(:w AS text), subscription_id, event_id, event_type, payload, 'pending', 0, :now, '[]'::jsonb
+FROM unnest(CAST(:ids AS uuid[]), CAST(:subscriptions AS uuid[]), CAST(:event_ids AS uuid[]),
+  CAST(:types AS text[]), CAST(:payloads AS bytea[])) AS t(id, subscription_id, event_id, event_type, payload)
 """
 )
 
 
-async def fan_out(session: AsyncSession, *, workspace_id: str, event_id: UUID, event_type: str, payload: bytes) -> int:
-    """One pending delivery per subscription that wants this event (idempotent per event)."""
-    family = event_type.rsplit(".", 1)[0] + ".*"
-    rows = (
+def wants(event_types: list[str], subject: str) -> bool:
+    family = subject.rsplit(".", 1)[0] + ".*"
+    return "*" in event_types or subject in event_types or family in event_types
+
+
+async def fan_out(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    events: Sequence[tuple[str, BaseModel | dict[str, Any]]],
+    now: datetime,
+) -> int:
+    """Pending deliveries for the workspace's subscriptions that want these events, written in the
+    caller's transaction (so a delivery exists exactly when its change was committed). One indexed
+    lookup when the workspace has no subscriptions."""
+    subscriptions = (
         await session.execute(
-            _FAN_OUT,
-            {"w": workspace_id, "event_id": event_id, "type": event_type, "family": family, "payload": payload},
+            sa.text("SELECT id, event_types FROM webhook_subscription WHERE workspace_id = :w AND enabled"),
+            {"w": workspace_id},
         )
     ).all()
-    return len(rows)
+    if not subscriptions or not events:
+        return 0
+    cols: dict[str, list[Any]] = {k: [] for k in ("ids", "subscriptions", "event_ids", "types", "payloads")}
+    for subject, data in events:
+        targets = [s.id for s in subscriptions if wants(s.event_types, subject)]
+        if not targets:
+            continue
+        # The webhook message id; stable across retries, so receivers dedupe on `webhook-id`.
+        message_id = uuid7()
+        payload = encode_event(event_id=message_id, type=subject, workspace_id=workspace_id, occurred_at=now, data=data)
+        for subscription_id in targets:
+            cols["ids"].append(uuid7())
+            cols["subscriptions"].append(subscription_id)
+            cols["event_ids"].append(message_id)
+            cols["types"].append(subject)
+            cols["payloads"].append(payload)
+    if not cols["ids"]:
+        return 0
+    await session.execute(_FAN_OUT, {**cols, "w": workspace_id, "now": now})
+    return len(cols["ids"])
