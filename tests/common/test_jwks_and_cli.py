@@ -1,0 +1,101 @@
+"""Production auth (keys from an OIDC issuer's JWKS over HTTP) and the dev-token CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from asgi_lifespan import LifespanManager
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from services.common.runtime import load_or_create_keys
+from services.journey.app import create_app
+from services.journey.settings import JourneySettings
+
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def jwks_url() -> Iterator[str]:
+    """A real HTTP server publishing the issuer's key set, as an OIDC provider does."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": "key-1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+async def oidc_http(journey_settings: JourneySettings, jwks_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    settings = journey_settings.model_copy(
+        update={"auth_public_key": None, "auth_jwks_url": jwks_url, "auth_issuer": "https://idp.example"}
+    )
+    app = create_app(settings)
+    async with (
+        LifespanManager(app, startup_timeout=60),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://oidc") as client,
+    ):
+        yield client
+
+
+def _token(key: rsa.RSAPrivateKey, kid: str) -> str:
+    claims = {"iss": "https://idp.example", "aud": "journeygraph", "sub": "user-1", "exp": 4102444800,
+              "workspace": "oidc-ws", "scope": "journeys:read"}  # fmt: skip
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+
+
+class TestJwks:
+    async def test_token_signed_by_the_issuers_key_is_accepted(self, oidc_http: httpx.AsyncClient) -> None:
+        response = await oidc_http.get("/v1/journeys", headers={"Authorization": f"Bearer {_token(KEY, 'key-1')}"})
+        assert response.status_code == 200, response.text
+
+    async def test_unknown_key_id_is_401(self, oidc_http: httpx.AsyncClient) -> None:
+        response = await oidc_http.get("/v1/journeys", headers={"Authorization": f"Bearer {_token(OTHER, 'key-9')}"})
+        assert response.status_code == 401
+        assert "key-9" in response.json()["detail"]
+
+    async def test_forged_signature_under_a_known_key_id_is_401(self, oidc_http: httpx.AsyncClient) -> None:
+        response = await oidc_http.get("/v1/journeys", headers={"Authorization": f"Bearer {_token(OTHER, 'key-1')}"})
+        assert response.status_code == 401
+
+
+class TestTokenCommand:
+    def test_cli_mints_a_token_the_services_accept(self, tmp_path: Path) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "services.common.cli", "token", "--workspace", "acme", "--scopes",
+             "journeys:read,feedback:read", "--home", str(tmp_path)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        _, public = load_or_create_keys(tmp_path)
+        claims = jwt.decode(out.stdout.strip(), public, algorithms=["EdDSA"], audience="journeygraph")
+        assert (claims["workspace"], claims["scope"]) == ("acme", "journeys:read feedback:read")
+
+    def test_cli_refuses_unknown_scopes(self, tmp_path: Path) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "services.common.cli", "token", "--scopes", "everything", "--home", str(tmp_path)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert out.returncode != 0
+        assert "unknown scope" in out.stderr
