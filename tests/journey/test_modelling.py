@@ -318,3 +318,24 @@ class TestMap:
         doc = await _map(api, journey["id"])
         assert doc["persona"] is None
         assert [s["steps"] for s in doc["stages"]] == [[], [], []]
+
+
+class TestOpenApiExamples:
+    def test_every_documented_example_is_a_valid_request(self) -> None:
+        import pydantic
+
+        from services.journey import models
+
+        checked = 0
+        for name in dir(models):
+            model = getattr(models, name)
+            if (
+                isinstance(model, type)
+                and issubclass(model, pydantic.BaseModel)
+                and model.__module__.startswith("services.journey.models")
+            ):
+                extra = model.model_config.get("json_schema_extra")
+                for example in extra.get("examples", []) if isinstance(extra, dict) else []:
+                    model.model_validate(example)
+                    checked += 1
+        assert checked >= 4

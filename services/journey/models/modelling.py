@@ -63,6 +63,33 @@ class PersonaFields(Shape):
 
 
 class PersonaCreate(PersonaFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "price-conscious-switcher",
+                    "name": "Price-conscious switcher",
+                    "role": "Tenant, 34",
+                    "needs": ["a cheaper tariff without surprises"],
+                    "goals": ["save 150 EUR a year"],
+                    "pains": ["hidden bonus conditions"],
+                    "priority": 10,
+                    "rules": [
+                        {
+                            "name": "comes from portals",
+                            "when": {
+                                "all": [
+                                    {"attribute": "acquisition_channel", "op": "eq", "value": "portal"},
+                                    {"attribute": "age", "op": "lt", "value": 40},
+                                ]
+                            },
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     key: str = Field(pattern=KEY_PATTERN, description=KEY_HELP)
 
 
@@ -116,6 +143,22 @@ class TouchpointFields(Shape):
 
 
 class TouchpointCreate(TouchpointFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "hotline",
+                    "name": "Customer hotline",
+                    "channel": "phone",
+                    "department": "Customer Service",
+                    "yearly_cost": "520000.00",
+                    "currency": "EUR",
+                    "description": "Inbound calls, 8-20h",
+                }
+            ]
+        }
+    )
+
     key: str = Field(pattern=KEY_PATTERN, description=KEY_HELP)
 
 
@@ -198,6 +241,25 @@ class JourneyFields(Shape):
 
 
 class JourneyCreate(JourneyFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "switch-supplier",
+                    "name": "Switch energy supplier",
+                    "status": "active",
+                    "owner": "Lena Vogel",
+                    "team": "Journey team Switch",
+                    "stages": [
+                        {"key": "need", "name": "Need"},
+                        {"key": "buy", "name": "Buy"},
+                        {"key": "use", "name": "Use"},
+                    ],
+                }
+            ]
+        }
+    )
+
     key: str = Field(pattern=KEY_PATTERN, description=KEY_HELP)
     stages: list[StageCreate] | None = Field(
         default=None, max_length=100, description="Omitted: the default Need → Buy → Use."
@@ -268,6 +330,19 @@ class Stage(JourneyTable, table=True):
 
 
 class StepCreate(Shape):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "stage_id": "01a209a0-8e25-74db-89be-a7f25bb57cde",
+                    "touchpoint_id": "01a209a0-8d3e-7103-b3b3-0a2bcb495eda",
+                    "moment_of_truth": True,
+                    "expected_emotion": 1,
+                }
+            ]
+        }
+    )
+
     stage_id: UUID
     touchpoint_id: UUID
     position: int | None = Field(default=None, ge=0, description="0-based within the stage; omitted: appended.")
