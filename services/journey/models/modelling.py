@@ -106,7 +106,7 @@ class PersonaUpdate(Shape):
 
 
 class PersonaPublic(PersonaCreate):
-    model_config = ConfigDict(extra="ignore", from_attributes=True)
+    model_config = ConfigDict(extra="ignore", from_attributes=True, json_schema_extra=None)
     id: UUID
     created_at: datetime
     updated_at: datetime
@@ -173,7 +173,7 @@ class TouchpointUpdate(Shape):
 
 
 class TouchpointPublic(TouchpointCreate):
-    model_config = ConfigDict(extra="ignore", from_attributes=True)
+    model_config = ConfigDict(extra="ignore", from_attributes=True, json_schema_extra=None)
     id: UUID
     created_at: datetime
     updated_at: datetime
@@ -216,7 +216,7 @@ class StageUpdate(Shape):
 
 
 class StagePublic(Shape):
-    model_config = ConfigDict(extra="ignore", from_attributes=True)
+    model_config = ConfigDict(extra="ignore", from_attributes=True, json_schema_extra=None)
     id: UUID
     journey_id: UUID
     key: str
@@ -279,7 +279,7 @@ class JourneyUpdate(Shape):
 
 
 class JourneyPublic(JourneyFields):
-    model_config = ConfigDict(extra="ignore", from_attributes=True)
+    model_config = ConfigDict(extra="ignore", from_attributes=True, json_schema_extra=None)
     id: UUID
     key: str
     created_at: datetime
@@ -358,7 +358,7 @@ class StepUpdate(Shape):
 
 
 class StepPublic(Shape):
-    model_config = ConfigDict(extra="ignore", from_attributes=True)
+    model_config = ConfigDict(extra="ignore", from_attributes=True, json_schema_extra=None)
     id: UUID
     journey_id: UUID
     stage_id: UUID
