@@ -34,6 +34,7 @@ class ServiceSpec:
 BASE_PORT = int(os.environ.get("JOURNEYGRAPH_BASE_PORT", "8000"))
 SERVICES = [
     ServiceSpec("journey", "services.journey.app:create_app", BASE_PORT + 1, "JOURNEY_"),
+    ServiceSpec("feedback", "services.feedback.app:create_app", BASE_PORT + 2, "FEEDBACK_"),
 ]
 NATS_PORT = int(os.environ.get("JOURNEYGRAPH_NATS_PORT", "4322"))  # not 4222: a machine may run its own
 
