@@ -14,6 +14,7 @@ from services.feedback.api import router
 from services.feedback.comments import CommentAnalyser
 from services.feedback.delivery import DeliveryWorker
 from services.feedback.events import PUBLISHED
+from services.feedback.rollups import RollupCompactor
 from services.feedback.settings import FeedbackSettings
 
 SERVICE_DIR = Path(__file__).parent
@@ -55,14 +56,16 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         async with inner(app_) as state:
             worker = DeliveryWorker(app_.state.engine, settings)
             analyser = CommentAnalyser(app_.state.sessionmaker, settings)
+            compactor = RollupCompactor(app_.state.engine, every_seconds=settings.rollup_compact_seconds)
             app_.state.delivery_worker, app_.state.comment_analyser = worker, analyser
-            worker.start()
-            analyser.start()
+            workers = (worker, analyser, compactor)
+            for w in workers:
+                w.start()
             try:
                 yield state
             finally:
-                await analyser.stop()
-                await worker.stop()
+                for w in workers:
+                    await w.stop()
 
     app.router.lifespan_context = lifespan
     return app

@@ -20,6 +20,15 @@ def _errors(exc: ValidationError) -> list[dict[str, str]]:
     return [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
 
 
+def item_errors(item: Any, prefix: str) -> list[dict[str, str]]:
+    """The schema errors of one item that did not validate, with paths under `prefix`."""
+    try:
+        ResponseCreate.model_validate(item)
+    except ValidationError as exc:
+        return [{"field": f"{prefix}.{e['field']}", "message": e["message"]} for e in _errors(exc)]
+    return [{"field": prefix, "message": "not a valid response"}]
+
+
 def parse_ndjson(body: bytes) -> list[ResponseCreate | list[dict[str, str]]]:
     out: list[ResponseCreate | list[dict[str, str]]] = []
     for number, line in enumerate(body.splitlines(), start=1):

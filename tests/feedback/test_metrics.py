@@ -142,3 +142,25 @@ class TestValidation:
     async def test_empty_window_is_422(self, api: FeedbackApi) -> None:
         response = await api.get("/v1/metrics/nps", params={"from": "2025-02-01", "to": "2025-01-01"})
         assert response.status_code == 422
+
+
+class TestRollupCompaction:
+    async def test_compaction_folds_shards_and_keeps_values(self, api: FeedbackApi, feedback_app: Any) -> None:
+        import sqlalchemy as sa
+
+        from services.feedback.rollups import compact
+
+        survey = await api.survey()
+        await api.bulk(nps_items(survey["id"], 40, 25, 35, "2025-03-01T10:{:02d}:00Z"))
+        before = await api.ok("/v1/metrics/nps", params={"group_by": "day"})
+        count = sa.text("SELECT count(*), max(shard) FROM response_rollup WHERE workspace_id = :w")
+        async with feedback_app.state.engine.connect() as conn:
+            rows, top = (await conn.execute(count, {"w": api.workspace})).one()
+        assert rows > 1  # 100 responses of one day spread over shards
+        assert top > 0
+        await compact(feedback_app.state.engine)
+        async with feedback_app.state.engine.connect() as conn:
+            assert tuple((await conn.execute(count, {"w": api.workspace})).one()) == (1, 0)
+        after = await api.ok("/v1/metrics/nps", params={"group_by": "day"})
+        assert after["groups"] == before["groups"]
+        assert after["overall"] == before["overall"]

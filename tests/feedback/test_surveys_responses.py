@@ -158,6 +158,19 @@ class TestResponses:
         ]
         assert result["results"][5]["id"] == result["results"][0]["id"]
 
+    async def test_bulk_malformed_item_fails_alone(self, api: FeedbackApi) -> None:
+        survey = await api.survey()
+        result = await api.bulk(
+            [
+                {"survey_id": survey["id"], "answers": {"recommend": 7}},
+                {"survey_id": survey["id"], "answers": {"recommend": 7}, "submitted_at": "yesterday"},
+                {"answers": {"recommend": 7}},
+            ]
+        )
+        assert [r["status"] for r in result["results"]] == ["created", "invalid", "invalid"]
+        assert result["results"][1]["errors"][0]["field"] == "items.1.submitted_at"
+        assert result["results"][2]["errors"][0]["field"] == "items.2.survey_id"
+
     async def test_bulk_of_10000_is_accepted(self, api: FeedbackApi) -> None:
         survey = await api.survey()
         items = [{"survey_id": survey["id"], "answers": {"recommend": i % 11}} for i in range(10_000)]

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Path, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import SessionDep
 from services.common.errors import Conflict, Problem, Unprocessable
@@ -14,8 +15,9 @@ from services.common.idempotency import IdempotencyDep
 from services.common.pagination import CursorQuery, LimitQuery, Page
 from services.feedback.api._deps import Reader, Writer, make_router
 from services.feedback.flows import record_responses
-from services.feedback.imports import MAX_IMPORT_ROWS, csv_surveys, parse_csv, parse_ndjson
+from services.feedback.imports import MAX_IMPORT_ROWS, csv_surveys, item_errors, parse_csv, parse_ndjson
 from services.feedback.models import (
+    MAX_BULK,
     BulkResult,
     ItemResult,
     ItemStatus,
@@ -74,8 +76,35 @@ def _bulk(results: list[ItemResult]) -> BulkResult:
 @router.post("/responses/bulk", status_code=200, response_model=BulkResult, tags=["responses"])
 async def submit_responses(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: ResponsesBulk) -> Response:
     """Submit up to 10,000 responses; each item is stored or refused on its own (see `results`)."""
-    outcome = await record_responses(session, workspace_id=caller.workspace_id, items=body.items)
-    return await idem.respond(_bulk(outcome.results), status_code=200)
+    parsed: list[ResponseCreate | list[dict[str, str]]] = [
+        item if isinstance(item, ResponseCreate) else item_errors(item, f"items.{i}")
+        for i, item in enumerate(body.items)
+    ]
+    results = await _record_parsed(session, workspace_id=caller.workspace_id, parsed=parsed, allow_closed=False)
+    return await idem.respond(_bulk(results), status_code=200)
+
+
+async def _record_parsed(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    parsed: list[ResponseCreate | list[dict[str, str]]],
+    allow_closed: bool,
+) -> list[ItemResult]:
+    valid = [(i, p) for i, p in enumerate(parsed) if isinstance(p, ResponseCreate)]
+    results: list[ItemResult] = [
+        ItemResult(index=i, status=ItemStatus.invalid, errors=p) for i, p in enumerate(parsed) if isinstance(p, list)
+    ]
+    for start in range(0, len(valid), MAX_BULK):
+        chunk = valid[start : start + MAX_BULK]
+        outcome = await record_responses(
+            session, workspace_id=workspace_id, items=[p for _, p in chunk], allow_closed=allow_closed
+        )
+        for result in outcome.results:
+            result.index = chunk[result.index][0]
+            results.append(result)
+    results.sort(key=lambda r: r.index)
+    return results
 
 
 _IMPORT_BODY: dict[str, Any] = {
@@ -123,19 +152,7 @@ async def import_responses(
         raise Unprocessable("The import holds no rows.")
     if len(parsed) > MAX_IMPORT_ROWS:
         raise Unprocessable(f"The import holds {len(parsed)} rows; send at most {MAX_IMPORT_ROWS} per call.")
-    valid = [(i, p) for i, p in enumerate(parsed) if isinstance(p, ResponseCreate)]
-    results: list[ItemResult] = [
-        ItemResult(index=i, status=ItemStatus.invalid, errors=p) for i, p in enumerate(parsed) if isinstance(p, list)
-    ]
-    for start in range(0, len(valid), 10_000):
-        chunk = valid[start : start + 10_000]
-        outcome = await record_responses(
-            session, workspace_id=caller.workspace_id, items=[p for _, p in chunk], allow_closed=True
-        )
-        for result in outcome.results:
-            result.index = chunk[result.index][0]
-            results.append(result)
-    results.sort(key=lambda r: r.index)
+    results = await _record_parsed(session, workspace_id=caller.workspace_id, parsed=parsed, allow_closed=True)
     return await idem.respond(_bulk(results), status_code=200)
 
 
