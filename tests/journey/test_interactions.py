@@ -3,6 +3,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+import pytest
+from fastapi import FastAPI
+
+from services.journey.api import interactions as interactions_api
+from tests.conftest import Servers
+from tests.events import published_events
 from tests.journey.activity_factories import at, bulk, put_customer, touch
 from tests.journey.factories import JourneyApi
 
@@ -130,3 +137,51 @@ class TestInteractionIsolation:
         assert (await bulk(api, "interactions", [touch("e1", "c1", "shop", at())]))["counts"]["stored"] == 1
         await other.touchpoint("shop", "web")
         assert (await bulk(other, "interactions", [touch("e1", "c1", "shop", at())]))["counts"]["stored"] == 1
+
+
+class TestRecordedEvents:
+    async def test_events_carry_every_stored_item_once(
+        self, api: JourneyApi, journey_app: FastAPI, servers: Servers
+    ) -> None:
+        await api.touchpoint("shop", "web")
+        items = [touch(f"e{i}", f"c{i % 7}", "shop", at(i)) for i in range(1200)]
+        await bulk(api, "interactions", items)
+        await bulk(api, "interactions", [*items[:10], touch("late", "c0", "shop", at(-1))])
+        await bulk(api, "outcomes", [{"event_id": "o1", "customer": "c0", "name": "purchase", "occurred_at": at()}])
+        events = await published_events(journey_app, servers.nats_url, api.workspace)
+        recorded = [e for e in events if e["type"] == "journey.interaction.recorded"]
+        stored = [item for e in recorded for item in e["data"]["items"]]
+        assert len(recorded) == 4  # 500 + 500 + 200, then 1
+        assert sorted(i["event_id"] for i in stored) == sorted([f"e{i}" for i in range(1200)] + ["late"])
+        assert stored[0] == {**stored[0], "customer": "c0", "touchpoint": "shop", "channel": "web"}
+        customers = [c for e in events if e["type"] == "journey.customer.upserted" for c in e["data"]["items"]]
+        assert sorted(c["external_id"] for c in customers) == [f"c{i}" for i in range(7)]
+        [outcome] = [e for e in events if e["type"] == "journey.outcome.recorded"]
+        assert outcome["data"]["items"][0]["name"] == "purchase"
+
+
+class TestImport:
+    async def test_ndjson_import_reports_each_line(self, api: JourneyApi, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(interactions_api, "IMPORT_CHUNK", 3)  # several transactions in one import
+        await api.touchpoint("shop", "web")
+        lines = [orjson.dumps(touch(f"e{i}", "c1", "shop", at(i))) for i in range(5)]
+        body = b"\n".join([*lines[:2], b"{broken", b"", lines[0], *lines[2:], b'{"event_id": "x"}'])
+        response = await api.post(
+            "/v1/interactions/import", content=body, headers={"Content-Type": "application/x-ndjson"}
+        )
+        assert response.status_code == 200, response.text
+        results = [orjson.loads(line) for line in response.text.splitlines()]
+        by_line = {r["line"]: r for r in results if "line" in r}
+        assert by_line[3]["status"] == "failed"
+        assert by_line[3]["errors"][0]["field"] == "line"
+        assert [by_line[n]["status"] for n in (1, 2, 5, 6, 7, 8, 9)] == [
+            "stored", "stored", "duplicate", "stored", "stored", "stored", "failed",
+        ]  # fmt: skip
+        assert results[-1] == {"counts": {"stored": 5, "duplicate": 1, "failed": 2}}
+        timeline = (await api.get("/v1/customers/c1/timeline")).json()["items"]
+        assert len(timeline) == 5
+
+    async def test_outcome_import(self, api: JourneyApi) -> None:
+        body = orjson.dumps({"event_id": "o1", "customer": "c1", "name": "churn", "occurred_at": at()})
+        response = await api.post("/v1/outcomes/import", content=body, headers={"Content-Type": "application/x-ndjson"})
+        assert response.text.splitlines()[-1] == '{"counts":{"stored":1,"duplicate":0,"failed":0}}'

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
-from sqlalchemy.ext.asyncio import AsyncSession
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.auth import Caller, caller_with
 from services.common.db import SessionDep
@@ -78,3 +81,102 @@ async def record_outcomes(caller: Writer, idem: IdempotencyDep, session: Session
     """Record up to 10,000 outcomes; an invalid item fails alone, replays are acknowledged."""
     done = await ingest(session, workspace_id=caller.workspace_id, kind="outcome", items=body.items)
     return await idem.respond(BulkResult(counts=done.counts, items=done.results), status_code=200)
+
+
+# NDJSON import ---------------------------------------------------------------------------------
+
+IMPORT_CHUNK = 2000
+NDJSON = "application/x-ndjson"
+
+
+def _import_docs(kind: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                NDJSON: {
+                    "schema": {"type": "string"},
+                    "example": '{"event_id": "e1", "customer": "crm-1", ...}\n{"event_id": "e2", ...}\n',
+                }
+            },
+            "description": f"One {kind} JSON object per line (as in the bulk endpoint).",
+        }
+    }
+
+
+_IMPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One result per line as it is stored (`line`, `key`, `status`, `id`, `errors`), "
+        "then a last line with the `counts`.",
+        "content": {NDJSON: {"schema": {"type": "string"}}},
+    }
+}
+
+
+async def _import_lines(
+    body: bytes, sessionmaker: async_sessionmaker[AsyncSession], *, workspace_id: str, kind: str
+) -> AsyncIterator[bytes]:
+    """Store every IMPORT_CHUNK lines in their own transaction, streaming the results back.
+
+    Each chunk commits on its own, so a long history is not one huge transaction; a failed import
+    can simply be sent again, since replayed event ids are acknowledged, not stored twice.
+    """
+    counts = {"stored": 0, "duplicate": 0, "failed": 0}
+    batch: list[tuple[int, Any]] = []
+
+    async def flush() -> bytes:
+        async with sessionmaker() as session, session.begin():
+            done = await ingest(session, workspace_id=workspace_id, kind=kind, items=[item for _, item in batch])
+        out = []
+        for (line, _), result in zip(batch, done.results, strict=True):
+            counts[result.status.value] += 1
+            out.append(orjson.dumps({"line": line, **result.model_dump(mode="json", exclude_none=True)}))
+        batch.clear()
+        return b"\n".join(out) + b"\n"
+
+    for line_no, raw in enumerate(body.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            batch.append((line_no, orjson.loads(raw)))
+        except orjson.JSONDecodeError as exc:
+            counts["failed"] += 1
+            error = {"field": "line", "message": f"not valid JSON: {exc}"}
+            yield orjson.dumps({"line": line_no, "key": None, "status": "failed", "errors": [error]}) + b"\n"
+        if len(batch) >= IMPORT_CHUNK:
+            yield await flush()
+    if batch:
+        yield await flush()
+    yield orjson.dumps({"counts": counts}) + b"\n"
+
+
+@router.post(
+    "/interactions/import",
+    response_class=StreamingResponse,
+    openapi_extra=_import_docs("InteractionIn"),
+    responses=_IMPORT_RESPONSES,
+    tags=["interactions"],
+)
+async def import_interactions(caller: Writer, request: Request) -> StreamingResponse:
+    """Import a history of interactions as NDJSON; results stream back per line."""
+    # The body is read before streaming starts: StreamingResponse listens for the client's
+    # disconnect on the same receive channel and would swallow body messages read later.
+    body = await request.body()
+    lines = _import_lines(body, request.app.state.sessionmaker, workspace_id=caller.workspace_id, kind="interaction")
+    return StreamingResponse(lines, media_type=NDJSON)
+
+
+@router.post(
+    "/outcomes/import",
+    response_class=StreamingResponse,
+    openapi_extra=_import_docs("OutcomeIn"),
+    responses=_IMPORT_RESPONSES,
+    tags=["outcomes"],
+)
+async def import_outcomes(caller: Writer, request: Request) -> StreamingResponse:
+    """Import a history of outcomes as NDJSON; results stream back per line."""
+    # The body is read before streaming starts: StreamingResponse listens for the client's
+    # disconnect on the same receive channel and would swallow body messages read later.
+    body = await request.body()
+    lines = _import_lines(body, request.app.state.sessionmaker, workspace_id=caller.workspace_id, kind="outcome")
+    return StreamingResponse(lines, media_type=NDJSON)

@@ -252,9 +252,11 @@ async def list_customers(
 
 _REASSIGN = sa.text("""
 UPDATE customer c SET persona_id = u.persona_id, persona_rule = u.persona_rule, updated_at = now()
-FROM unnest(CAST(:ids AS uuid[]), CAST(:persona_ids AS uuid[]), CAST(:persona_rules AS text[]))
-     AS u(id, persona_id, persona_rule)
-WHERE c.id = u.id AND c.workspace_id = :w
+FROM unnest(CAST(:ids AS uuid[]), CAST(:persona_ids AS uuid[]), CAST(:persona_rules AS text[]),
+            CAST(:seen AS timestamptz[]))
+     AS u(id, persona_id, persona_rule, seen)
+-- a customer upserted since it was read was evaluated then: leave it
+WHERE c.id = u.id AND c.workspace_id = :w AND c.updated_at = u.seen
 """)
 
 
@@ -270,7 +272,7 @@ async def reassign_personas(session: AsyncSession, *, workspace_id: str, batch_s
         rows = (
             await session.execute(
                 sa.text(
-                    "SELECT id, profile, persona_id, persona_rule FROM customer WHERE workspace_id = :w "
+                    "SELECT id, profile, persona_id, persona_rule, updated_at FROM customer WHERE workspace_id = :w "
                     "AND (CAST(:after AS uuid) IS NULL OR id > CAST(:after AS uuid)) ORDER BY id LIMIT :n"
                 ),
                 {"w": workspace_id, "after": after, "n": batch_size},
@@ -282,16 +284,17 @@ async def reassign_personas(session: AsyncSession, *, workspace_id: str, batch_s
         for r in rows:
             a = assign(personas, r.profile or {})
             if (a.persona_id, a.rule) != (r.persona_id, r.persona_rule):
-                updates.append((r.id, a))
+                updates.append((r.id, a, r.updated_at))
         if updates:
-            await session.execute(
+            result = await session.execute(
                 _REASSIGN,
                 {
                     "w": workspace_id,
                     "ids": [u[0] for u in updates],
                     "persona_ids": [u[1].persona_id for u in updates],
                     "persona_rules": [u[1].rule for u in updates],
+                    "seen": [u[2] for u in updates],
                 },
             )
-            changed += len(updates)
+            changed += result.rowcount  # type: ignore[attr-defined]
         after = rows[-1].id

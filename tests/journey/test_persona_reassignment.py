@@ -1,0 +1,58 @@
+"""A persona's rule change re-evaluates every customer in the background (own-event consumer)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from tests.journey.activity_factories import bulk, put_customer
+from tests.journey.factories import JourneyApi
+
+B2C = {"name": "b2c", "when": {"attribute": "segment", "op": "eq", "value": "b2c"}}
+B2B = {"name": "b2b", "when": {"attribute": "segment", "op": "eq", "value": "b2b"}}
+
+
+async def eventually(api: JourneyApi, external_id: str, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    customer: dict[str, Any] = {}
+    for _ in range(100):
+        customer = (await api.get(f"/v1/customers/{external_id}")).json()
+        if check(customer):
+            return customer
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"customer {external_id} never matched: {customer}")
+
+
+class TestPersonaReassignment:
+    async def test_rule_change_reassigns_existing_customers(self, api: JourneyApi) -> None:
+        family = await api.persona("family", rules=[B2C])
+        await bulk(
+            api,
+            "customers",
+            [{"external_id": f"c{i}", "profile": {"segment": "b2b" if i % 2 else "b2c"}} for i in range(6)],
+        )
+        assert (await api.get("/v1/customers/c1")).json()["persona_id"] is None
+        patched = await api.patch(f"/v1/personas/{family['id']}", json={"rules": [B2B]})
+        assert patched.status_code == 200, patched.text
+        c1 = await eventually(api, "c1", lambda c: c["persona_id"] == family["id"])
+        assert c1["persona_rule"] == "b2b"
+        await eventually(api, "c0", lambda c: c["persona_id"] is None)
+        listed = (await api.get("/v1/customers", params={"persona_id": family["id"]})).json()["items"]
+        assert sorted(c["external_id"] for c in listed) == ["c1", "c3", "c5"]
+
+    async def test_new_persona_and_deleted_persona(self, api: JourneyApi) -> None:
+        await put_customer(api, "c1", profile={"segment": "b2c"})
+        family = await api.persona("family", rules=[B2C])
+        await eventually(api, "c1", lambda c: c["persona_id"] == family["id"])
+        assert (await api.delete(f"/v1/personas/{family['id']}")).status_code == 204
+        c1 = await eventually(api, "c1", lambda c: c["persona_id"] is None and c["persona_rule"] is None)
+        assert c1["persona_key"] is None
+
+    async def test_other_workspaces_are_untouched(self, api: JourneyApi) -> None:
+        other = api.other()
+        await put_customer(other, "c1", profile={"segment": "b2c"})
+        await put_customer(api, "c1", profile={"segment": "b2c"})
+        family = await api.persona("family", rules=[B2C])
+        # once the job has run for this workspace, the other workspace's twin must be unchanged
+        await eventually(api, "c1", lambda c: c["persona_id"] == family["id"])
+        assert (await other.get("/v1/customers/c1")).json()["persona_id"] is None
