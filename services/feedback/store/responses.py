@@ -43,10 +43,12 @@ WITH input AS (
 ), ins AS (
   INSERT INTO response (id, workspace_id, survey_id, survey_version, response_id, content_hash,
     customer_external_id, journey_key, stage_key, touchpoint_key, channel, submitted_at, answers, comment,
-    language, metadata, nps, csat, ces, created_at)
+    language, metadata, nps, csat, ces, created_at, analysed_at)
   SELECT id, :w, survey_id, survey_version, response_id, content_hash, customer_external_id, journey_key,
     stage_key, touchpoint_key, channel, submitted_at, answers::jsonb, comment, language, metadata::jsonb,
-    nps, csat, ces, :now
+    nps, csat, ces, CAST(:now AS timestamptz),
+    -- nothing to analyse: the comment worker only ever sees responses with a comment
+    CASE WHEN comment IS NULL OR btrim(comment) = '' THEN CAST(:now AS timestamptz) END
   FROM input
   ON CONFLICT (workspace_id, response_id) DO NOTHING
   RETURNING id, survey_id, journey_key, stage_key, touchpoint_key, submitted_at, nps, csat, ces
