@@ -206,3 +206,25 @@ class TestResponses:
         assert [r["status"] for r in response.json()["results"]] == ["created", "invalid"]
         listed = await api.ok("/v1/responses", params={"customer": "C1"})
         assert listed["items"][0]["metadata"] == {"plan": "gold"}
+
+
+class TestAccess:
+    async def test_read_scope_cannot_write(self, api: FeedbackApi) -> None:
+        survey = await api.survey()
+        reader = FeedbackApi(api.http, api.keys, api.workspace, ["feedback:read"])
+        response = await reader.post("/v1/responses", json={"survey_id": survey["id"], "answers": {"recommend": 1}})
+        assert response.status_code == 403
+        assert (await reader.get(f"/v1/surveys/{survey['id']}")).status_code == 200
+
+    async def test_no_token_is_401(self, api: FeedbackApi) -> None:
+        response = await api.http.get("/v1/surveys")
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+
+    async def test_other_workspace_cannot_read_response(self, api: FeedbackApi) -> None:
+        survey = await api.survey()
+        stored = await api.respond(survey["id"], {"recommend": 9}, customer_external_id="C-1")
+        other = api.other()
+        assert (await other.get(f"/v1/responses/{stored['id']}")).status_code == 404
+        assert (await other.ok("/v1/responses", params={"customer": "C-1"}))["items"] == []
+        assert (await other.ok("/v1/eligibility", params={"customer": "C-1"}))["responses_in_period"] == 0

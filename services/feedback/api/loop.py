@@ -114,13 +114,13 @@ async def get_case(caller: Reader, session: SessionDep, case_id: CaseId) -> Case
 @router.patch("/cases/{case_id}", tags=["closed loop"])
 async def update_case(caller: Writer, session: SessionDep, case_id: CaseId, body: CaseUpdate) -> CaseDetail:
     """Move a case (open → in_progress → closed; closed → open reopens), assign it, set its due date."""
-    case, before = await loop.update_case(
+    case, before, changed = await loop.update_case(
         session, workspace_id=caller.workspace_id, case_id=case_id, actor=caller.subject, data=body
     )
     if case.status != before:
         kind = CASE_CLOSED if case.status == CaseStatus.closed else CASE_UPDATED
         await publish_one(session, workspace_id=caller.workspace_id, type=kind, data=case)
-    elif body.model_fields_set:
+    elif changed:
         await publish_one(session, workspace_id=caller.workspace_id, type=CASE_UPDATED, data=case)
     return await loop.get_case(session, workspace_id=caller.workspace_id, case_id=case_id)
 

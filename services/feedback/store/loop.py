@@ -379,8 +379,8 @@ async def open_case_by_hand(
 
 async def update_case(
     session: AsyncSession, *, workspace_id: str, case_id: UUID, actor: str, data: CaseUpdate
-) -> tuple[CasePublic, CaseStatus]:
-    """Apply the change; (case, status before)."""
+) -> tuple[CasePublic, CaseStatus, bool]:
+    """Apply the change; (case, status before, whether anything changed)."""
     row = await _case(session, workspace_id=workspace_id, case_id=case_id, lock=True)
     before = CaseStatus(row.status)
     changes: dict[str, Any] = {}
@@ -413,7 +413,7 @@ async def update_case(
         await _record(
             session, workspace_id=workspace_id, case_id=case_id, actor=actor, action="updated", changes=changes
         )
-    return CasePublic.model_validate(row), before
+    return CasePublic.model_validate(row), before, bool(changes)
 
 
 async def add_note(session: AsyncSession, *, workspace_id: str, case_id: UUID, actor: str, text: str) -> CaseDetail:
