@@ -15,19 +15,19 @@ from services.common.db import SessionDep
 from services.common.errors import PROBLEM_RESPONSES, Unprocessable
 from services.common.idempotency import IdempotencyDep
 from services.journey.api._batches import emit_items
-from services.journey.models import BulkResult, EventBulk, InteractionIn, ItemResult, ItemStatus, OutcomeIn
+from services.journey.models import BulkResult, EventBulk, InteractionIn, ItemResult, OutcomeIn
 from services.journey.store import interactions
-from services.journey.store.interactions import Ingested
+from services.journey.store.interactions import FAILED, STORED, Ingested
 
 Writer = Annotated[Caller, caller_with("journeys:write")]
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
 
 
-async def ingest(session: AsyncSession, *, workspace_id: str, kind: str, items: list[Any]) -> Ingested[Any]:
+async def ingest(session: AsyncSession, *, workspace_id: str, kind: str, items: list[Any]) -> Ingested:
     """Store the items and write their events (customers created on the way included)."""
     if kind == "interaction":
-        done: Ingested[Any] = await interactions.record_interactions(session, workspace_id=workspace_id, items=items)
+        done = await interactions.record_interactions(session, workspace_id=workspace_id, items=items)
     else:
         done = await interactions.record_outcomes(session, workspace_id=workspace_id, items=items)
     if done.created_customers:
@@ -42,10 +42,10 @@ async def ingest(session: AsyncSession, *, workspace_id: str, kind: str, items: 
 async def _one(session: AsyncSession, idem: Any, *, workspace_id: str, kind: str, item: Any) -> Response:
     done = await ingest(session, workspace_id=workspace_id, kind=kind, items=[item])
     result = done.results[0]
-    if result.status == ItemStatus.failed:
-        errors = [{"field": f"body.{e.field}", "message": e.message} for e in result.errors or []]
+    if result["status"] == FAILED:
+        errors = [{"field": f"body.{e['field']}", "message": e["message"]} for e in result["errors"] or []]
         raise Unprocessable(f"The {kind} was not stored: " + "; ".join(e["message"] for e in errors), errors=errors)
-    return await idem.respond(result, status_code=201 if result.status == ItemStatus.stored else 200)  # type: ignore[no-any-return]
+    return await idem.respond(result, status_code=201 if result["status"] == STORED else 200)  # type: ignore[no-any-return]
 
 
 _ONE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -67,7 +67,7 @@ async def record_interaction(
 async def record_interactions(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: EventBulk) -> Response:
     """Record up to 10,000 interactions; an invalid item fails alone, replays are acknowledged."""
     done = await ingest(session, workspace_id=caller.workspace_id, kind="interaction", items=body.items)
-    return await idem.respond(BulkResult(counts=done.counts, items=done.results), status_code=200)
+    return await idem.respond({"counts": done.counts, "items": done.results}, status_code=200)
 
 
 @router.post("/outcomes", status_code=201, response_model=ItemResult, responses=_ONE_RESPONSES, tags=["outcomes"])
@@ -80,7 +80,7 @@ async def record_outcome(caller: Writer, idem: IdempotencyDep, session: SessionD
 async def record_outcomes(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: EventBulk) -> Response:
     """Record up to 10,000 outcomes; an invalid item fails alone, replays are acknowledged."""
     done = await ingest(session, workspace_id=caller.workspace_id, kind="outcome", items=body.items)
-    return await idem.respond(BulkResult(counts=done.counts, items=done.results), status_code=200)
+    return await idem.respond({"counts": done.counts, "items": done.results}, status_code=200)
 
 
 # NDJSON import ---------------------------------------------------------------------------------
@@ -129,8 +129,8 @@ async def _import_lines(
             done = await ingest(session, workspace_id=workspace_id, kind=kind, items=[item for _, item in batch])
         out = []
         for (line, _), result in zip(batch, done.results, strict=True):
-            counts[result.status.value] += 1
-            out.append(orjson.dumps({"line": line, **result.model_dump(mode="json", exclude_none=True)}))
+            counts[result["status"]] += 1
+            out.append(orjson.dumps({"line": line, **{k: v for k, v in result.items() if v is not None}}))
         batch.clear()
         return b"\n".join(out) + b"\n"
 

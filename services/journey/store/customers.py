@@ -170,14 +170,15 @@ async def ensure_customers(
             },
         )
     ).all()
-    ids = {r.external_id: r.id for r in rows}
+    # asyncpg's own UUID type is not uuid.UUID; orjson (events) only encodes the latter.
+    ids = {r.external_id: UUID(bytes=r.id.bytes) for r in rows}
     missing = [e for e in wanted if e not in ids]
     if missing:  # inserted by a concurrent transaction after this statement's snapshot
         found = await session.execute(
             sa.text("SELECT external_id, id FROM customer WHERE workspace_id = :w AND external_id = ANY(:e)"),
             {"w": workspace_id, "e": missing},
         )
-        ids.update({r.external_id: r.id for r in found})
+        ids.update({r.external_id: UUID(bytes=r.id.bytes) for r in found})
     created = [
         CustomerPublic(
             id=r.id,

