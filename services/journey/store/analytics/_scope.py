@@ -28,6 +28,10 @@ class JourneyScope:
 
 
 async def journey_scope(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> JourneyScope:
+    # These statements aggregate up to millions of rows: JIT compilation costs more than it saves
+    # at this size, and the default 4 MB work_mem sends their sorts and hashes to disk.
+    await session.execute(sa.text("SET LOCAL jit = off"))
+    await session.execute(sa.text("SET LOCAL work_mem = '64MB'"))
     persona = (
         await session.execute(
             sa.text("SELECT persona_id FROM journey WHERE id = :j AND workspace_id = :w"),

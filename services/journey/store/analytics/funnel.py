@@ -19,48 +19,62 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.journey.models import Breakdown, Funnel, FunnelGroup, FunnelStage, WindowFrom
 from services.journey.store.analytics._scope import event_filter, journey_scope, time_range
 
+_ENTRY_CHANNEL = "(array_agg(ev.channel ORDER BY ev.t) FILTER (WHERE ev.k = :k0))[1]"
 _GROUP = {
-    Breakdown.none: "SELECT s0.customer_id, NULL::text AS g FROM s0",
-    Breakdown.persona: "SELECT s0.customer_id, p.key AS g FROM s0 JOIN customer c ON c.id = s0.customer_id "
-    "LEFT JOIN persona p ON p.id = c.persona_id",
-    Breakdown.channel: "SELECT s0.customer_id, s0.channel::text AS g FROM s0",
+    Breakdown.none: ("NULL::text", ""),
+    Breakdown.persona: ("p.key", "JOIN customer c ON c.id = r.customer_id LEFT JOIN persona p ON p.id = c.persona_id"),
+    Breakdown.channel: ("r.entry_channel", ""),
 }
 
 
 def funnel_sql(n_stages: int, *, window_from: WindowFrom, breakdown: Breakdown, filters: str) -> str:
-    ctes = [
-        """steps AS (
+    """One pass over the journey's events grouped per customer, then each stage from the arrays.
+
+    Grouping once and finding t_k = min(e in E_k, e >= t_{k-1}) in per-customer arrays avoids the
+    self-joins of one CTE per stage (whose row estimates led PostgreSQL into nested loops).
+    """
+    arrays = "".join(f", array_agg(ev.t) FILTER (WHERE ev.k = :k{k}) AS e{k}" for k in range(1, n_stages))
+    entry = _ENTRY_CHANNEL if breakdown == Breakdown.channel else "NULL::text"
+    laterals, times = [], ["p.t0"]
+    for k in range(1, n_stages):
+        start = "p.t0" if window_from == WindowFrom.first_stage else f"{times[-1]}"
+        laterals.append(
+            f"LEFT JOIN LATERAL (SELECT min(x) AS t FROM unnest(p.e{k}) x "
+            f"WHERE x >= {times[-1]} AND x <= {start} + :window) l{k} ON true"
+        )
+        times.append(f"l{k}.t")
+    values = ", ".join(
+        f"({k}, {t}, {'NULL::float8' if k == 0 else f'extract(epoch FROM {t} - {times[k - 1]})::float8'})"
+        for k, t in enumerate(times)
+    )
+    group, join = _GROUP[breakdown]
+    return f"""
+WITH steps AS (
     SELECT DISTINCT st.touchpoint_id, s.position AS k
     FROM journey_step st JOIN stage s ON s.id = st.stage_id
-    WHERE st.journey_id = :j AND st.workspace_id = :w)""",
-        f"""ev AS MATERIALIZED (
-    SELECT i.customer_id, steps.k, i.occurred_at, i.channel
+    WHERE st.journey_id = :j AND st.workspace_id = :w
+),
+ev AS (
+    SELECT i.customer_id, steps.k, i.occurred_at AS t, i.channel
     FROM interaction i JOIN steps ON steps.touchpoint_id = i.touchpoint_id
-    WHERE true{filters})""",
-        """s0 AS (
-    SELECT DISTINCT ON (customer_id) customer_id, occurred_at AS t, NULL::timestamptz AS prev, channel
-    FROM ev WHERE k = :k0 ORDER BY customer_id, occurred_at)""",
-    ]
-    for k in range(1, n_stages):
-        start = "f.t" if window_from == WindowFrom.first_stage else "p.t"
-        ctes.append(
-            f"""s{k} AS (
-    SELECT e.customer_id, min(e.occurred_at) AS t, p.t AS prev
-    FROM ev e JOIN s{k - 1} p ON p.customer_id = e.customer_id JOIN s0 f ON f.customer_id = e.customer_id
-    WHERE e.k = :k{k} AND e.occurred_at >= p.t AND e.occurred_at <= {start} + :window
-    GROUP BY e.customer_id, p.t)"""
-        )
-    ctes.append(f"grp AS ({_GROUP[breakdown]})")
-    reached = " UNION ALL ".join(f"SELECT {k} AS k, customer_id, t, prev FROM s{k}" for k in range(n_stages))
-    return (
-        "WITH "
-        + ",\n".join(ctes)
-        + f"""
-SELECT grp.g, r.k, count(*) AS n,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM r.t - r.prev)) AS median_seconds
-FROM ({reached}) r JOIN grp ON grp.customer_id = r.customer_id
-GROUP BY grp.g, r.k"""
-    )
+    WHERE true{filters}
+),
+per_customer AS (
+    SELECT ev.customer_id, min(ev.t) FILTER (WHERE ev.k = :k0) AS t0, {entry} AS entry_channel{arrays}
+    FROM ev GROUP BY ev.customer_id
+    HAVING min(ev.t) FILTER (WHERE ev.k = :k0) IS NOT NULL
+),
+reached AS (
+    SELECT p.customer_id, p.entry_channel, v.k, v.t, v.seconds
+    FROM per_customer p {" ".join(laterals)}
+    CROSS JOIN LATERAL (VALUES {values}) AS v(k, t, seconds)
+)
+SELECT {group} AS g, r.k, count(*) AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.seconds) AS median_seconds
+FROM reached r {join}
+WHERE r.t IS NOT NULL
+GROUP BY 1, r.k
+"""
 
 
 async def journey_funnel(
