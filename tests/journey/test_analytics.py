@@ -230,3 +230,24 @@ class TestAnalyticsIsolation:
             assert (await other.get(f"/v1/journeys/{jid}/{path}")).status_code == 404
         for path in ("dna", "timeline"):
             assert (await other.get(f"/v1/customers/A/{path}")).status_code == 404
+
+
+class TestReachRollup:
+    async def test_rollup_agrees_with_events(self, api: JourneyApi, bike: dict[str, Any]) -> None:
+        """All-time reach reads the rollup maintained on ingest; a time range reads the events."""
+        await api.journey("other")
+        await bulk(
+            api,
+            "interactions",
+            [
+                touch("G-store-tagged", "G", "store", at(11), journey="other"),  # another journey's: excluded
+                touch("G-store-own", "H", "store", at(12), journey="bike"),
+                touch("A-ad-0", "A", "ad", at(0)),  # replay: counted once
+            ],
+        )
+        url = f"/v1/journeys/{bike['journey']['id']}/reach"
+        rollup = (await api.get(url)).json()
+        events = (await api.get(url, params={"since": "1900-01-01T00:00:00Z"})).json()
+        assert rollup["steps"] == events["steps"]
+        assert rollup["journey_customers"] == events["journey_customers"] == 8
+        assert [s["customers"] for s in rollup["steps"]] == [6, 4, 2, 5]

@@ -289,3 +289,27 @@ class InteractionsRecorded(Shape):
 
 class OutcomesRecorded(Shape):
     items: list[OutcomePublic]
+
+
+# Rollups maintained on ingest ------------------------------------------------------------------
+
+UNTAGGED = UUID(int=0)  # journey_tag of interactions not tagged with a journey
+
+
+class CustomerTouchpoint(JourneyTable, table=True):
+    """Per customer and touchpoint (and journey tag): first and last contact and how many.
+
+    Maintained by the ingest in the statement that inserts the interactions, so reach over
+    millions of interactions reads ~one row per customer and touchpoint instead of every event.
+    """
+
+    __tablename__ = "customer_touchpoint"
+    # Key order: a journey's touchpoints are scanned in (touchpoint, customer) order, so distinct
+    # customers per touchpoint need no sort or hash.
+    workspace_id: str = sqlmodel.Field(primary_key=True)
+    touchpoint_id: UUID = sqlmodel.Field(primary_key=True)
+    customer_id: UUID = sqlmodel.Field(primary_key=True)
+    journey_tag: UUID = sqlmodel.Field(primary_key=True, description="journey_id, or UNTAGGED")
+    first_at: datetime = sqlmodel.Field(sa_type=sa.DateTime(timezone=True))
+    last_at: datetime = sqlmodel.Field(sa_type=sa.DateTime(timezone=True))
+    interactions: int

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from services.journey.models import CustomerPublic, InteractionIn, OutcomeIn
+from services.journey.models import UNTAGGED, CustomerPublic, InteractionIn, OutcomeIn
 from services.journey.store.customers import ensure_customers
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -263,13 +263,27 @@ _STAGING_COLUMNS = [
     "journey_id",
     "properties",
 ]
+# The interactions and their rollup in one statement. The rollup rows are upserted in key order,
+# so concurrent ingests touching the same customers lock them in the same order (no deadlock).
 _FROM_STAGING = """
-INSERT INTO interaction (id, workspace_id, event_id, customer_id, touchpoint_id, channel, occurred_at,
-                         journey_id, properties)
-SELECT id, $1, event_id, customer_id, touchpoint_id, channel, occurred_at, journey_id, properties
-FROM interaction_staging
-ON CONFLICT (workspace_id, event_id) DO NOTHING
-RETURNING event_id
+WITH ins AS (
+    INSERT INTO interaction (id, workspace_id, event_id, customer_id, touchpoint_id, channel, occurred_at,
+                             journey_id, properties)
+    SELECT id, $1, event_id, customer_id, touchpoint_id, channel, occurred_at, journey_id, properties
+    FROM interaction_staging
+    ON CONFLICT (workspace_id, event_id) DO NOTHING
+    RETURNING event_id, customer_id, touchpoint_id, journey_id, occurred_at
+), rollup AS (
+    INSERT INTO customer_touchpoint AS ct (workspace_id, touchpoint_id, customer_id, journey_tag, first_at,
+                                           last_at, interactions)
+    SELECT $1, touchpoint_id, customer_id, COALESCE(journey_id, $2), min(occurred_at), max(occurred_at), count(*)
+    FROM ins GROUP BY touchpoint_id, customer_id, COALESCE(journey_id, $2)
+    ORDER BY touchpoint_id, customer_id, COALESCE(journey_id, $2)
+    ON CONFLICT (workspace_id, touchpoint_id, customer_id, journey_tag) DO UPDATE SET
+        first_at = least(ct.first_at, EXCLUDED.first_at), last_at = greatest(ct.last_at, EXCLUDED.last_at),
+        interactions = ct.interactions + EXCLUDED.interactions
+)
+SELECT event_id FROM ins
 """
 
 
@@ -290,7 +304,7 @@ async def _copy_interactions(session: AsyncSession, workspace_id: str, rows: lis
         for r in rows
     ]  # fmt: skip
     await raw.copy_records_to_table("interaction_staging", records=records, columns=_STAGING_COLUMNS)
-    inserted = {r["event_id"] for r in await raw.fetch(_FROM_STAGING, workspace_id)}
+    inserted = {r["event_id"] for r in await raw.fetch(_FROM_STAGING, workspace_id, UNTAGGED)}
     await raw.execute("TRUNCATE interaction_staging")  # a second ingest in this transaction starts empty
     return {r["event_id"]: r["id"] for r in rows if r["event_id"] in inserted}
 

@@ -12,32 +12,54 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.journey.models import Reach, StepReach
+from services.journey.models import UNTAGGED, Reach, StepReach
 from services.journey.store.analytics._scope import event_filter, journey_scope, time_range
 
-
-def reach_sql(filters: str, with_persona: bool) -> str:
-    # UNION (not UNION ALL) makes the customers of `met` distinct too.
-    persona = " UNION SELECT id FROM customer WHERE workspace_id = :w AND persona_id = :persona" if with_persona else ""
-    return f"""
+_STEPS = """
 WITH steps AS (
     SELECT st.id AS step_id, st.touchpoint_id, s.key AS stage, s.position, st.position AS step_position,
            t.key AS touchpoint
     FROM journey_step st JOIN stage s ON s.id = st.stage_id JOIN touchpoint t ON t.id = st.touchpoint_id
     WHERE st.journey_id = :j AND st.workspace_id = :w
+)"""
+_RESULT = """
+SELECT steps.step_id, steps.stage, steps.touchpoint, steps.touchpoint_id,
+       COALESCE(per_touchpoint.n, 0) AS customers, members.n AS members
+FROM steps CROSS JOIN members LEFT JOIN per_touchpoint USING (touchpoint_id)
+ORDER BY steps.position, steps.step_position
+"""
+_ROLLUP = "customer_touchpoint ct WHERE ct.workspace_id = :w AND ct.journey_tag IN (:untagged, :j)"
+
+
+def _members(source: str, with_persona: bool) -> str:
+    # UNION (not UNION ALL) also makes the customers of `source` distinct.
+    persona = " UNION SELECT id FROM customer WHERE workspace_id = :w AND persona_id = :persona" if with_persona else ""
+    return f"members AS (SELECT count(*) AS n FROM ({source} UNION SELECT NULL::uuid WHERE false{persona}) m)"
+
+
+def reach_sql(filters: str | None, persona: bool) -> str:
+    """Over all time the rollup answers (one row per customer and touchpoint); within a time
+    window only the interactions can (`filters` set)."""
+    if filters is None:
+        # Per touchpoint the rollup's key is ordered by customer: DISTINCT streams, no hash or sort.
+        return f"""{_STEPS},
+per_touchpoint AS MATERIALIZED (
+    SELECT tp.touchpoint_id,
+           (SELECT count(*) FROM (SELECT DISTINCT ct.customer_id FROM {_ROLLUP}
+                                  AND ct.touchpoint_id = tp.touchpoint_id) d) AS n
+    FROM (SELECT DISTINCT touchpoint_id FROM steps) tp
 ),
+{_members(f"SELECT ct.customer_id FROM {_ROLLUP} AND ct.touchpoint_id IN (SELECT touchpoint_id FROM steps)", persona)}
+{_RESULT}"""
+    return f"""{_STEPS},
 met AS MATERIALIZED (
     SELECT DISTINCT i.touchpoint_id, i.customer_id
     FROM interaction i
     WHERE i.touchpoint_id IN (SELECT touchpoint_id FROM steps){filters}
 ),
 per_touchpoint AS (SELECT touchpoint_id, count(*) AS n FROM met GROUP BY touchpoint_id),
-members AS (SELECT count(*) AS n FROM (SELECT customer_id FROM met UNION SELECT NULL::uuid WHERE false{persona}) m)
-SELECT steps.step_id, steps.stage, steps.touchpoint, steps.touchpoint_id,
-       COALESCE(per_touchpoint.n, 0) AS customers, members.n AS members
-FROM steps CROSS JOIN members LEFT JOIN per_touchpoint USING (touchpoint_id)
-ORDER BY steps.position, steps.step_position
-"""
+{_members("SELECT customer_id FROM met", persona)}
+{_RESULT}"""
 
 
 async def journey_reach(
@@ -53,7 +75,10 @@ async def journey_reach(
     params: dict[str, Any] = {"w": workspace_id, "j": journey_id}
     if scope.persona_id is not None:
         params["persona"] = scope.persona_id
-    filters = event_filter("i", since, until, params)
+    if since is None and until is None:
+        filters, params["untagged"] = None, UNTAGGED
+    else:
+        filters = event_filter("i", since, until, params)
     rows = (await session.execute(sa.text(reach_sql(filters, scope.persona_id is not None)), params)).all()
     members = int(rows[0].members) if rows else 0
     if not rows:
