@@ -13,18 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = structlog.get_logger(__name__)
 
-COMPACT = """
+
+def _compact(table: str, period: str, past: str) -> str:
+    return f"""
 WITH moved AS (
-  DELETE FROM response_rollup
-  WHERE shard > 0 AND day < (now() AT TIME ZONE 'UTC')::date - 1
-  RETURNING *
+  DELETE FROM {table} WHERE shard > 0 AND {period} < {past} RETURNING *
 )
-INSERT INTO response_rollup AS r (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, day, shard,
+INSERT INTO {table} AS r (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, {period}, shard,
   nps_n, promoters, passives, detractors, csat_n, csat_satisfied, ces_n, ces_sum, ces_sumsq)
-SELECT workspace_id, survey_id, journey_key, stage_key, touchpoint_key, day, 0, sum(nps_n), sum(promoters),
+SELECT workspace_id, survey_id, journey_key, stage_key, touchpoint_key, {period}, 0, sum(nps_n), sum(promoters),
   sum(passives), sum(detractors), sum(csat_n), sum(csat_satisfied), sum(ces_n), sum(ces_sum), sum(ces_sumsq)
 FROM moved GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
-ON CONFLICT (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, day, shard) DO UPDATE SET
+ON CONFLICT (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, {period}, shard) DO UPDATE SET
   nps_n = r.nps_n + EXCLUDED.nps_n, promoters = r.promoters + EXCLUDED.promoters,
   passives = r.passives + EXCLUDED.passives, detractors = r.detractors + EXCLUDED.detractors,
   csat_n = r.csat_n + EXCLUDED.csat_n, csat_satisfied = r.csat_satisfied + EXCLUDED.csat_satisfied,
@@ -32,11 +32,23 @@ ON CONFLICT (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, da
 """
 
 
+# Days before yesterday and months before last month: no ordinary write touches them any more
+# (imports of history still may, and simply wait for the fold's row locks).
+COMPACT_DAYS = _compact("response_rollup", "day", "(now() AT TIME ZONE 'UTC')::date - 1")
+COMPACT_MONTHS = _compact(
+    "response_rollup_month", "month", "(date_trunc('month', now() AT TIME ZONE 'UTC') - interval '1 month')::date"
+)
+COMPACT = COMPACT_DAYS + ";" + COMPACT_MONTHS
+
+
 async def compact(engine: AsyncEngine) -> int:
     """Fold the shards of past days into shard 0 (one transaction; concurrent writers wait, lose nothing)."""
-    async with engine.begin() as conn:
-        result = await conn.execute(text(COMPACT))
-    return int(result.rowcount or 0)
+    total = 0
+    for statement in (COMPACT_DAYS, COMPACT_MONTHS):
+        async with engine.begin() as conn:
+            result = await conn.execute(text(statement))
+        total += int(result.rowcount or 0)
+    return total
 
 
 class RollupCompactor:

@@ -28,7 +28,7 @@ class TestNps:
         await api.bulk(nps_items(survey["id"], 50, 30, 20, JAN))
         result = await api.ok("/v1/metrics/nps")
         overall = result["overall"]
-        assert result["source"] == "rollup"
+        assert (result["source"], result["rollup_level"]) == ("rollup", "month")
         assert (overall["n"], overall["promoters"], overall["passives"], overall["detractors"]) == (100, 50, 30, 20)
         assert overall["value"] == pytest.approx(30.0)
         assert overall["adjusted"] == pytest.approx(29.126, abs=5e-4)
@@ -77,7 +77,13 @@ class TestNps:
         result = await api.ok("/v1/metrics/nps", params={"group_by": "month"})
         assert [(g["group"]["month"], g["n"]) for g in result["groups"]] == [("2025-01-01", 1), ("2025-02-01", 3)]
         feb = await api.ok("/v1/metrics/nps", params={"from": "2025-02-01T00:00:00Z", "to": "2025-03-01T00:00:00Z"})
-        assert (feb["source"], feb["overall"]["n"]) == ("rollup", 3)
+        assert (feb["source"], feb["rollup_level"], feb["overall"]["n"]) == ("rollup", "month", 3)
+        # FEB puts responses on days 1-3 of February: a window from the 2nd needs the daily rollup
+        part = await api.ok("/v1/metrics/nps", params={"from": "2025-02-02T00:00:00Z"})
+        assert (part["rollup_level"], part["overall"]["n"]) == ("day", 2)
+        by_day = await api.ok("/v1/metrics/nps", params={"group_by": "day"})
+        assert by_day["rollup_level"] == "day"
+        assert [g["n"] for g in by_day["groups"]] == [1, 1, 1, 1]
 
     async def test_period_comparison_by_hand(self, api: FeedbackApi) -> None:
         survey = await api.survey()

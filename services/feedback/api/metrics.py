@@ -13,7 +13,7 @@ from services.common.errors import Unprocessable
 from services.feedback import stats
 from services.feedback.api._deps import Reader, make_router
 from services.feedback.models import Channel, Comparison, MetricGroup, MetricResult, MetricValue
-from services.feedback.store.metrics import Filter, MetricName, aggregate, parse_group_by, rollup_allowed
+from services.feedback.store.metrics import Filter, MetricName, aggregate, choose_level, parse_group_by
 
 router = make_router()
 
@@ -117,23 +117,24 @@ async def _metric(
     periods = [(base.since, base.until)]
     if compare_since is not None:
         periods.append((_utc(compare_since), _utc(compare_until)))
-    use_rollup = source == "auto" and rollup_allowed(base, dims, *periods)
+    level = choose_level(base, dims, *periods) if source == "auto" else "raw"
     overall, groups = await aggregate(
-        session, workspace_id=caller_workspace, metric=metric, flt=base, group_by=dims, rollup=use_rollup
+        session, workspace_id=caller_workspace, metric=metric, flt=base, group_by=dims, level=level
     )
     prev_overall: dict[str, Any] | None = None
     prev_groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     if compare_since is not None:
         prev = Filter(**{**base.__dict__, "since": _utc(compare_since), "until": _utc(compare_until)})
         prev_overall, pg = await aggregate(
-            session, workspace_id=caller_workspace, metric=metric, flt=prev, group_by=dims, rollup=use_rollup
+            session, workspace_id=caller_workspace, metric=metric, flt=prev, group_by=dims, level=level
         )
         prev_groups = {tuple(g["group"].values()): g for g in pg}
     empty: dict[str, Any] = {"n": 0}
     return MetricResult(
         metric=metric,
         method=METHODS[metric],
-        source="rollup" if use_rollup else "raw",
+        source="raw" if level == "raw" else "rollup",
+        rollup_level=None if level == "raw" else level,
         window={"from": base.since, "to": base.until},
         compared_window={"from": _utc(compare_since), "to": _utc(compare_until)} if compare_since else None,
         overall=MetricValue(**_value(metric, overall, prev_overall)),

@@ -45,6 +45,9 @@ class MetricResult(Shape):
         description="rollup: the daily rollup kept on write answered; raw: the response table was scanned "
         "(channel or metadata filters/groups, or a time range not on whole UTC days)."
     )
+    rollup_level: Literal["month", "day"] | None = Field(
+        description="Which rollup answered: month (whole UTC months, no day/week grouping) or day."
+    )
     window: dict[str, datetime | None]
     compared_window: dict[str, datetime | None] | None
     overall: MetricValue

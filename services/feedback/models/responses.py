@@ -180,3 +180,26 @@ class ResponseRollup(FeedbackTable, table=True):
     ces_n: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
     ces_sum: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
     ces_sumsq: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+
+
+class ResponseRollupMonth(FeedbackTable, table=True):
+    """The same counts per calendar month (UTC), kept on write too: history-wide queries read
+    touchpoints × months rows instead of touchpoints × days."""
+
+    __tablename__ = "response_rollup_month"
+    workspace_id: str = sqlmodel.Field(primary_key=True)
+    survey_id: UUID = sqlmodel.Field(primary_key=True)
+    journey_key: str = sqlmodel.Field(primary_key=True)
+    stage_key: str = sqlmodel.Field(primary_key=True)
+    touchpoint_key: str = sqlmodel.Field(primary_key=True)
+    month: date = sqlmodel.Field(primary_key=True)
+    shard: int = sqlmodel.Field(primary_key=True, sa_type=sa.SmallInteger)
+    nps_n: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    promoters: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    passives: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    detractors: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    csat_n: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    csat_satisfied: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    ces_n: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    ces_sum: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
+    ces_sumsq: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)

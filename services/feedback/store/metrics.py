@@ -50,12 +50,24 @@ def _whole_day(t: datetime | None) -> bool:
     return t is None or t.astimezone(UTC).time() == time(0)
 
 
-def rollup_allowed(flt: Filter, group_by: list[str], *periods: tuple[datetime | None, datetime | None]) -> bool:
+def _month_start(t: datetime | None) -> bool:
+    return t is None or (_whole_day(t) and t.astimezone(UTC).day == 1)
+
+
+Level = Literal["month", "day", "raw"]
+
+
+def choose_level(flt: Filter, group_by: list[str], *periods: tuple[datetime | None, datetime | None]) -> Level:
+    """The coarsest table that answers exactly: monthly rollup, daily rollup, or the response table."""
     if flt.channels or flt.metadata:
-        return False
+        return "raw"
     if any(g == "channel" or g.startswith("metadata.") for g in group_by):
-        return False
-    return all(_whole_day(a) and _whole_day(b) for a, b in periods)
+        return "raw"
+    if not all(_whole_day(a) and _whole_day(b) for a, b in periods):
+        return "raw"
+    if any(g in ("day", "week") for g in group_by):
+        return "day"
+    return "month" if all(_month_start(a) and _month_start(b) for a, b in periods) else "day"
 
 
 _AGG_RAW = {
@@ -72,8 +84,9 @@ _AGG_ROLLUP = {
 _HAVING = {"nps": "nps", "csat": "csat", "ces": "ces"}
 
 
-def _dimension(dim: str, *, rollup: bool, params: dict[str, Any], i: int) -> str:
-    day = "day" if rollup else "(submitted_at AT TIME ZONE 'UTC')"
+def _dimension(dim: str, *, level: Level, params: dict[str, Any], i: int) -> str:
+    rollup = level != "raw"
+    day = {"day": "day", "month": "month", "raw": "(submitted_at AT TIME ZONE 'UTC')"}[level]
     key = (lambda c: f"nullif({c}, '')") if rollup else (lambda c: c)
     if dim == "survey":
         return "survey_id::text"
@@ -94,7 +107,7 @@ async def aggregate(
     metric: MetricName,
     flt: Filter,
     group_by: list[str],
-    rollup: bool,
+    level: Level,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(overall counts, counts per group) for one period."""
     params: dict[str, Any] = {"w": workspace_id}
@@ -112,14 +125,14 @@ async def aggregate(
     for i, (k, v) in enumerate(flt.metadata.items()):
         params[f"mk{i}"], params[f"mv{i}"] = k, v
         where.append(f"metadata ->> CAST(:mk{i} AS text) = :mv{i}")
-    if rollup:
-        table, agg = "response_rollup", _AGG_ROLLUP[metric]
+    if level != "raw":
+        table, agg = f"response_rollup{'_month' if level == 'month' else ''}", _AGG_ROLLUP[metric]
         if flt.since is not None:
             params["since"] = flt.since.astimezone(UTC).date()
-            where.append("day >= :since")
+            where.append(f"{level} >= :since")
         if flt.until is not None:
             params["until"] = flt.until.astimezone(UTC).date()
-            where.append("day < :until")
+            where.append(f"{level} < :until")
     else:
         table, agg = "response", _AGG_RAW[metric]
         where.append(f"{_HAVING[metric]} IS NOT NULL")
@@ -129,7 +142,7 @@ async def aggregate(
         if flt.until is not None:
             params["until"] = flt.until
             where.append("submitted_at < :until")
-    dims = [_dimension(d, rollup=rollup, params=params, i=i) for i, d in enumerate(group_by)]
+    dims = [_dimension(d, level=level, params=params, i=i) for i, d in enumerate(group_by)]
     where_sql = " AND ".join(where)
     if dims:
         inner = ", ".join(f"{d} AS d{i}" for i, d in enumerate(dims))

@@ -29,8 +29,28 @@ from services.feedback.validation import scores_of, validate_answers
 # survey × touchpoint × day do not queue on one row lock; readers sum the shards.
 ROLLUP_SHARDS = 8
 
+
+def _roll(table: str, period: str, expr: str) -> str:
+    """Upsert the counts of the inserted rows into one rollup level (rows locked in key order)."""
+    return f"""
+  INSERT INTO {table} AS r (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, {period}, shard,
+    nps_n, promoters, passives, detractors, csat_n, csat_satisfied, ces_n, ces_sum, ces_sumsq)
+  SELECT :w, survey_id, coalesce(journey_key, ''), coalesce(stage_key, ''), coalesce(touchpoint_key, ''),
+    {expr}, abs(hashtext(id::text)) % :shards,
+    count(nps), count(*) FILTER (WHERE nps >= 9), count(*) FILTER (WHERE nps BETWEEN 7 AND 8),
+    count(*) FILTER (WHERE nps <= 6), count(csat), count(*) FILTER (WHERE csat >= 4),
+    count(ces), coalesce(sum(ces), 0), coalesce(sum(ces * ces), 0)
+  FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
+  ON CONFLICT (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, {period}, shard) DO UPDATE SET
+    nps_n = r.nps_n + EXCLUDED.nps_n, promoters = r.promoters + EXCLUDED.promoters,
+    passives = r.passives + EXCLUDED.passives, detractors = r.detractors + EXCLUDED.detractors,
+    csat_n = r.csat_n + EXCLUDED.csat_n, csat_satisfied = r.csat_satisfied + EXCLUDED.csat_satisfied,
+    ces_n = r.ces_n + EXCLUDED.ces_n, ces_sum = r.ces_sum + EXCLUDED.ces_sum,
+    ces_sumsq = r.ces_sumsq + EXCLUDED.ces_sumsq"""
+
+
 _INGEST = sa.text(
-    """
+    f"""
 WITH input AS (
   SELECT * FROM unnest(
     CAST(:ids AS uuid[]), CAST(:survey_ids AS uuid[]), CAST(:versions AS int[]), CAST(:rids AS text[]),
@@ -53,20 +73,9 @@ WITH input AS (
   ON CONFLICT (workspace_id, response_id) DO NOTHING
   RETURNING id, survey_id, journey_key, stage_key, touchpoint_key, submitted_at, nps, csat, ces
 ), roll AS (
-  INSERT INTO response_rollup AS r (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, day, shard,
-    nps_n, promoters, passives, detractors, csat_n, csat_satisfied, ces_n, ces_sum, ces_sumsq)
-  SELECT :w, survey_id, coalesce(journey_key, ''), coalesce(stage_key, ''), coalesce(touchpoint_key, ''),
-    (submitted_at AT TIME ZONE 'UTC')::date, abs(hashtext(id::text)) % :shards,
-    count(nps), count(*) FILTER (WHERE nps >= 9), count(*) FILTER (WHERE nps BETWEEN 7 AND 8),
-    count(*) FILTER (WHERE nps <= 6), count(csat), count(*) FILTER (WHERE csat >= 4),
-    count(ces), coalesce(sum(ces), 0), coalesce(sum(ces * ces), 0)
-  FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
-  ON CONFLICT (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, day, shard) DO UPDATE SET
-    nps_n = r.nps_n + EXCLUDED.nps_n, promoters = r.promoters + EXCLUDED.promoters,
-    passives = r.passives + EXCLUDED.passives, detractors = r.detractors + EXCLUDED.detractors,
-    csat_n = r.csat_n + EXCLUDED.csat_n, csat_satisfied = r.csat_satisfied + EXCLUDED.csat_satisfied,
-    ces_n = r.ces_n + EXCLUDED.ces_n, ces_sum = r.ces_sum + EXCLUDED.ces_sum,
-    ces_sumsq = r.ces_sumsq + EXCLUDED.ces_sumsq
+{_roll("response_rollup", "day", "(submitted_at AT TIME ZONE 'UTC')::date")}
+), roll_month AS (
+{_roll("response_rollup_month", "month", "date_trunc('month', submitted_at AT TIME ZONE 'UTC')::date")}
 )
 SELECT id FROM ins
 """
