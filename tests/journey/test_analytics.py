@@ -201,6 +201,16 @@ class TestDna:
         await put_customer(api, "G", existing_customer=True)
         assert (await api.get("/v1/customers/G/dna")).json()["visitor_type"] == "existing_customer"
 
+    async def test_persona_journey_without_events(self, api: JourneyApi, bike: dict[str, Any]) -> None:
+        family = (await api.get("/v1/personas")).json()["items"][0]
+        await api.patch(f"/v1/journeys/{bike['journey']['id']}", json={"persona_id": family["id"]})
+        await put_customer(api, "H", profile={"segment": "b2c"})
+        [journey] = (await api.get("/v1/customers/H/dna")).json()["journeys"]
+        assert (journey["journey"], journey["member_by"], journey["stage_reached"]) == ("bike", ["persona"], None)
+        [journey] = (await api.get("/v1/customers/A/dna")).json()["journeys"]
+        assert journey["member_by"] == ["interaction", "persona"]
+        assert journey["stage_reached"]["key"] == "use"
+
 
 class TestTimeline:
     async def test_newest_first_across_pages(self, api: JourneyApi, bike: dict[str, Any]) -> None:
