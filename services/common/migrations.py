@@ -33,14 +33,11 @@ def run_env(target_metadata: MetaData) -> None:
     assert url, "sqlalchemy.url is not set"
 
     def do_run(connection: Connection) -> None:
-        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
-        try:
-            context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
-            with context.begin_transaction():
-                context.run_migrations()
-        finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
-            connection.commit()
+        context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+        with context.begin_transaction():
+            # Held until this transaction ends, whether it commits or fails.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            context.run_migrations()
 
     async def run() -> None:
         engine = create_async_engine(url, poolclass=pool.NullPool)

@@ -335,7 +335,8 @@ class TestOpenApiExamples:
                 and model.__module__.startswith("services.journey.models")
             ):
                 extra = model.model_config.get("json_schema_extra")
-                for example in extra.get("examples", []) if isinstance(extra, dict) else []:
+                examples = extra.get("examples") if isinstance(extra, dict) else None
+                for example in examples if isinstance(examples, list) else []:
                     model.model_validate(example)
                     checked += 1
         assert checked >= 4

@@ -307,6 +307,9 @@ class Journey(JourneyTable, table=True):
         default=JourneyState.current, sa_type=sa.Enum(JourneyState, name="journey_state", native_enum=False, length=20)
     )
     improves_journey_id: UUID | None = sqlmodel.Field(default=None, foreign_key="journey.id", ondelete="SET NULL")
+    # Bumped by database triggers on every change that shows in the map (migration 0004), so a
+    # cached map is served only while it is current. Not part of the public shape.
+    map_version: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = sqlmodel.Field(sa_column=now_column())
     updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 
@@ -399,20 +402,3 @@ class JourneyStep(JourneyTable, table=True):
     expected_emotion: int = sqlmodel.Field(default=0, sa_type=sa.SmallInteger)
     created_at: datetime = sqlmodel.Field(sa_column=now_column())
     updated_at: datetime = sqlmodel.Field(sa_column=now_column())
-
-
-# The map ----------------------------------------------------------------------------------------
-
-
-class MapStep(StepPublic):
-    touchpoint: TouchpointPublic
-
-
-class MapStage(StagePublic):
-    steps: list[MapStep]
-
-
-class JourneyMap(Shape):
-    journey: JourneyPublic
-    persona: PersonaPublic | None
-    stages: list[MapStage]

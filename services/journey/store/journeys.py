@@ -22,7 +22,6 @@ from services.journey.models import (
     JourneyState,
     JourneyStatus,
     JourneyStep,
-    JourneyTable,
     JourneyUpdate,
     Persona,
     Stage,
@@ -204,13 +203,14 @@ async def list_stages(session: AsyncSession, *, journey_id: UUID) -> list[Stage]
 
 
 async def _renumber(session: AsyncSession, table_name: str, ordered_ids: list[UUID]) -> None:
-    # Positions are unique (deferred): renumber the whole list in one statement.
+    # Positions are unique (deferred): renumber the whole list in one statement (one trigger run).
     if not ordered_ids:
         return
-    table = JourneyTable.metadata.tables[table_name]
     await session.execute(
-        sa.update(table).where(table.c.id == sa.bindparam("row_id")).values(position=sa.bindparam("pos")),
-        [{"row_id": i, "pos": p} for p, i in enumerate(ordered_ids)],
+        sa.text(
+            f"UPDATE {table_name} SET position = v.pos - 1 FROM unnest(CAST(:ids AS uuid[])) WITH ORDINALITY "
+            f"AS v(id, pos) WHERE {table_name}.id = v.id AND {table_name}.position IS DISTINCT FROM v.pos - 1"
+        ).bindparams(ids=ordered_ids),
     )
 
 

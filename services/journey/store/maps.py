@@ -3,6 +3,10 @@
 The map of a large journey (10 stages × 200 steps) is ~2,000 objects; building it in SQL and
 passing the bytes through avoids loading 2,000 ORM rows and serialising them again in Python.
 The keys below mirror `models.JourneyMap`; tests validate the output against that model.
+
+Built documents are kept in `journey_map_cache` and served while their version equals the
+journey's `map_version`, which triggers bump on every change that shows in the map (migration
+0004). A document built from an older snapshot never replaces a newer one.
 """
 
 from __future__ import annotations
@@ -49,12 +53,33 @@ SELECT json_build_object(
         'position', s.position, 'steps', COALESCE(steps.items, '[]'::json)) ORDER BY s.position)
         FROM stage s LEFT JOIN steps ON steps.stage_id = s.id
         WHERE s.journey_id = j.id), '[]'::json)
-)::text FROM j
+)::text AS doc, j.map_version FROM j
 """)
+
+# Bump when the document's shape changes: cached documents of another format are rebuilt.
+MAP_FORMAT = 1
+
+_CACHED = sa.text(
+    "SELECT c.doc FROM journey j JOIN journey_map_cache c "
+    "ON c.journey_id = j.id AND c.version = j.map_version AND c.format = :format "
+    "WHERE j.id = :journey_id AND j.workspace_id = :workspace_id"
+)
+_STORE = sa.text(
+    "INSERT INTO journey_map_cache (journey_id, workspace_id, version, format, doc) "
+    "VALUES (:journey_id, :workspace_id, :version, :format, :doc) "
+    "ON CONFLICT (journey_id) DO UPDATE SET version = EXCLUDED.version, format = EXCLUDED.format, "
+    "doc = EXCLUDED.doc, built_at = now() "
+    "WHERE (journey_map_cache.version, journey_map_cache.format) < (EXCLUDED.version, EXCLUDED.format)"
+)
 
 
 async def journey_map_json(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> bytes:
-    doc = await session.scalar(MAP_SQL, {"journey_id": journey_id, "workspace_id": workspace_id})
-    if doc is None:
+    keys = {"journey_id": journey_id, "workspace_id": workspace_id}
+    cached = await session.scalar(_CACHED, {**keys, "format": MAP_FORMAT})
+    if cached is not None:
+        return str(cached).encode()
+    row = (await session.execute(MAP_SQL, keys)).first()
+    if row is None:
         raise NotFound(f"No journey with id {journey_id} in this workspace.")
-    return str(doc).encode()
+    await session.execute(_STORE, {**keys, "version": row.map_version, "format": MAP_FORMAT, "doc": row.doc})
+    return str(row.doc).encode()
