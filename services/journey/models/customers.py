@@ -236,9 +236,17 @@ class Interaction(JourneyTable, table=True):
     __table_args__ = (
         sa.UniqueConstraint("workspace_id", "event_id", name="uq_interaction_event_id"),
         sa.Index("ix_interaction_customer_time", "workspace_id", "customer_id", "occurred_at"),
-        # Funnels, paths and reach read a journey's touchpoints: (touchpoint, time, customer) lets
-        # them run from the index alone.
-        sa.Index("ix_interaction_touchpoint_time", "workspace_id", "touchpoint_id", "occurred_at", "customer_id"),
+        # Funnels, paths and reach read a journey's touchpoints: with journey_id (the tag filter) and
+        # channel included they run from the index alone (index-only scan; the heap fetches were
+        # half of a funnel's time over 1M interactions).
+        sa.Index(
+            "ix_interaction_touchpoint_time",
+            "workspace_id",
+            "touchpoint_id",
+            "occurred_at",
+            "customer_id",
+            postgresql_include=["journey_id", "channel"],
+        ),
     )
     id: UUID = sqlmodel.Field(primary_key=True)
     workspace_id: str

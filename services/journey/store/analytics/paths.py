@@ -41,15 +41,15 @@ def paths_sql(level: PathLevel, collapse: Collapse, filters: str) -> str:
     return f"""
 WITH {_NODES[level]},
 ev AS (
-    SELECT i.customer_id, nodes.node, i.occurred_at, nodes.rank, i.id,
+    SELECT i.customer_id, nodes.node, i.occurred_at, nodes.rank,
            lag(nodes.node) OVER w AS prev_node,
-           row_number() OVER (PARTITION BY i.customer_id, nodes.node ORDER BY i.occurred_at, nodes.rank, i.id) AS visit
+           row_number() OVER (PARTITION BY i.customer_id, nodes.node ORDER BY i.occurred_at, nodes.rank) AS visit
     FROM interaction i JOIN nodes ON nodes.touchpoint_id = i.touchpoint_id
     WHERE true{filters}
-    WINDOW w AS (PARTITION BY i.customer_id ORDER BY i.occurred_at, nodes.rank, i.id)
+    WINDOW w AS (PARTITION BY i.customer_id ORDER BY i.occurred_at, nodes.rank, nodes.node)
 ),
 per_customer AS (
-    SELECT customer_id, (array_agg(node ORDER BY occurred_at, rank, id))[1:CAST(:max_length AS int)] AS path
+    SELECT customer_id, (array_agg(node ORDER BY occurred_at, rank, node))[1:CAST(:max_length AS int)] AS path
     FROM ev WHERE {_KEEP[collapse]} GROUP BY customer_id
 )
 SELECT path, count(*) AS n, sum(count(*)) OVER () AS total
