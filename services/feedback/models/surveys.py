@@ -142,6 +142,29 @@ class SurveyCreate(Shape):
     default_language: Language = "en"
     questions: Questions
 
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "key": "after-delivery",
+                    "name": "After delivery",
+                    "kind": "nps",
+                    "status": "active",
+                    "target": {"type": "touchpoint", "touchpoint_key": "parcel-delivery"},
+                    "questions": [
+                        {
+                            "key": "recommend",
+                            "type": "nps",
+                            "required": True,
+                            "text": {"en": "How likely are you to recommend us?", "de": "Wie wahrscheinlich ..."},
+                        },
+                        {"key": "reason", "type": "text", "text": {"en": "Why?", "de": "Warum?"}},
+                    ],
+                }
+            ]
+        }
+    }
+
     @model_validator(mode="after")
     def _questions_fit_kind(self) -> Self:
         check_questions(self.kind, self.questions)

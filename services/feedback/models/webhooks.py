@@ -40,6 +40,12 @@ class WebhookCreate(Shape):
     description: str | None = Field(default=None, max_length=500)
     enabled: bool = True
 
+    model_config = {
+        "json_schema_extra": {
+            "examples": [{"url": "https://crm.example.com/hooks/journeygraph", "event_types": ["feedback.case.*"]}]
+        }
+    }
+
 
 class WebhookUpdate(Shape):
     url: AnyHttpUrl | None = None
