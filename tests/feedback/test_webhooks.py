@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import orjson
@@ -119,3 +120,24 @@ class TestRestart:
                 await eventually(lambda: asyncio.sleep(0, receiver.delivered))
             assert [r.answered for r in receiver.requests] == [500, 204]
             Webhook(hook["secret"]).verify(receiver.delivered[0].body, receiver.delivered[0].headers)
+
+
+class TestPolicy:
+    def test_default_backoff_spans_hours(self) -> None:
+        from services.feedback.delivery import backoff
+        from services.feedback.settings import FeedbackSettings
+
+        settings = FeedbackSettings(database_url="postgresql+asyncpg://x/y", nats_url="nats://x", auth_public_key="k")
+        waits = [backoff(attempt, settings) for attempt in range(1, settings.webhook_max_attempts)]
+        assert waits[:3] == [5.0, 10.0, 20.0]
+        assert all(b >= a for a, b in itertools.pairwise(waits))
+        assert sum(waits) > 2 * 3600  # the last attempt comes hours after the first
+
+    async def test_public_address_is_allowed_private_ones_are_not(self) -> None:
+        from services.feedback.store.webhooks import target_problem
+
+        assert await target_problem("https://93.184.215.14/hook", allow_private=False) is None
+        for url in ("http://169.254.169.254/latest", "http://192.168.0.10/", "http://0.0.0.0/"):
+            assert await target_problem(url, allow_private=False) is not None, url
+        assert await target_problem("http://127.0.0.1:8080/", allow_private=True) is None
+        assert await target_problem("ftp://example.org/", allow_private=True) is not None
