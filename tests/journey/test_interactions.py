@@ -185,3 +185,21 @@ class TestImport:
         body = orjson.dumps({"event_id": "o1", "customer": "c1", "name": "churn", "occurred_at": at()})
         response = await api.post("/v1/outcomes/import", content=body, headers={"Content-Type": "application/x-ndjson"})
         assert response.text.splitlines()[-1] == '{"counts":{"stored":1,"duplicate":0,"failed":0}}'
+
+
+class TestUnstorableText:
+    async def test_nul_and_lone_surrogates_fail_the_item_not_the_batch(self, api: JourneyApi) -> None:
+        await api.touchpoint("shop", "web")
+        body = (
+            '{"items": ['
+            '{"event_id": "e1", "customer": "c1", "touchpoint": "shop", "occurred_at": "2026-01-01T00:00:00Z",'
+            ' "properties": {"note": "a\\u0000b"}},'
+            '{"event_id": "e2", "customer": "c1", "touchpoint": "shop", "occurred_at": "2026-01-01T00:00:00Z",'
+            ' "properties": {"note": "\\ud800"}},'
+            '{"event_id": "e3\\u0000", "customer": "c1", "touchpoint": "shop", "occurred_at": "2026-01-01T00:00:00Z"},'
+            '{"event_id": "e4", "customer": "c1", "touchpoint": "shop", "occurred_at": "2026-01-01T00:00:00Z"}'
+            "]}"
+        )
+        response = await api.post("/v1/interactions/bulk", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
+        assert [i["status"] for i in response.json()["items"]] == ["failed", "failed", "failed", "stored"]
