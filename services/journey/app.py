@@ -1,4 +1,5 @@
-"""The journey service: personas, journeys, stages, touchpoints and steps (the journey model)."""
+"""The journey service: the journey model (personas, journeys, stages, touchpoints, steps) and what
+real customers do on it (customers, interactions, outcomes, DNA, funnels, paths, reach)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ TAGS = [
     {"name": "journeys", "description": "Journeys of personas, managed like products; `/map` returns a whole map."},
     {"name": "stages", "description": "Ordered phases of a journey (default Need → Buy → Use)."},
     {"name": "steps", "description": "Touchpoints placed in a stage, with moment-of-truth flag and emotion."},
+    {"name": "customers", "description": "Real customers by the CRM's external id: profile, consent, persona, DNA."},
+    {"name": "interactions", "description": "Customer X met touchpoint Y on channel Z at time T: one, bulk, NDJSON."},
+    {"name": "outcomes", "description": "Purchases, conversions, churn and workspace-defined outcomes."},
+    {"name": "analytics", "description": "Funnels, paths (Sankey) and reach per journey, set-based in SQL."},
 ]
 
 
@@ -28,7 +33,7 @@ def create_app(settings: JourneySettings | None = None) -> FastAPI:
     return create_service_app(
         name="journey",
         title="journeygraph journey service",
-        description="Models customer journeys: personas, journeys, stages, touchpoints and steps.",
+        description="Models customer journeys and records what real customers do on them.",
         settings=settings,
         service_dir=SERVICE_DIR,
         routers=[router],
