@@ -7,6 +7,7 @@ Subjects are `<service>.<noun>.<verb-past>`; one stream per publishing service k
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -34,6 +35,15 @@ class Event(BaseModel, Generic[DataT]):
     data: DataT
 
 
+def _json_default(value: Any) -> Any:
+    # orjson knows uuid.UUID but not asyncpg's own UUID type (raw fetches) nor Decimal (money).
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "bytes") and type(value).__name__ == "UUID":
+        return str(UUID(bytes=value.bytes))
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def encode_event(*, event_id: UUID, type: str, workspace_id: str, occurred_at: datetime, data: Any) -> bytes:
     return orjson.dumps(
         {
@@ -42,7 +52,8 @@ def encode_event(*, event_id: UUID, type: str, workspace_id: str, occurred_at: d
             "workspace_id": workspace_id,
             "occurred_at": occurred_at,
             "data": data.model_dump(mode="json") if isinstance(data, BaseModel) else data,
-        }
+        },
+        default=_json_default,
     )
 
 
