@@ -25,7 +25,7 @@ from services.feedback.models import (
     RuleUpdate,
 )
 from services.feedback.publish import publish_one
-from services.feedback.store import loop, responses
+from services.feedback.store import loop, responses, rules
 
 RuleId = Annotated[UUID, Path(description="The rule's id.")]
 CaseId = Annotated[UUID, Path(description="The case's id.")]
@@ -35,33 +35,33 @@ router = make_router()
 @router.post("/loop-rules", status_code=201, response_model=RulePublic, tags=["closed loop"])
 async def create_rule(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: RuleCreate) -> Response:
     """Add a rule that opens follow-up cases (once a workspace has rules, the default NPS ≤ 6 rule is off)."""
-    row = await loop.create_rule(session, workspace_id=caller.workspace_id, data=body)
+    row = await rules.create_rule(session, workspace_id=caller.workspace_id, data=body)
     return await idem.respond(RulePublic.model_validate(row))
 
 
 @router.get("/loop-rules", tags=["closed loop"])
 async def list_rules(caller: Reader, session: SessionDep) -> list[RulePublic]:
     """The workspace's rules in the order they are checked (empty: the default NPS ≤ 6 rule applies)."""
-    return [RulePublic.model_validate(r) for r in await loop.list_rules(session, workspace_id=caller.workspace_id)]
+    return [RulePublic.model_validate(r) for r in await rules.list_rules(session, workspace_id=caller.workspace_id)]
 
 
 @router.get("/loop-rules/{rule_id}", tags=["closed loop"])
 async def get_rule(caller: Reader, session: SessionDep, rule_id: RuleId) -> RulePublic:
     """Get a rule."""
-    return RulePublic.model_validate(await loop.get_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id))
+    return RulePublic.model_validate(await rules.get_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id))
 
 
 @router.patch("/loop-rules/{rule_id}", tags=["closed loop"])
 async def update_rule(caller: Writer, session: SessionDep, rule_id: RuleId, body: RuleUpdate) -> RulePublic:
     """Change a rule."""
-    row = await loop.update_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id, data=body)
+    row = await rules.update_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id, data=body)
     return RulePublic.model_validate(row)
 
 
 @router.delete("/loop-rules/{rule_id}", status_code=204, tags=["closed loop"])
 async def delete_rule(caller: Writer, session: SessionDep, rule_id: RuleId) -> None:
     """Delete a rule (cases it opened stay)."""
-    await loop.delete_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id)
+    await rules.delete_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id)
 
 
 @router.post("/cases", status_code=201, response_model=CasePublic, tags=["closed loop"])

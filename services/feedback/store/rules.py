@@ -1,0 +1,78 @@
+"""Closed-loop rules: create, read, change, delete (their evaluation lives in loop.py)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.errors import NotFound, Unprocessable
+from services.feedback.models import LoopRule, Metric, RuleCreate, RuleUpdate
+
+
+async def create_rule(session: AsyncSession, *, workspace_id: str, data: RuleCreate) -> LoopRule:
+    _check_rule(data.metric, data.max_score, data.theme)
+    row = LoopRule(workspace_id=workspace_id, **data.model_dump())
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)
+    return row
+
+
+def _check_rule(metric: Metric | str | None, max_score: int | None, theme: str | None) -> None:
+    if (metric is None) != (max_score is None):
+        raise Unprocessable(
+            "metric and max_score go together: set both, or neither for a theme-only rule.",
+            errors=[{"field": "max_score", "message": "set with metric"}],
+        )
+    if metric is None and theme is None:
+        raise Unprocessable(
+            "A rule needs a score condition (metric, max_score), a theme, or both.",
+            errors=[{"field": "metric", "message": "no condition"}],
+        )
+    limits = {"nps": 10, "csat": 5, "ces": 7}
+    if metric is not None and max_score is not None and max_score > limits[str(metric)]:
+        raise Unprocessable(
+            f"max_score {max_score} is above the {metric} scale's maximum {limits[str(metric)]}.",
+            errors=[{"field": "max_score", "message": f"at most {limits[str(metric)]} for {metric}"}],
+        )
+
+
+async def get_rule(session: AsyncSession, *, workspace_id: str, rule_id: UUID) -> LoopRule:
+    row = (
+        await session.execute(
+            sa.select(LoopRule).where(LoopRule.id == rule_id, LoopRule.workspace_id == workspace_id)  # type: ignore[arg-type]
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"No rule with id {rule_id} in this workspace.")
+    return row
+
+
+async def list_rules(session: AsyncSession, *, workspace_id: str) -> list[LoopRule]:
+    stmt = (
+        sa.select(LoopRule)
+        .where(LoopRule.workspace_id == workspace_id)  # type: ignore[arg-type]
+        .order_by(LoopRule.priority, LoopRule.id)  # type: ignore[arg-type]
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def update_rule(session: AsyncSession, *, workspace_id: str, rule_id: UUID, data: RuleUpdate) -> LoopRule:
+    row = await get_rule(session, workspace_id=workspace_id, rule_id=rule_id)
+    for field, value in data.model_dump(exclude_unset=True).items():
+        if field in ("name", "enabled", "priority") and value is None:
+            raise Unprocessable(f"{field} cannot be null.", errors=[{"field": field, "message": "cannot be null"}])
+        setattr(row, field, value)
+    _check_rule(row.metric, row.max_score, row.theme)
+    row.updated_at = sa.func.now()  # type: ignore[assignment]
+    await session.flush()
+    await session.refresh(row)
+    return row
+
+
+async def delete_rule(session: AsyncSession, *, workspace_id: str, rule_id: UUID) -> None:
+    row = await get_rule(session, workspace_id=workspace_id, rule_id=rule_id)
+    await session.delete(row)
+    await session.flush()
