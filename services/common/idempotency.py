@@ -124,33 +124,26 @@ async def _idempotency(
     key = idempotency_key.strip() if idempotency_key else None
     if key == "":
         raise Problem("The Idempotency-Key header is empty; send a unique string or omit it.")
-    body = await request.body()
     method, path = request.method, request.url.path
-    request_hash = _canonical_hash(method, path, body)
     ttl = request.app.state.settings.idempotency_ttl_hours
-    if key is not None:
-        row = (await session.execute(_LOOKUP, {"w": caller.workspace_id, "k": key, "ttl": ttl})).first()
-        if row is not None:
-            if (row.method, row.path) != (method, path):
-                raise Conflict(
-                    f"Idempotency-Key {key!r} was already used for {row.method} {row.path}; "
-                    "use a new key for this request."
-                )
-            if row.request_hash != request_hash:
-                raise Conflict(
-                    f"Idempotency-Key {key!r} was already used with a different request body; "
-                    "use a new key for a different request."
-                )
-            raise IdempotentReplay(row.status_code, row.response_body)
-    return Idempotency(
-        session,
-        workspace_id=caller.workspace_id,
-        key=key,
-        method=method,
-        path=path,
-        request_hash=request_hash,
-        ttl_hours=ttl,
-    )
+    if key is None:  # nothing to remember: do not read and hash a possibly large body
+        return Idempotency(session, workspace_id=caller.workspace_id, key=None, method=method, path=path,
+                           request_hash="", ttl_hours=ttl)  # fmt: skip
+    request_hash = _canonical_hash(method, path, await request.body())
+    row = (await session.execute(_LOOKUP, {"w": caller.workspace_id, "k": key, "ttl": ttl})).first()
+    if row is not None:
+        if (row.method, row.path) != (method, path):
+            raise Conflict(
+                f"Idempotency-Key {key!r} was already used for {row.method} {row.path}; use a new key for this request."
+            )
+        if row.request_hash != request_hash:
+            raise Conflict(
+                f"Idempotency-Key {key!r} was already used with a different request body; "
+                "use a new key for a different request."
+            )
+        raise IdempotentReplay(row.status_code, row.response_body)
+    return Idempotency(session, workspace_id=caller.workspace_id, key=key, method=method, path=path,
+                       request_hash=request_hash, ttl_hours=ttl)  # fmt: skip
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]

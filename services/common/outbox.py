@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 import structlog
@@ -40,9 +41,9 @@ WAKE_KEY = "outbox_wake"
 _DIRTY_KEY = "outbox_dirty"
 
 
-async def emit(session: AsyncSession, *, workspace_id: str, type: str, data: BaseModel | dict[str, Any]) -> None:
-    """Write one event in the caller's transaction."""
-    await emit_many(session, workspace_id=workspace_id, events=[(type, data)])
+async def emit(session: AsyncSession, *, workspace_id: str, type: str, data: BaseModel | dict[str, Any]) -> UUID:
+    """Write one event in the caller's transaction; returns its id (also its `Nats-Msg-Id`)."""
+    return (await emit_many(session, workspace_id=workspace_id, events=[(type, data)]))[0]
 
 
 async def emit_many(
@@ -50,22 +51,26 @@ async def emit_many(
     *,
     workspace_id: str,
     events: Sequence[tuple[str, BaseModel | dict[str, Any]]],
-) -> None:
+) -> list[UUID]:
+    """Write events in the caller's transaction; returns their ids in order."""
     if not events:
-        return
+        return []
     carrier: dict[str, str] = {}
     propagate.inject(carrier)  # the trace context travels with the event
     headers = orjson.dumps(carrier).decode()
     now = datetime.now(UTC)
     rows = []
+    ids: list[UUID] = []
     for subject, data in events:
         event_id = uuid7()
+        ids.append(event_id)
         payload = encode_event(event_id=event_id, type=subject, workspace_id=workspace_id, occurred_at=now, data=data)
         rows.append(
             {"id": event_id, "workspace_id": workspace_id, "subject": subject, "payload": payload, "headers": headers}
         )
     await session.execute(_INSERT, rows)
     session.info[_DIRTY_KEY] = True
+    return ids
 
 
 @event.listens_for(Session, "after_commit")

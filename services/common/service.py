@@ -1,6 +1,7 @@
 """create_service_app: the FastAPI app every service is built from.
 
-Lifespan: migrate (Alembic, advisory-locked) → engine → broker (streams, consumers) → outbox relay.
+Lifespan: migrate (Alembic, advisory-locked) → engine → broker (streams, consumers) → outbox relay
+→ the service's own background workers; shutdown in reverse.
 Nothing happens at import time.
 """
 
@@ -10,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
@@ -35,6 +36,18 @@ from services.common.telemetry import configure_logging, configure_tracing, inst
 ConsumerSetup = Callable[[NatsBroker, async_sessionmaker[AsyncSession], ServiceSettings], None]
 
 
+class Worker(Protocol):
+    """A background task of a service (delivery, analysis, compaction), run in every replica."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+# Builds the service's workers once the engine and sessionmaker exist (on app.state).
+WorkerSetup = Callable[[FastAPI], Sequence[Worker]]
+
+
 def create_service_app(
     *,
     name: str,
@@ -46,6 +59,7 @@ def create_service_app(
     published_events: dict[str, type[BaseModel]],
     openapi_tags: list[dict[str, Any]] | None = None,
     setup_consumers: ConsumerSetup | None = None,
+    setup_workers: WorkerSetup | None = None,
 ) -> FastAPI:
     configure_logging(level=settings.log_level, json=settings.log_json)
     configure_tracing(name, settings.otel_exporter_otlp_endpoint)
@@ -67,9 +81,14 @@ def create_service_app(
         await broker.start()
         relay.start()
         app.state.engine, app.state.sessionmaker, app.state.relay = engine, sessionmaker, relay
+        workers = list(setup_workers(app)) if setup_workers is not None else []
+        for worker in workers:
+            worker.start()
         try:
             yield
         finally:
+            for worker in reversed(workers):
+                await worker.stop()
             await relay.stop()
             await broker.stop()
             await engine.dispose()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
-from services.common.service import create_service_app
+from services.common.service import Worker, create_service_app
 from services.feedback.api import router
 from services.feedback.comments import CommentAnalyser
 from services.feedback.delivery import DeliveryWorker
@@ -36,7 +34,7 @@ TAGS = [
 
 def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
     settings = settings or FeedbackSettings()
-    app = create_service_app(
+    return create_service_app(
         name="feedback",
         title="journeygraph feedback service",
         description="Collects feedback (NPS, CSAT, CES, comments) per touchpoint, measures it and closes the loop.",
@@ -45,27 +43,16 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         routers=[router],
         published_events=PUBLISHED,
         openapi_tags=TAGS,
+        setup_workers=_workers(settings),
     )
 
-    # The kit's lifespan has no hook for background workers, so ours wraps it: the workers start
-    # after the engine exists and stop before it is disposed.
-    inner = app.router.lifespan_context
 
-    @asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[Any]:
-        async with inner(app_) as state:
-            worker = DeliveryWorker(app_.state.engine, settings)
-            analyser = CommentAnalyser(app_.state.sessionmaker, settings)
-            compactor = RollupCompactor(app_.state.engine, every_seconds=settings.rollup_compact_seconds)
-            app_.state.delivery_worker, app_.state.comment_analyser = worker, analyser
-            workers = (worker, analyser, compactor)
-            for w in workers:
-                w.start()
-            try:
-                yield state
-            finally:
-                for w in workers:
-                    await w.stop()
+def _workers(settings: FeedbackSettings) -> Callable[[FastAPI], Sequence[Worker]]:
+    def setup(app: FastAPI) -> Sequence[Worker]:
+        worker = DeliveryWorker(app.state.engine, settings)
+        analyser = CommentAnalyser(app.state.sessionmaker, settings)
+        compactor = RollupCompactor(app.state.engine, every_seconds=settings.rollup_compact_seconds)
+        app.state.delivery_worker, app.state.comment_analyser = worker, analyser
+        return (worker, analyser, compactor)
 
-    app.router.lifespan_context = lifespan
-    return app
+    return setup
