@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from services.common.settings import ServiceSettings
+from services.feedback.settings import FeedbackSettings
 from services.journey.settings import JourneySettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,10 +34,11 @@ def test_secrets_have_no_default() -> None:
         assert all(u.startswith(":?") for u in uses), f"{secret} must be required (${{{secret}:?...}}): {uses}"
 
 
-def test_every_service_variable_is_a_setting() -> None:
-    variables = set(re.findall(r"^\s+JOURNEY_([A-Z0-9_]+):", COMPOSE.read_text(), flags=re.MULTILINE))
-    fields = {name.upper() for name in JourneySettings.model_fields}
-    assert variables, "the journey service has no environment in docker-compose.yml"
+@pytest.mark.parametrize(("prefix", "settings"), [("JOURNEY", JourneySettings), ("FEEDBACK", FeedbackSettings)])
+def test_every_service_variable_is_a_setting(prefix: str, settings: type[ServiceSettings]) -> None:
+    variables = set(re.findall(rf"^\s+{prefix}_([A-Z0-9_]+):", COMPOSE.read_text(), flags=re.MULTILINE))
+    fields = {name.upper() for name in settings.model_fields}
+    assert variables, f"the {prefix.lower()} service has no environment in docker-compose.yml"
     assert variables <= fields, variables - fields
 
 
