@@ -60,7 +60,7 @@ def journeygraph_up(home: Path, base_port: int, nats_port: int) -> Iterator[tupl
 
 def test_up_is_ready_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
     base, nats_port = free_port(), free_port()
-    journey_port = base + 1
+    journey_port, feedback_port = base + 1, base + 2
     with journeygraph_up(tmp_path, base, nats_port) as (token, ready_after):
         assert ready_after < 60
         assert httpx.get(f"http://127.0.0.1:{journey_port}/readyz").status_code == 200
@@ -71,7 +71,13 @@ def test_up_is_ready_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
         doc = httpx.get(f"http://127.0.0.1:{journey_port}/v1/journeys/{current['id']}/map", headers=headers).json()
         assert [s["key"] for s in doc["stages"]] == ["need", "buy", "use"]
         assert sum(len(s["steps"]) for s in doc["stages"]) == 10
+        funnel = httpx.get(f"http://127.0.0.1:{journey_port}/v1/journeys/{current['id']}/funnel", headers=headers)
+        assert funnel.json()["groups"][0]["stages"][1]["customers"] > 0
+        nps = httpx.get(f"http://127.0.0.1:{feedback_port}/v1/metrics/nps", headers=headers).json()
+        answered = nps["overall"]["n"]
+        assert answered > 50
     assert not _listening(journey_port), "the journey service outlived Ctrl-C"
+    assert not _listening(feedback_port), "the feedback service outlived Ctrl-C"
     assert not _listening(nats_port), "nats-server outlived Ctrl-C"
 
     # the second run keeps the data and does not load the demo twice
@@ -83,3 +89,5 @@ def test_up_is_ready_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
             f"http://127.0.0.1:{journey_port}/v1/touchpoints", headers=headers, params={"limit": 100}
         ).json()["items"]
         assert len(touchpoints) == 11
+        again = httpx.get(f"http://127.0.0.1:{feedback_port}/v1/metrics/nps", headers=headers).json()
+        assert again["overall"]["n"] == answered

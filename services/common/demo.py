@@ -1,12 +1,15 @@
 """The demo workspace `make run` loads over the public REST API (as an integrator would).
 
 An energy supplier: two personas, a touchpoint catalogue across channels with yearly costs, and the
-"switch supplier" journey as it is today plus the target journey that improves it. Loading is
-repeatable: whatever exists (by key) is left as it is.
+"switch supplier" journey as it is today plus the target journey that improves it; then 400
+customers' interactions and purchases on it and their NPS answers with comments. Loading is
+repeatable: whatever exists (by key, event id or response id) is stored once.
 """
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -159,3 +162,95 @@ async def load_demo_workspace(journey_url: str, token: str) -> None:
         )
         await _place(client, current, CURRENT_MAP, touchpoints)
         await _place(client, target, TARGET_MAP, touchpoints)
+
+
+# What real customers did, and what they said ---------------------------------------------------
+
+COMMENTS = {
+    "low": [
+        ("de", "Die Hotline war ewig besetzt, die erste Rechnung war unverständlich."),
+        ("en", "Waited 40 minutes on the hotline and the first bill made no sense."),
+        ("de", "Der Zählertermin wurde zweimal verschoben, sehr ärgerlich."),
+    ],
+    "mid": [("en", "Switching was fine, nothing special."), ("de", "Okay, aber die Rechnung kam per Post.")],
+    "high": [
+        ("en", "The app shows my consumption every day, great value for money."),
+        ("de", "Wechsel in fünf Minuten erledigt, super einfach und günstig."),
+    ],
+}
+
+
+NEED = [("social-ads", 0.4), ("comparison-portal", 0.7), ("tariff-calculator", 0.5)]
+AFTER_SIGNUP = [("hotline", 0.3), ("welcome-email", 0.9), ("smart-meter-install", 0.7), ("first-bill", 0.8),
+                ("customer-magazine", 0.3), ("consumption-app", 0.5)]  # fmt: skip
+
+
+def _activity(
+    seed: int = 7, customers: int = 400
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Deterministic interactions, outcomes and NPS answers: the hotline and the first bill hurt,
+    the app helps. Ids are stable, so loading twice stores nothing twice."""
+    rng = random.Random(seed)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=60)
+    interactions, outcomes, responses = [], [], []
+    for c in range(customers):
+        customer, t = f"demo-{c:04d}", start + timedelta(minutes=rng.randrange(0, 50 * 24 * 60))
+        met = [key for key, p in NEED if rng.random() < p]
+        bought = bool(met) and rng.random() < 0.6
+        if bought:
+            met += ["online-signup", *(key for key, p in AFTER_SIGNUP if rng.random() < p)]
+        for n, key in enumerate(met):
+            t += timedelta(minutes=rng.randrange(5, 3 * 24 * 60))
+            interactions.append({"event_id": f"demo-i-{customer}-{n}", "customer": customer, "touchpoint": key,
+                                 "occurred_at": t.isoformat(), "journey": "switch-supplier"})  # fmt: skip
+            if key == "online-signup":
+                outcomes.append({"event_id": f"demo-o-{customer}", "customer": customer, "name": "purchase",
+                                 "value": "480.00", "currency": "EUR", "touchpoint": key,
+                                 "occurred_at": t.isoformat(), "journey": "switch-supplier"})  # fmt: skip
+        if bought and rng.random() < 0.7:
+            score = 8 - 3 * ("hotline" in met) - 2 * ("first-bill" in met) + 2 * ("consumption-app" in met)
+            score = max(0, min(10, score + rng.choice([-2, -1, 0, 0, 1])))
+            band = "low" if score <= 6 else "mid" if score <= 8 else "high"
+            language, comment = rng.choice(COMMENTS[band])
+            responses.append({"response_id": f"demo-r-{customer}", "customer_external_id": customer,
+                              "touchpoint_key": met[-1], "submitted_at": (t + timedelta(days=1)).isoformat(),
+                              "answers": {"recommend": score}, "comment": comment, "language": language})  # fmt: skip
+    return interactions, outcomes, responses
+
+
+async def _survey(client: httpx.AsyncClient) -> dict[str, Any]:
+    body = {
+        "key": "switch-nps",
+        "name": "How likely are you to recommend us?",
+        "kind": "nps",
+        "status": "active",
+        "target": {"type": "journey", "journey_key": "switch-supplier"},
+        "questions": [
+            {
+                "key": "recommend",
+                "type": "nps",
+                "required": True,
+                "text": {
+                    "en": "How likely are you to recommend us to a friend?",
+                    "de": "Wie wahrscheinlich ist es, dass Sie uns weiterempfehlen?",
+                },
+            }
+        ],
+    }
+    response = await client.post("/v1/surveys", json=body, headers={"Idempotency-Key": "demo:survey:switch-nps"})
+    if response.status_code == 409:  # created by an earlier run whose key has expired
+        page = (await client.get("/v1/surveys", params={"kind": "nps", "limit": 500})).raise_for_status().json()
+        return next(s for s in page["items"] if s["key"] == "switch-nps")
+    return response.raise_for_status().json()  # type: ignore[no-any-return]
+
+
+async def load_demo_activity(journey_url: str, feedback_url: str, token: str) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    interactions, outcomes, responses = _activity()
+    async with httpx.AsyncClient(base_url=journey_url, headers=headers, timeout=60) as client:
+        (await client.post("/v1/interactions/bulk", json={"items": interactions})).raise_for_status()
+        (await client.post("/v1/outcomes/bulk", json={"items": outcomes})).raise_for_status()
+    async with httpx.AsyncClient(base_url=feedback_url, headers=headers, timeout=60) as client:
+        survey = await _survey(client)
+        items = [{**r, "survey_id": survey["id"]} for r in responses]
+        (await client.post("/v1/responses/bulk", json={"items": items})).raise_for_status()

@@ -94,9 +94,11 @@ class Runtime:
             self._wait_ready(deadline=time.monotonic() + 90)
             token = mint_token(private, workspace="demo", scopes=["admin"], subject="newcomer")
             if load_demo:
-                from services.common.demo import load_demo_workspace
+                from services.common.demo import load_demo_activity, load_demo_workspace
 
-                asyncio.run(load_demo_workspace(f"http://127.0.0.1:{SERVICES[0].port}", token))
+                urls = {s.name: f"http://127.0.0.1:{s.port}" for s in SERVICES}
+                asyncio.run(load_demo_workspace(urls["journey"], token))
+                asyncio.run(load_demo_activity(urls["journey"], urls["feedback"], token))
             self._print_welcome(token, time.monotonic() - started)
             while not stopping:
                 for name, proc in self.procs:
