@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from uuid_utils.compat import uuid7
 
 from services.common.events import DUPLICATE_WINDOW_SECONDS, STREAMS, encode_event
+from services.common.worker import LoopWorker
 
 log = structlog.get_logger(__name__)
 
@@ -105,8 +106,10 @@ async def ensure_streams(js: JetStreamContext, *, max_age_days: int = 0) -> None
                 await js.add_stream(config)
 
 
-class OutboxRelay:
-    """Moves committed outbox rows to JetStream; runs as a task in every replica."""
+class OutboxRelay(LoopWorker):
+    """Moves committed outbox rows to JetStream; runs in every replica."""
+
+    name = "outbox-relay"
 
     def __init__(
         self,
@@ -117,26 +120,16 @@ class OutboxRelay:
         batch_size: int = 500,
         retention_hours: int = 24,
     ) -> None:
+        super().__init__(idle_seconds=poll_seconds)
         self._engine = engine
         self._js = js
-        self._poll_seconds = poll_seconds
         self._batch_size = batch_size
         self._retention_hours = retention_hours
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._last_purge = 0.0
         self.published = 0
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
-
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().stop()
         # Publish what was committed before shutdown; what remains is relayed by the next start.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.drain(), timeout=5)
@@ -147,25 +140,13 @@ class OutboxRelay:
             total += n
         return total
 
-    async def _run(self) -> None:
-        last_purge = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                n = await self.relay_batch()
-                if loop.time() - last_purge > 3600:
-                    await self._purge()
-                    last_purge = loop.time()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-                n = 0
-                await asyncio.sleep(self._poll_seconds)
-            if n < self._batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
-                self._wake.clear()
+    async def run_once(self) -> bool:
+        n = await self.relay_batch()
+        now = asyncio.get_running_loop().time()
+        if now - self._last_purge > 3600:
+            await self._purge()
+            self._last_purge = now
+        return n == self._batch_size
 
     async def relay_batch(self) -> int:
         async with self._engine.begin() as conn:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
@@ -32,16 +32,9 @@ from services.common.migrations import upgrade_to_head
 from services.common.outbox import WAKE_KEY, OutboxRelay, ensure_streams
 from services.common.settings import ServiceSettings
 from services.common.telemetry import configure_logging, configure_tracing, instrument
+from services.common.worker import Worker
 
 ConsumerSetup = Callable[[NatsBroker, async_sessionmaker[AsyncSession], ServiceSettings], None]
-
-
-class Worker(Protocol):
-    """A background task of a service (delivery, analysis, compaction), run in every replica."""
-
-    def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 # Builds the service's workers once the engine and sessionmaker exist (on app.state).

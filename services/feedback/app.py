@@ -7,7 +7,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.common.service import Worker, create_service_app
+from services.common.service import create_service_app
+from services.common.worker import Worker
 from services.feedback.api import router
 from services.feedback.comments import CommentAnalyser
 from services.feedback.delivery import DeliveryWorker

@@ -11,8 +11,6 @@ Themes come from a bilingual keyword lexicon matched on word prefixes.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import re
 from datetime import UTC, datetime
@@ -23,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # type: ignore[import-untyped]
 
+from services.common.worker import LoopWorker
 from services.feedback.events import CASE_OPENED, COMMENT_ANALYSED
 from services.feedback.publish import publish
 from services.feedback.settings import FeedbackSettings
@@ -170,37 +169,21 @@ _STORE = text(
 )
 
 
-class CommentAnalyser:
+class CommentAnalyser(LoopWorker):
     """Background task: analyses comments of new responses in batches, then checks theme rules."""
+
+    name = "comment-analyser"
 
     def __init__(
         self, sessionmaker: async_sessionmaker[AsyncSession], settings: FeedbackSettings, *, batch_size: int = 500
     ) -> None:
+        super().__init__(idle_seconds=settings.worker_poll_seconds)
         self._sessionmaker = sessionmaker
         self._settings = settings
         self._batch = batch_size
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="comment-analyser")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                n = await self.analyse_batch()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("comment analysis failed; retrying")
-                n = 0
-            if n < self._batch:
-                await asyncio.sleep(self._settings.worker_poll_seconds)
+    async def run_once(self) -> bool:
+        return await self.analyse_batch() == self._batch
 
     async def analyse_batch(self) -> int:
         from services.feedback.store import loop  # the store imports nothing from here; avoid a cycle at import

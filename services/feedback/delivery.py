@@ -4,7 +4,6 @@ exponential backoff; the delivery rows are the log, so a restart loses nothing."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
+from services.common.worker import LoopWorker
 from services.feedback.settings import FeedbackSettings
 from services.feedback.store.webhooks import target_problem
 
@@ -51,42 +51,23 @@ def backoff(attempt: int, settings: FeedbackSettings) -> float:
     return float(min(settings.webhook_backoff_cap_seconds, settings.webhook_backoff_base_seconds * 2 ** (attempt - 1)))
 
 
-class DeliveryWorker:
+class DeliveryWorker(LoopWorker):
+    name = "webhook-delivery"
+
     def __init__(self, engine: AsyncEngine, settings: FeedbackSettings, *, batch_size: int = 20) -> None:
+        super().__init__(idle_seconds=settings.worker_poll_seconds)
         self._engine = engine
         self._settings = settings
         self._batch = batch_size
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._client = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
         self.on_attempt: Callable[[dict[str, Any]], None] | None = None
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="webhook-delivery")
-
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().stop()
         await self._client.aclose()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                n = await self.deliver_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("webhook delivery failed; retrying")
-                n = 0
-            if n < self._batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._settings.worker_poll_seconds)
-                self._wake.clear()
+    async def run_once(self) -> bool:
+        return await self.deliver_due() == self._batch
 
     async def deliver_due(self) -> int:
         async with self._engine.begin() as conn:

@@ -4,12 +4,11 @@ shard 0, so reads over history touch one row per survey × journey × stage × t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.worker import LoopWorker
 
 log = structlog.get_logger(__name__)
 
@@ -51,27 +50,13 @@ async def compact(engine: AsyncEngine) -> int:
     return total
 
 
-class RollupCompactor:
+class RollupCompactor(LoopWorker):
+    name = "rollup-compactor"
+
     def __init__(self, engine: AsyncEngine, *, every_seconds: float) -> None:
+        super().__init__(idle_seconds=every_seconds)
         self._engine = engine
-        self._every = every_seconds
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="rollup-compactor")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await compact(self._engine)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("rollup compaction failed; retrying later")
-            await asyncio.sleep(self._every)
+    async def run_once(self) -> bool:
+        await compact(self._engine)
+        return False
