@@ -38,22 +38,6 @@ class PublicShape(BaseModel):
     model_config = ConfigDict(extra="ignore", from_attributes=True)
 
 
-class Channel(enum.StrEnum):
-    """The journey service's channel list (copied: services share no code but the kit)."""
-
-    web = "web"
-    app = "app"
-    email = "email"
-    phone = "phone"
-    chat = "chat"
-    store = "store"
-    social = "social"
-    print = "print"
-    event = "event"
-    partner = "partner"
-    other = "other"
-
-
 def now_column() -> Any:
     return sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
 

@@ -12,7 +12,8 @@ import sqlmodel
 from pydantic import Field, StringConstraints
 from sqlalchemy.dialects.postgresql import JSONB
 
-from services.feedback.models._base import Channel, ExternalId, FeedbackTable, Key, Language, PublicShape, Shape
+from services.common.vocabulary import Channel
+from services.feedback.models._base import ExternalId, FeedbackTable, Key, Language, PublicShape, Shape
 
 MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 MetaValue = Annotated[str, StringConstraints(max_length=500)] | int | float | bool | None

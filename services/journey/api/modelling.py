@@ -16,9 +16,9 @@ from services.common.errors import PROBLEM_RESPONSES
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import emit
 from services.common.pagination import CursorQuery, LimitQuery, Page
+from services.common.vocabulary import Channel
 from services.journey.events import Deleted, JourneyCreated, StagesChanged
 from services.journey.models import (
-    Channel,
     JourneyCreate,
     JourneyMap,
     JourneyPublic,

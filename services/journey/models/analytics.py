@@ -10,9 +10,9 @@ from uuid import UUID
 
 from pydantic import Field
 
+from services.common.vocabulary import Channel
 from services.journey.models._base import Shape
 from services.journey.models.customers import VisitorType
-from services.journey.models.modelling import Channel
 
 # DNA --------------------------------------------------------------------------------------------
 

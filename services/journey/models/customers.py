@@ -19,8 +19,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
+from services.common.vocabulary import Channel
 from services.journey.models._base import KEY_PATTERN, JourneyTable, Shape, now_column
-from services.journey.models.modelling import Channel
 
 EXTERNAL_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)

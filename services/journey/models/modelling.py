@@ -14,22 +14,9 @@ from pydantic import ConfigDict, Field
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
+from services.common.vocabulary import Channel
 from services.journey.models._base import KEY_HELP, KEY_PATTERN, JourneyTable, Shape, now_column
 from services.journey.rules import Condition
-
-
-class Channel(enum.StrEnum):
-    web = "web"
-    app = "app"
-    email = "email"
-    phone = "phone"
-    chat = "chat"
-    store = "store"
-    social = "social"
-    print = "print"
-    event = "event"
-    partner = "partner"
-    other = "other"
 
 
 class JourneyStatus(enum.StrEnum):

@@ -14,8 +14,8 @@ from sqlmodel import col
 
 from services.common.errors import Conflict
 from services.common.pagination import Page, keyset, page_of
+from services.common.vocabulary import Channel
 from services.journey.models import (
-    Channel,
     Journey,
     JourneyStep,
     Persona,
