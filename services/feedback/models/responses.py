@@ -11,6 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from pydantic import Field, StringConstraints
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import SQLModel
 
 from services.common.vocabulary import Channel
 from services.feedback.models._base import ExternalId, FeedbackTable, Key, Language, PublicShape, Shape
@@ -161,17 +162,9 @@ class Response(FeedbackTable, table=True):
     created_at: datetime = sqlmodel.Field(sa_type=sa.DateTime(timezone=True))
 
 
-class ResponseRollup(FeedbackTable, table=True):
-    """Counts per workspace × survey × journey × stage × touchpoint × day ('' = no key), kept on write."""
+class RollupCounts(SQLModel):
+    """The counts both rollup levels keep (sums, so shards and days add up)."""
 
-    __tablename__ = "response_rollup"
-    workspace_id: str = sqlmodel.Field(primary_key=True)
-    survey_id: UUID = sqlmodel.Field(primary_key=True)
-    journey_key: str = sqlmodel.Field(primary_key=True)
-    stage_key: str = sqlmodel.Field(primary_key=True)
-    touchpoint_key: str = sqlmodel.Field(primary_key=True)
-    day: date = sqlmodel.Field(primary_key=True)
-    shard: int = sqlmodel.Field(primary_key=True, sa_type=sa.SmallInteger)
     nps_n: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
     promoters: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
     passives: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
@@ -183,7 +176,20 @@ class ResponseRollup(FeedbackTable, table=True):
     ces_sumsq: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
 
 
-class ResponseRollupMonth(FeedbackTable, table=True):
+class ResponseRollup(RollupCounts, FeedbackTable, table=True):
+    """Counts per workspace × survey × journey × stage × touchpoint × day ('' = no key), kept on write."""
+
+    __tablename__ = "response_rollup"
+    workspace_id: str = sqlmodel.Field(primary_key=True)
+    survey_id: UUID = sqlmodel.Field(primary_key=True)
+    journey_key: str = sqlmodel.Field(primary_key=True)
+    stage_key: str = sqlmodel.Field(primary_key=True)
+    touchpoint_key: str = sqlmodel.Field(primary_key=True)
+    day: date = sqlmodel.Field(primary_key=True)
+    shard: int = sqlmodel.Field(primary_key=True, sa_type=sa.SmallInteger)
+
+
+class ResponseRollupMonth(RollupCounts, FeedbackTable, table=True):
     """The same counts per calendar month (UTC), kept on write too: history-wide queries read
     touchpoints × months rows instead of touchpoints × days."""
 
@@ -195,12 +201,3 @@ class ResponseRollupMonth(FeedbackTable, table=True):
     touchpoint_key: str = sqlmodel.Field(primary_key=True)
     month: date = sqlmodel.Field(primary_key=True)
     shard: int = sqlmodel.Field(primary_key=True, sa_type=sa.SmallInteger)
-    nps_n: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
-    promoters: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
-    passives: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
-    detractors: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
-    csat_n: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
-    csat_satisfied: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
-    ces_n: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
-    ces_sum: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
-    ces_sumsq: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
