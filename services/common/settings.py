@@ -28,7 +28,6 @@ class ServiceSettings(BaseSettings):
     rate_limit: str = Field(default="1200/minute", description="Per token, `limits` notation.")
     rate_limit_storage_uri: str = Field(default="async+memory://", description="`limits` storage.")
     max_body_bytes: int = 16 * 1024 * 1024
-    max_page_size: int = 500
     # Events.
     outbox_poll_seconds: float = 1.0
     consumer_max_attempts: int = 8

@@ -35,4 +35,5 @@ def setup_consumers(
         subject="journey.persona.>",
         handler=reassign_personas,
         sessionmaker=sessionmaker,
+        max_attempts=settings.consumer_max_attempts,
     )
