@@ -43,7 +43,6 @@ WorkerSetup = Callable[[FastAPI], Sequence[Worker]]
 
 def create_service_app(
     *,
-    name: str,
     title: str,
     description: str,
     settings: ServiceSettings,
@@ -55,7 +54,7 @@ def create_service_app(
     setup_workers: WorkerSetup | None = None,
 ) -> FastAPI:
     configure_logging(level=settings.log_level, json=settings.log_json)
-    configure_tracing(name, settings.otel_exporter_otlp_endpoint)
+    configure_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -138,5 +137,5 @@ def create_service_app(
     async def get_asyncapi() -> Response:
         return Response(asyncapi_json, media_type="application/json")
 
-    instrument(app, service_name=name, max_body_bytes=settings.max_body_bytes)
+    instrument(app, service_name=settings.service_name, max_body_bytes=settings.max_body_bytes)
     return app

@@ -36,7 +36,6 @@ TAGS = [
 def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
     settings = settings or FeedbackSettings()
     return create_service_app(
-        name="feedback",
         title="journeygraph feedback service",
         description="Collects feedback (NPS, CSAT, CES, comments) per touchpoint, measures it and closes the loop.",
         settings=settings,

@@ -31,7 +31,6 @@ TAGS = [
 def create_app(settings: JourneySettings | None = None) -> FastAPI:
     settings = settings or JourneySettings()
     return create_service_app(
-        name="journey",
         title="journeygraph journey service",
         description="Models customer journeys and records what real customers do on them.",
         settings=settings,

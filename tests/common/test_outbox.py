@@ -46,7 +46,6 @@ async def write_then_fail_at_commit(
 async def probe_app(journey_settings: JourneySettings) -> AsyncIterator[FastAPI]:
     settings = journey_settings.model_copy(update={"migrate_on_start": False})
     app = create_service_app(
-        name="probe",
         title="probe",
         description="kit probe",
         settings=settings,
