@@ -261,3 +261,94 @@ class TestReachRollup:
         assert rollup["steps"] == events["steps"]
         assert rollup["journey_customers"] == events["journey_customers"] == 8
         assert [s["customers"] for s in rollup["steps"]] == [6, 4, 2, 5]
+
+
+ALL_TIME = {"since": "1900-01-01T00:00:00Z"}  # every event, but a time range: computed from the events
+
+
+async def rollup_and_events(api: JourneyApi, url: str, params: dict[str, Any]) -> tuple[Any, Any]:
+    """The same view from the rollup (no time range) and from the events (a range covering all)."""
+    rollup = await api.get(url, params=params)
+    events = await api.get(url, params={**params, **ALL_TIME})
+    assert rollup.status_code == events.status_code == 200, (rollup.text, events.text)
+    r, e = rollup.json(), events.json()
+    assert (r["source"], e["source"]) == ("rollup", "events")
+    for body in (r, e):
+        for key in ("source", "since", "until"):
+            body.pop(key, None)
+    return r, e
+
+
+FUNNEL_PARAMS: list[dict[str, Any]] = [
+    {"window_from": w, "breakdown": b}
+    for w in ("first_stage", "previous_stage")
+    for b in ("none", "persona", "channel")
+]
+PATH_PARAMS: list[dict[str, Any]] = [
+    {"level": level, "collapse": collapse, "max_length": n}
+    for level in ("stages", "touchpoints")
+    for collapse in ("none", "repeats", "revisits")
+    for n in (2, 10)
+]
+
+
+async def assert_rollup_agrees(api: JourneyApi, journey_id: str) -> None:
+    for params in FUNNEL_PARAMS:
+        r, e = await rollup_and_events(api, f"/v1/journeys/{journey_id}/funnel", params)
+        assert r == e, params
+    for params in PATH_PARAMS:
+        r, e = await rollup_and_events(api, f"/v1/journeys/{journey_id}/paths", params)
+        assert r == e, params
+
+
+class TestFunnelAndPathsRollup:
+    async def test_default_window_from_the_rollup_hand_computed(self, api: JourneyApi, bike: dict[str, Any]) -> None:
+        """Default window (720 h): F buys before its need (stops at need); E uses at 25 h (counts)."""
+        url = f"/v1/journeys/{bike['journey']['id']}/funnel"
+        for body in await rollup_and_events(api, url, {}):
+            [group] = body["groups"]
+            assert stage_counts(group) == [6, 4, 3]
+            assert group["stages"][1]["median_seconds_from_previous"] == 2 * 3600  # of 1, 2, 2, 24 h
+            assert group["stages"][2]["median_seconds_from_previous"] == 3600  # of 1, 2, 1 h
+        paths = (await api.get(f"/v1/journeys/{bike['journey']['id']}/paths")).json()
+        assert paths["source"] == "rollup"
+        assert {tuple(p["nodes"]): p["customers"] for p in paths["paths"]} == {
+            ("need", "buy", "use"): 3,  # A, B, E
+            ("need", "buy"): 1,  # C
+            ("need", "use"): 1,  # D
+            ("buy", "need"): 1,  # F
+            ("use",): 1,  # G
+        }
+
+    async def test_every_parameter_agrees_with_the_events(self, api: JourneyApi, bike: dict[str, Any]) -> None:
+        await assert_rollup_agrees(api, bike["journey"]["id"])
+
+    async def test_out_of_order_arrival_after_the_rollup_was_built(self, api: JourneyApi, bike: dict[str, Any]) -> None:
+        jid = bike["journey"]["id"]
+        await assert_rollup_agrees(api, jid)  # built by these reads
+        # H arrives newest first, one event per batch; F's need moves before its purchase, which
+        # changes F's funnel (not an addition to it); C's repeated ad is replayed.
+        for item in [
+            touch("H-app", "H", "app", at(30)),
+            touch("H-shop", "H", "shop", at(29)),
+            touch("H-ad", "H", "ad", at(28)),
+            touch("F-ad-early", "F", "ad", at(-1)),
+            touch("C-ad-0.5", "C", "ad", at(0.5)),
+        ]:
+            await bulk(api, "interactions", [item])
+            await assert_rollup_agrees(api, jid)
+        [group] = (await api.get(f"/v1/journeys/{jid}/funnel")).json()["groups"]
+        assert stage_counts(group) == [7, 6, 4]  # + H (all stages), + F (need at -1 h, shop at 0)
+
+    async def test_model_change_rebuilds_the_rollup(self, api: JourneyApi, bike: dict[str, Any]) -> None:
+        jid = bike["journey"]["id"]
+        await assert_rollup_agrees(api, jid)
+        hotline = await api.touchpoint("hotline", "phone")
+        await api.step(jid, bike["stages"][2]["id"], hotline["id"])  # a Use touchpoint G never met
+        await bulk(api, "interactions", [touch("G-hotline", "G", "hotline", at(11))])
+        await assert_rollup_agrees(api, jid)
+        # the stage order changes the funnel entirely: Use first
+        stages = bike["stages"]
+        r = await api.patch(f"/v1/journeys/{jid}/stages/{stages[2]['id']}", json={"position": 0})
+        assert r.status_code == 200, r.text
+        await assert_rollup_agrees(api, jid)

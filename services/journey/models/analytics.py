@@ -95,6 +95,12 @@ class Timeline(Shape):
 
 # Funnel -----------------------------------------------------------------------------------------
 
+Source = Literal["rollup", "events"]
+SOURCE_DESCRIPTION = (
+    "rollup: read from the per-customer rollup kept on ingest (no time range, default window); "
+    "events: computed from the raw interactions."
+)
+
 
 class WindowFrom(enum.StrEnum):
     first_stage = "first_stage"
@@ -131,6 +137,7 @@ class Funnel(Shape):
     until: datetime | None
     breakdown: Breakdown
     groups: list[FunnelGroup]
+    source: Source = Field(default="events", description=SOURCE_DESCRIPTION)
 
 
 # Paths ------------------------------------------------------------------------------------------
@@ -175,6 +182,7 @@ class Paths(Shape):
     paths: list[PathCount]
     nodes: list[SankeyNode]
     links: list[SankeyLink]
+    source: Source = Field(default="events", description=SOURCE_DESCRIPTION)
 
 
 # Reach ------------------------------------------------------------------------------------------

@@ -321,3 +321,46 @@ class CustomerTouchpoint(JourneyTable, table=True):
     first_at: datetime = sqlmodel.Field(sa_type=sa.DateTime(timezone=True))
     last_at: datetime = sqlmodel.Field(sa_type=sa.DateTime(timezone=True))
     interactions: int
+
+
+class JourneyRollup(JourneyTable, table=True):
+    """Which journeys have a current `customer_journey` rollup: built for `version` = the journey's
+    `map_version` (bumped by triggers on every model change, migration 0004). A journey whose
+    version differs is answered from the interactions and rebuilt by the next read."""
+
+    __tablename__ = "journey_rollup"
+    journey_id: UUID = sqlmodel.Field(primary_key=True, foreign_key="journey.id", ondelete="CASCADE")
+    workspace_id: str
+    version: int = sqlmodel.Field(sa_type=sa.BigInteger)
+    built_at: datetime = sqlmodel.Field(sa_column=now_column())
+
+
+class CustomerJourney(JourneyTable, table=True):
+    """Per journey and customer: the funnel and path results of that one customer under the default
+    parameters, computed by the same SQL as the raw-event queries (store/analytics/rollup.py).
+
+    Funnel and paths over a journey then read one row per customer instead of every event. The
+    ingest recomputes the rows of the customers it touched; a model change makes the whole journey
+    stale (`journey_rollup.version`).
+    """
+
+    __tablename__ = "customer_journey"
+    workspace_id: str = sqlmodel.Field(primary_key=True)
+    journey_id: UUID = sqlmodel.Field(primary_key=True)
+    customer_id: UUID = sqlmodel.Field(primary_key=True)
+    # Time each stage (in stage order) was reached within the default window; null from the first
+    # stage not reached. All null: the customer never met the first stage.
+    funnel_first_stage: list[datetime | None] = sqlmodel.Field(
+        sa_type=sa.ARRAY(sa.DateTime(timezone=True)), description="window counted from the first stage"
+    )
+    funnel_previous_stage: list[datetime | None] = sqlmodel.Field(
+        sa_type=sa.ARRAY(sa.DateTime(timezone=True)), description="window counted from the previous stage"
+    )
+    entry_channel: str | None = None
+    # Paths, cut at the longest max_length a request may ask for.
+    stages_none: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
+    stages_repeats: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
+    stages_revisits: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
+    touchpoints_none: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
+    touchpoints_repeats: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
+    touchpoints_revisits: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from services.journey.models import UNTAGGED, CustomerPublic, InteractionIn, OutcomeIn
+from services.journey.store.analytics import rollup
 from services.journey.store.customers import assign, ensure_customers, load_personas
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -423,6 +424,10 @@ async def _record(
             out.stored, out.created_customers = await _copy_interactions(
                 session, workspace_id, valid, touchpoints, journeys
             )
+            touched: dict[UUID, set[UUID]] = {}
+            for r in out.stored:
+                touched.setdefault(r["touchpoint_id"], set()).add(r["customer_id"])
+            await rollup.refresh_customers(session, workspace_id=workspace_id, touched=touched)
         else:
             customer_ids, created = await ensure_customers(
                 session, workspace_id=workspace_id, external_ids=[v.customer for v in valid.values()]

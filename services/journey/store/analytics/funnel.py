@@ -17,14 +17,73 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.journey.models import Breakdown, Funnel, FunnelGroup, FunnelStage, WindowFrom
+from services.journey.store.analytics import rollup
 from services.journey.store.analytics._scope import event_filter, journey_scope, time_range
 
-_ENTRY_CHANNEL = "(array_agg(ev.channel ORDER BY ev.t) FILTER (WHERE ev.k = :k0))[1]"
+ENTRY_CHANNEL = "(array_agg(ev.channel ORDER BY ev.t) FILTER (WHERE ev.k = :k0))[1]"
 _GROUP = {
     Breakdown.none: ("NULL::text", ""),
     Breakdown.persona: ("p.key", "JOIN customer c ON c.id = r.customer_id LEFT JOIN persona p ON p.id = c.persona_id"),
     Breakdown.channel: ("r.entry_channel", ""),
 }
+
+
+STEPS_CTE = """steps AS (
+    SELECT DISTINCT st.touchpoint_id, s.position AS k
+    FROM journey_step st JOIN stage s ON s.id = st.stage_id
+    WHERE st.journey_id = :j AND st.workspace_id = :w
+)"""
+
+
+def events_sql(filters: str) -> str:
+    """The journey's events at its stages: (customer_id, k = stage position, t, channel)."""
+    return f"""ev AS (
+    SELECT i.customer_id, steps.k, i.occurred_at AS t, i.channel
+    FROM interaction i JOIN steps ON steps.touchpoint_id = i.touchpoint_id
+    WHERE true{filters}
+)"""
+
+
+def per_customer_sql(n_stages: int, entry: str) -> str:
+    """Per customer: t0 (first event at the first stage) and the times at each further stage."""
+    arrays = "".join(f", array_agg(ev.t) FILTER (WHERE ev.k = :k{k}) AS e{k}" for k in range(1, n_stages))
+    return f"""per_customer AS (
+    SELECT ev.customer_id, min(ev.t) FILTER (WHERE ev.k = :k0) AS t0, {entry} AS entry_channel{arrays}
+    FROM ev GROUP BY ev.customer_id
+)"""
+
+
+def reached_sql(n_stages: int, window_from: WindowFrom, alias: str = "l") -> tuple[str, list[str]]:
+    """LATERAL joins finding t_k = min(e in E_k, e >= t_{k-1}, within the window) on `per_customer p`;
+    returns the joins and the expressions of t_0 .. t_{n-1} (null from the first stage not reached)."""
+    laterals, times = [], ["p.t0"]
+    for k in range(1, n_stages):
+        start = "p.t0" if window_from == WindowFrom.first_stage else f"{times[-1]}"
+        laterals.append(
+            f"LEFT JOIN LATERAL (SELECT min(x) AS t FROM unnest(p.e{k}) x "
+            f"WHERE x >= {times[-1]} AND x <= {start} + :window) {alias}{k} ON true"
+        )
+        times.append(f"{alias}{k}.t")
+    return " ".join(laterals), times
+
+
+def stage_values_sql(times: list[str]) -> str:
+    """(k, t_k, seconds from t_{k-1}) per stage, for a CROSS JOIN LATERAL (VALUES ...)."""
+    return ", ".join(
+        f"({k}, {t}, {'NULL::float8' if k == 0 else f'extract(epoch FROM {t} - {times[k - 1]})::float8'})"
+        for k, t in enumerate(times)
+    )
+
+
+def aggregate_sql(breakdown: Breakdown) -> str:
+    group, join = _GROUP[breakdown]
+    return f"""
+SELECT {group} AS g, r.k, count(*) AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.seconds) AS median_seconds
+FROM reached r {join}
+WHERE r.t IS NOT NULL
+GROUP BY 1, r.k
+"""
 
 
 def funnel_sql(n_stages: int, *, window_from: WindowFrom, breakdown: Breakdown, filters: str) -> str:
@@ -33,48 +92,33 @@ def funnel_sql(n_stages: int, *, window_from: WindowFrom, breakdown: Breakdown, 
     Grouping once and finding t_k = min(e in E_k, e >= t_{k-1}) in per-customer arrays avoids the
     self-joins of one CTE per stage (whose row estimates led PostgreSQL into nested loops).
     """
-    arrays = "".join(f", array_agg(ev.t) FILTER (WHERE ev.k = :k{k}) AS e{k}" for k in range(1, n_stages))
-    entry = _ENTRY_CHANNEL if breakdown == Breakdown.channel else "NULL::text"
-    laterals, times = [], ["p.t0"]
-    for k in range(1, n_stages):
-        start = "p.t0" if window_from == WindowFrom.first_stage else f"{times[-1]}"
-        laterals.append(
-            f"LEFT JOIN LATERAL (SELECT min(x) AS t FROM unnest(p.e{k}) x "
-            f"WHERE x >= {times[-1]} AND x <= {start} + :window) l{k} ON true"
-        )
-        times.append(f"l{k}.t")
-    values = ", ".join(
-        f"({k}, {t}, {'NULL::float8' if k == 0 else f'extract(epoch FROM {t} - {times[k - 1]})::float8'})"
-        for k, t in enumerate(times)
-    )
-    group, join = _GROUP[breakdown]
+    entry = ENTRY_CHANNEL if breakdown == Breakdown.channel else "NULL::text"
+    laterals, times = reached_sql(n_stages, window_from)
     return f"""
-WITH steps AS (
-    SELECT DISTINCT st.touchpoint_id, s.position AS k
-    FROM journey_step st JOIN stage s ON s.id = st.stage_id
-    WHERE st.journey_id = :j AND st.workspace_id = :w
-),
-ev AS (
-    SELECT i.customer_id, steps.k, i.occurred_at AS t, i.channel
-    FROM interaction i JOIN steps ON steps.touchpoint_id = i.touchpoint_id
-    WHERE true{filters}
-),
-per_customer AS (
-    SELECT ev.customer_id, min(ev.t) FILTER (WHERE ev.k = :k0) AS t0, {entry} AS entry_channel{arrays}
-    FROM ev GROUP BY ev.customer_id
-    HAVING min(ev.t) FILTER (WHERE ev.k = :k0) IS NOT NULL
-),
+WITH {STEPS_CTE},
+{events_sql(filters)},
+{per_customer_sql(n_stages, entry)},
 reached AS (
     SELECT p.customer_id, p.entry_channel, v.k, v.t, v.seconds
-    FROM per_customer p {" ".join(laterals)}
-    CROSS JOIN LATERAL (VALUES {values}) AS v(k, t, seconds)
+    FROM per_customer p {laterals}
+    CROSS JOIN LATERAL (VALUES {stage_values_sql(times)}) AS v(k, t, seconds)
+    WHERE p.t0 IS NOT NULL
 )
-SELECT {group} AS g, r.k, count(*) AS n,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.seconds) AS median_seconds
-FROM reached r {join}
-WHERE r.t IS NOT NULL
-GROUP BY 1, r.k
-"""
+{aggregate_sql(breakdown)}"""
+
+
+def rollup_funnel_sql(n_stages: int, *, window_from: WindowFrom, breakdown: Breakdown) -> str:
+    """The same aggregate over the rollup's per-customer stage times (rollup.py)."""
+    column = f"cj.funnel_{window_from.value}"
+    times = [f"{column}[{k + 1}]" for k in range(n_stages)]
+    return f"""
+WITH reached AS (
+    SELECT cj.customer_id, cj.entry_channel, v.k, v.t, v.seconds
+    FROM customer_journey cj
+    CROSS JOIN LATERAL (VALUES {stage_values_sql(times)}) AS v(k, t, seconds)
+    WHERE cj.workspace_id = :w AND cj.journey_id = :j AND {times[0]} IS NOT NULL
+)
+{aggregate_sql(breakdown)}"""
 
 
 async def journey_funnel(
@@ -102,9 +146,15 @@ async def journey_funnel(
     if not scope.stages:
         return out
     params: dict[str, Any] = {"w": workspace_id, "j": journey_id, "window": timedelta(hours=window_hours)}
-    params.update({f"k{i}": s.position for i, s in enumerate(scope.stages)})
-    filters = event_filter("i", since, until, params)
-    sql = funnel_sql(len(scope.stages), window_from=window_from, breakdown=breakdown, filters=filters)
+    if rollup.answers(since=since, until=until, window_hours=window_hours) and await rollup.ensure_current(
+        session, workspace_id=workspace_id, journey_id=journey_id, scope=scope
+    ):
+        out.source = "rollup"
+        sql = rollup_funnel_sql(len(scope.stages), window_from=window_from, breakdown=breakdown)
+    else:
+        params.update({f"k{i}": s.position for i, s in enumerate(scope.stages)})
+        filters = event_filter("i", since, until, params)
+        sql = funnel_sql(len(scope.stages), window_from=window_from, breakdown=breakdown, filters=filters)
     counts: dict[str | None, dict[int, tuple[int, float | None]]] = defaultdict(dict)
     for r in await session.execute(sa.text(sql), params):
         counts[r.g][r.k] = (r.n, r.median_seconds)

@@ -15,20 +15,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.journey.models import Collapse, PathCount, PathLevel, Paths, SankeyLink, SankeyNode
+from services.journey.models import Collapse, PathCount, PathLevel, Paths, SankeyLink, SankeyNode, Source
+from services.journey.store.analytics import rollup
 from services.journey.store.analytics._scope import event_filter, journey_scope, time_range
 
 _NODES = {
     # A touchpoint placed in two stages of the journey appears once per event at the touchpoint level
     # and once per stage at the stage level (ordered by stage position).
-    PathLevel.touchpoints: """nodes AS (
+    PathLevel.touchpoints: """
     SELECT DISTINCT st.touchpoint_id, t.key AS node, 0 AS rank
     FROM journey_step st JOIN touchpoint t ON t.id = st.touchpoint_id
-    WHERE st.journey_id = :j AND st.workspace_id = :w)""",
-    PathLevel.stages: """nodes AS (
+    WHERE st.journey_id = :j AND st.workspace_id = :w""",
+    PathLevel.stages: """
     SELECT DISTINCT st.touchpoint_id, s.key AS node, s.position AS rank
     FROM journey_step st JOIN stage s ON s.id = st.stage_id
-    WHERE st.journey_id = :j AND st.workspace_id = :w)""",
+    WHERE st.journey_id = :j AND st.workspace_id = :w""",
 }
 _KEEP = {
     Collapse.none: "true",
@@ -37,23 +38,45 @@ _KEEP = {
 }
 
 
+def events_sql(name: str, nodes: str, filters: str) -> str:
+    """The journey's events as nodes of `nodes`, with what each collapse mode needs."""
+    return f"""{name} AS (
+    SELECT i.customer_id, {nodes}.node, i.occurred_at, {nodes}.rank,
+           lag({nodes}.node) OVER w AS prev_node,
+           row_number() OVER (PARTITION BY i.customer_id, {nodes}.node ORDER BY i.occurred_at, {nodes}.rank) AS visit
+    FROM interaction i JOIN {nodes} ON {nodes}.touchpoint_id = i.touchpoint_id
+    WHERE true{filters}
+    WINDOW w AS (PARTITION BY i.customer_id ORDER BY i.occurred_at, {nodes}.rank, {nodes}.node)
+)"""
+
+
+def path_sql(collapse: Collapse, length: str = "CAST(:max_length AS int)") -> str:
+    """One customer's path in a GROUP BY customer_id over the events."""
+    keep = "" if collapse == Collapse.none else f" FILTER (WHERE {_KEEP[collapse]})"
+    return f"(array_agg(node ORDER BY occurred_at, rank, node){keep})[1:{length}]"
+
+
+def nodes_sql(level: PathLevel, name: str = "nodes") -> str:
+    return f"{name} AS ({_NODES[level]})"
+
+
 def paths_sql(level: PathLevel, collapse: Collapse, filters: str) -> str:
     return f"""
-WITH {_NODES[level]},
-ev AS (
-    SELECT i.customer_id, nodes.node, i.occurred_at, nodes.rank,
-           lag(nodes.node) OVER w AS prev_node,
-           row_number() OVER (PARTITION BY i.customer_id, nodes.node ORDER BY i.occurred_at, nodes.rank) AS visit
-    FROM interaction i JOIN nodes ON nodes.touchpoint_id = i.touchpoint_id
-    WHERE true{filters}
-    WINDOW w AS (PARTITION BY i.customer_id ORDER BY i.occurred_at, nodes.rank, nodes.node)
-),
-per_customer AS (
-    SELECT customer_id, (array_agg(node ORDER BY occurred_at, rank, node))[1:CAST(:max_length AS int)] AS path
-    FROM ev WHERE {_KEEP[collapse]} GROUP BY customer_id
-)
+WITH {nodes_sql(level)},
+{events_sql("ev", "nodes", filters)},
+per_customer AS (SELECT customer_id, {path_sql(collapse)} AS path FROM ev GROUP BY customer_id)
 SELECT path, count(*) AS n, sum(count(*)) OVER () AS total
 FROM per_customer GROUP BY path ORDER BY n DESC, path LIMIT :k
+"""
+
+
+def rollup_paths_sql(level: PathLevel, collapse: Collapse) -> str:
+    """The same counts over the rollup's per-customer paths (rollup.py)."""
+    return f"""
+SELECT path, count(*) AS n, sum(count(*)) OVER () AS total
+FROM (SELECT cj.{level.value}_{collapse.value}[1:CAST(:max_length AS int)] AS path FROM customer_journey cj
+      WHERE cj.workspace_id = :w AND cj.journey_id = :j) per_customer
+GROUP BY path ORDER BY n DESC, path LIMIT :k
 """
 
 
@@ -69,11 +92,17 @@ async def journey_paths(
     since: datetime | None,
     until: datetime | None,
 ) -> Paths:
-    await journey_scope(session, workspace_id=workspace_id, journey_id=journey_id)
+    scope = await journey_scope(session, workspace_id=workspace_id, journey_id=journey_id)
     since, until = time_range(since, until)
     params: dict[str, Any] = {"w": workspace_id, "j": journey_id, "k": top, "max_length": max_length}
-    filters = event_filter("i", since, until, params)
-    rows = (await session.execute(sa.text(paths_sql(level, collapse, filters)), params)).all()
+    source: Source = "events"
+    if rollup.answers(since=since, until=until) and await rollup.ensure_current(
+        session, workspace_id=workspace_id, journey_id=journey_id, scope=scope
+    ):
+        source, sql = "rollup", rollup_paths_sql(level, collapse)
+    else:
+        sql = paths_sql(level, collapse, event_filter("i", since, until, params))
+    rows = (await session.execute(sa.text(sql), params)).all()
     total = int(rows[0].total) if rows else 0
     paths = [PathCount(nodes=list(r.path), customers=r.n, share=r.n / total) for r in rows]
     # The Sankey is drawn from the top-k paths (at most k × max_length nodes): no row data here.
@@ -93,4 +122,5 @@ async def journey_paths(
         paths=paths,
         nodes=[SankeyNode(id=f"{d}:{k}", key=k, depth=d, customers=n) for (d, k), n in sorted(node_counts.items())],
         links=[SankeyLink(source=s, target=t, customers=n) for (s, t), n in sorted(link_counts.items())],
+        source=source,
     )

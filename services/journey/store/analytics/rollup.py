@@ -1,0 +1,207 @@
+"""The per-customer rollup behind funnel and paths (`customer_journey`, migration 0005).
+
+A funnel or a path set over a journey is an aggregate of per-customer results: the times one
+customer reached each stage, the path one customer took. Those per-customer results are kept here,
+computed by the very SQL of the raw-event queries (funnel.py, paths.py) restricted to the customers
+concerned, so the two sources cannot drift apart:
+
+- the ingest recomputes the rows of the customers whose interactions it stored (`refresh_customers`);
+- a change of the journey model (stages, steps, touchpoint keys) bumps `journey.map_version`
+  (triggers of migration 0004), which makes the journey's rollup stale; the next read that may use
+  the rollup rebuilds it (`ensure_current`), and answers from the events while another transaction
+  holds the rebuild.
+
+What the rollup answers: any request without a time range, with the default conversion window
+(either window mode, every breakdown; every path level and collapse mode, any max_length). Other
+requests are computed from the interactions.
+
+Concurrency: the journey's `journey_rollup` row is the lock. The ingest takes it (in journey id
+order, after its other writes) before recomputing customers, and recomputes in a later statement
+whose snapshot includes every ingest committed before it, so two ingests touching one customer
+cannot overwrite each other's events with a stale result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Set
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.journey.models import Collapse, PathLevel, WindowFrom
+from services.journey.store.analytics import funnel, paths
+
+DEFAULT_WINDOW_HOURS = 720.0  # the funnel endpoint's default window
+MAX_PATH = 50  # the longest max_length the paths endpoint accepts
+
+_COLUMNS = [
+    "funnel_first_stage",
+    "funnel_previous_stage",
+    "entry_channel",
+    *(f"{level.value}_{collapse.value}" for level in PathLevel for collapse in Collapse),
+]
+
+
+def answers(*, since: datetime | None, until: datetime | None, window_hours: float = DEFAULT_WINDOW_HOURS) -> bool:
+    """Whether a request with these parameters can be answered from the rollup."""
+    return since is None and until is None and window_hours == DEFAULT_WINDOW_HOURS
+
+
+def build_sql(n_stages: int, *, some_customers: bool) -> str:
+    """Compute and upsert the rollup rows of one journey (`:customers` only, or all of them)."""
+    filters = " AND i.workspace_id = :w AND (i.journey_id IS NULL OR i.journey_id = :j)"
+    if some_customers:
+        filters += " AND i.customer_id = ANY(CAST(:customers AS uuid[]))"
+    first_joins, first_times = funnel.reached_sql(n_stages, WindowFrom.first_stage, "a")
+    previous_joins, previous_times = funnel.reached_sql(n_stages, WindowFrom.previous_stage, "b")
+    path_columns = []
+    for level in PathLevel:
+        for collapse in Collapse:
+            path_columns.append(f"{level.value}_paths.{collapse.value} AS {level.value}_{collapse.value}")
+    path_ctes = []
+    for level in PathLevel:
+        collapses = ", ".join(f"{paths.path_sql(c, str(MAX_PATH))} AS {c.value}" for c in Collapse)
+        path_ctes.append(
+            f"{paths.nodes_sql(level, f'{level.value}_nodes')},\n"
+            f"{paths.events_sql(f'{level.value}_ev', f'{level.value}_nodes', filters)},\n"
+            f"{level.value}_paths AS (SELECT customer_id, {collapses} FROM {level.value}_ev GROUP BY customer_id)"
+        )
+    columns, ctes = ", ".join(_COLUMNS), ",\n".join(path_ctes)
+    return f"""
+WITH {funnel.STEPS_CTE},
+{funnel.events_sql(filters)},
+{funnel.per_customer_sql(n_stages, funnel.ENTRY_CHANNEL)},
+funnels AS (
+    SELECT p.customer_id, p.entry_channel,
+           ARRAY[{", ".join(first_times)}]::timestamptz[] AS funnel_first_stage,
+           ARRAY[{", ".join(previous_times)}]::timestamptz[] AS funnel_previous_stage
+    FROM per_customer p {first_joins} {previous_joins}
+),
+{ctes}
+INSERT INTO customer_journey AS cj (workspace_id, journey_id, customer_id, {columns})
+SELECT :w, :j, f.customer_id, f.funnel_first_stage, f.funnel_previous_stage, f.entry_channel,
+       {", ".join(path_columns)}
+FROM funnels f JOIN stages_paths USING (customer_id) JOIN touchpoints_paths USING (customer_id)
+ON CONFLICT (workspace_id, journey_id, customer_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS)}
+"""
+
+
+async def _build(
+    session: AsyncSession, *, workspace_id: str, journey_id: UUID, customers: list[UUID] | None = None
+) -> None:
+    positions = list(
+        await session.scalars(
+            sa.text("SELECT position FROM stage WHERE journey_id = :j AND workspace_id = :w ORDER BY position"),
+            {"j": journey_id, "w": workspace_id},
+        )
+    )
+    if not positions:
+        return  # no stages, no steps: no events count for this journey
+    params: dict[str, Any] = {
+        "w": workspace_id,
+        "j": journey_id,
+        "window": timedelta(hours=DEFAULT_WINDOW_HOURS),
+        **{f"k{i}": p for i, p in enumerate(positions)},
+    }
+    if customers is not None:
+        params["customers"] = customers
+    await session.execute(sa.text(build_sql(len(positions), some_customers=customers is not None)), params)
+
+
+async def ensure_current(session: AsyncSession, *, workspace_id: str, journey_id: UUID, scope: Any = None) -> bool:
+    """True when the journey's rollup is current, rebuilding it first if it is stale and no other
+    transaction holds it; False: answer from the events."""
+    state = (
+        await session.execute(
+            sa.text(
+                "SELECT j.map_version, r.version FROM journey j LEFT JOIN journey_rollup r ON r.journey_id = j.id "
+                "WHERE j.id = :j AND j.workspace_id = :w"
+            ),
+            {"j": journey_id, "w": workspace_id},
+        )
+    ).first()
+    if state is None:
+        return False
+    if state.version == state.map_version:
+        return True
+    await session.execute(
+        sa.text(
+            "INSERT INTO journey_rollup (journey_id, workspace_id, version) VALUES (:j, :w, -1) "
+            "ON CONFLICT (journey_id) DO NOTHING"
+        ),
+        {"j": journey_id, "w": workspace_id},
+    )
+    locked = (
+        await session.execute(
+            sa.text("SELECT version FROM journey_rollup WHERE journey_id = :j FOR UPDATE SKIP LOCKED"),
+            {"j": journey_id},
+        )
+    ).first()
+    if locked is None:
+        return False  # an ingest or another rebuild holds it: answer from the events meanwhile
+    # Read after the lock: the rows are built from the model as it is now or later, so recording
+    # this version can only under-state how current they are (a later change makes them stale).
+    version = await session.scalar(sa.text("SELECT map_version FROM journey WHERE id = :j"), {"j": journey_id})
+    if locked.version == version:
+        return True  # rebuilt by another transaction in the meantime
+    await session.execute(
+        sa.text("DELETE FROM customer_journey WHERE workspace_id = :w AND journey_id = :j"),
+        {"w": workspace_id, "j": journey_id},
+    )
+    await _build(session, workspace_id=workspace_id, journey_id=journey_id)
+    await session.execute(
+        sa.text("UPDATE journey_rollup SET version = :v, built_at = now() WHERE journey_id = :j"),
+        {"v": version, "j": journey_id},
+    )
+    return True
+
+
+async def refresh_customers(session: AsyncSession, *, workspace_id: str, touched: Mapping[UUID, Set[UUID]]) -> None:
+    """Recompute the rows of the customers who met these touchpoints (touchpoint -> customers), in
+    every journey whose rollup is current and places one of the touchpoints in a step."""
+    if not touched:
+        return
+    rows = await session.execute(
+        sa.text(
+            "SELECT DISTINCT st.journey_id, st.touchpoint_id FROM journey_step st "
+            "WHERE st.workspace_id = :w AND st.touchpoint_id = ANY(CAST(:tps AS uuid[]))"
+        ),
+        {"w": workspace_id, "tps": list(touched)},
+    )
+    customers: dict[UUID, set[UUID]] = {}
+    for r in rows:
+        customers.setdefault(r.journey_id, set()).update(touched[r.touchpoint_id])
+    if not customers:
+        return
+    # Every journey concerned is locked, current or not (a missing state row is created stale):
+    # a rebuild running now could not see this transaction's interactions, so it must finish
+    # before (and this recomputes after it) or start after this commits. Journey id order: no
+    # deadlock between ingests.
+    journeys = sorted(customers)
+    await session.execute(
+        sa.text(
+            "INSERT INTO journey_rollup (journey_id, workspace_id, version) "
+            "SELECT j, :w, -1 FROM unnest(CAST(:js AS uuid[])) j ON CONFLICT (journey_id) DO NOTHING"
+        ),
+        {"w": workspace_id, "js": journeys},
+    )
+    await session.execute(
+        sa.text(
+            "SELECT 1 FROM journey_rollup WHERE journey_id = ANY(CAST(:js AS uuid[])) ORDER BY journey_id FOR UPDATE"
+        ),
+        {"js": journeys},
+    )
+    # A new statement, a new snapshot: whatever was committed before the locks were granted.
+    current = await session.scalars(
+        sa.text(
+            "SELECT r.journey_id FROM journey_rollup r JOIN journey j ON j.id = r.journey_id "
+            "WHERE r.journey_id = ANY(CAST(:js AS uuid[])) AND j.map_version = r.version ORDER BY r.journey_id"
+        ),
+        {"js": journeys},
+    )
+    for journey_id in current.all():
+        await _build(session, workspace_id=workspace_id, journey_id=journey_id, customers=sorted(customers[journey_id]))
