@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response
 
 from services.common.auth import Caller, caller_with
 from services.common.db import SessionDep
@@ -233,9 +233,13 @@ async def get_journey(caller: Reader, session: SessionDep, journey_id: JourneyId
 
 
 @router.get("/journeys/{journey_id}/map", response_model=JourneyMap, tags=["journeys"])
-async def get_journey_map(caller: Reader, session: SessionDep, journey_id: JourneyId) -> Response:
+async def get_journey_map(
+    caller: Reader, session: SessionDep, journey_id: JourneyId, request: Request, background: BackgroundTasks
+) -> Response:
     """The whole journey map in one call: journey, persona, stages and steps with their touchpoints."""
-    body = await maps.journey_map_json(session, workspace_id=caller.workspace_id, journey_id=journey_id)
+    body, built = await maps.journey_map_json(session, workspace_id=caller.workspace_id, journey_id=journey_id)
+    if built is not None:
+        background.add_task(maps.remember, request.app.state.sessionmaker, built)
     return Response(body, media_type="application/json")
 
 

@@ -11,10 +11,11 @@ journey's `map_version`, which triggers bump on every change that shows in the m
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.errors import NotFound
 
@@ -73,13 +74,36 @@ _STORE = sa.text(
 )
 
 
-async def journey_map_json(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> bytes:
+@dataclass(frozen=True, slots=True)
+class BuiltMap:
+    """A document built because the cache had none current; `remember` stores it."""
+
+    journey_id: UUID
+    workspace_id: str
+    version: int
+    doc: str
+
+
+async def journey_map_json(
+    session: AsyncSession, *, workspace_id: str, journey_id: UUID
+) -> tuple[bytes, BuiltMap | None]:
+    """The map document, and what to cache when it had to be built."""
     keys = {"journey_id": journey_id, "workspace_id": workspace_id}
     cached = await session.scalar(_CACHED, {**keys, "format": MAP_FORMAT})
     if cached is not None:
-        return str(cached).encode()
+        return str(cached).encode(), None
     row = (await session.execute(MAP_SQL, keys)).first()
     if row is None:
         raise NotFound(f"No journey with id {journey_id} in this workspace.")
-    await session.execute(_STORE, {**keys, "version": row.map_version, "format": MAP_FORMAT, "doc": row.doc})
-    return str(row.doc).encode()
+    return str(row.doc).encode(), BuiltMap(journey_id, workspace_id, int(row.map_version), str(row.doc))
+
+
+async def remember(sessionmaker: async_sessionmaker[AsyncSession], built: BuiltMap) -> None:
+    """Cache a built document (after the response is sent: the caller does not wait for it). The
+    version guard keeps a newer document when a concurrent change rebuilt it meanwhile."""
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            _STORE,
+            {"journey_id": built.journey_id, "workspace_id": built.workspace_id, "version": built.version,
+             "format": MAP_FORMAT, "doc": built.doc},
+        )  # fmt: skip
