@@ -108,17 +108,25 @@ reached AS (
 
 
 def rollup_funnel_sql(n_stages: int, *, window_from: WindowFrom, breakdown: Breakdown) -> str:
-    """The same aggregate over the rollup's per-customer stage times (rollup.py)."""
-    column = f"cj.funnel_{window_from.value}"
-    times = [f"{column}[{k + 1}]" for k in range(n_stages)]
+    """The same figures over the rollup's per-customer stage times (rollup.py), one row per group
+    with n0.. (customers per stage) and m1.. (median seconds from the previous stage).
+
+    One aggregate row per group, not one row per customer and stage as above: unnesting 100,000
+    customers × stages through a LATERAL VALUES cost ~5x the aggregate itself (measured).
+    """
+    group, join = _GROUP[breakdown]
+    f = f"r.funnel_{window_from.value}"
+    counts = ", ".join(f"count({f}[{k + 1}]) AS n{k}" for k in range(n_stages))
+    medians = "".join(
+        f", percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM {f}[{k + 1}] - {f}[{k}])::float8) AS m{k}"
+        for k in range(1, n_stages)
+    )
     return f"""
-WITH reached AS (
-    SELECT cj.customer_id, cj.entry_channel, v.k, v.t, v.seconds
-    FROM customer_journey cj
-    CROSS JOIN LATERAL (VALUES {stage_values_sql(times)}) AS v(k, t, seconds)
-    WHERE cj.workspace_id = :w AND cj.journey_id = :j AND {times[0]} IS NOT NULL
-)
-{aggregate_sql(breakdown)}"""
+SELECT {group} AS g, {counts}{medians}
+FROM customer_journey r {join}
+WHERE r.workspace_id = :w AND r.journey_id = :j AND {f}[1] IS NOT NULL
+GROUP BY 1
+"""
 
 
 async def journey_funnel(
@@ -157,7 +165,12 @@ async def journey_funnel(
         sql = funnel_sql(len(scope.stages), window_from=window_from, breakdown=breakdown, filters=filters)
     counts: dict[str | None, dict[int, tuple[int, float | None]]] = defaultdict(dict)
     for r in await session.execute(sa.text(sql), params):
-        counts[r.g][r.k] = (r.n, r.median_seconds)
+        if out.source == "rollup":
+            row = r._mapping
+            for k in range(len(scope.stages)):
+                counts[r.g][k] = (row[f"n{k}"], row[f"m{k}"] if k else None)
+        else:
+            counts[r.g][r.k] = (r.n, r.median_seconds)
     if breakdown == Breakdown.none and not counts:
         counts[None] = {}
     for group in sorted(counts, key=lambda g: (g is None, g or "")):
