@@ -6,6 +6,11 @@ built from them with one INSERT ... SELECT. The journey model (touchpoints, jour
 steps) is created through the API. The three endpoints are then timed over real HTTP against the
 service in its own uvicorn process, each next to a plain SQL aggregate over the same rows (asyncpg,
 prepared) measured in the same run. Target: each endpoint p50 <= 500 ms.
+
+Funnel and paths answer from the per-customer rollup (migration 0005) when the request allows it;
+the ingest keeps it, but COPY bypasses the ingest, so the first call builds it — that call's time is
+printed apart ("first ms"), with the source each endpoint answered from. A time-range call shows
+the raw-event path next to it.
 """
 
 from __future__ import annotations
@@ -135,12 +140,20 @@ async def main(env: BenchEnv) -> None:
             ("funnel", f"/v1/journeys/{journey_id}/funnel", {"breakdown": "persona"}),
             ("paths", f"/v1/journeys/{journey_id}/paths", {}),
             ("paths", f"/v1/journeys/{journey_id}/paths", {"level": "touchpoints", "collapse": "revisits"}),
+            ("funnel", f"/v1/journeys/{journey_id}/funnel", {"since": "2025-01-01T00:00:00Z"}),
+            ("paths", f"/v1/journeys/{journey_id}/paths", {"since": "2025-01-01T00:00:00Z"}),
             ("reach", f"/v1/journeys/{journey_id}/reach", {}),
         ]
-        print(f"{'measure':<46}{'p50 ms':>10}{'p99 ms':>10}{'plain SQL p50':>15}{'ratio':>8}{'<=500ms':>9}")
+        print(f"{'measure':<46}{'source':>8}{'first ms':>10}{'p50 ms':>10}{'p99 ms':>10}{'plain SQL p50':>15}"
+              f"{'ratio':>8}{'<=500ms':>9}")  # fmt: skip
         for name, url, params in calls:
+            # The first call after loading builds the funnel/paths rollup (COPY bypassed the ingest
+            # that keeps it): its time is shown, not counted in the percentiles.
+            t0 = time.perf_counter()
             first = await client.get(url, params=params)
             first.raise_for_status()
+            first_ms = (time.perf_counter() - t0) * 1000
+            source = first.json().get("source", "-")
             api_ms = []
             for _ in range(ROUNDS):
                 t0 = time.perf_counter()
@@ -155,6 +168,6 @@ async def main(env: BenchEnv) -> None:
                 sql_ms.append((time.perf_counter() - t0) * 1000)
             a, s = summary(api_ms), summary(sql_ms)
             label = f"GET {name}" + (f" ({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
-            print(f"{label:<46}{a['p50']:>10.1f}{a['p99']:>10.1f}{s['p50']:>15.1f}{a['p50'] / s['p50']:>8.2f}"
-                  f"{'met' if a['p50'] <= 500 else 'NOT met':>9}")  # fmt: skip
+            print(f"{label:<46}{source:>8}{first_ms:>10.0f}{a['p50']:>10.1f}{a['p99']:>10.1f}{s['p50']:>15.1f}"
+                  f"{a['p50'] / s['p50']:>8.2f}{'met' if a['p50'] <= 500 else 'NOT met':>9}")  # fmt: skip
     await conn.close()

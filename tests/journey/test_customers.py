@@ -92,3 +92,16 @@ class TestCustomerIsolation:
         mine = await put_customer(other, "c1")
         assert mine["profile"] == {}
         assert (await api.get("/v1/customers/c1")).json()["profile"] == {"segment": "b2c"}
+
+
+class TestBulkUnstorableText:
+    async def test_nul_in_an_unknown_field_name_fails_the_item_not_the_request(self, api: JourneyApi) -> None:
+        """The error names the field; a name a response cannot carry (NUL) must not break the request."""
+        response = await api.post(
+            "/v1/customers/bulk",
+            content=b'{"items": [{"external_id": "ok-1"}, {"external_id": "bad", "\\ud83d\\ude00x\\u0000": 1}, [1]]}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert [i["status"] for i in body["items"]] == ["created", "failed", "failed"]

@@ -34,6 +34,12 @@ ExternalIdPath = Annotated[str, Path(pattern=EXTERNAL_ID_PATTERN, description="T
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["customers"])
 
 
+def _storable(text: str) -> str:
+    """An unknown field's name goes into the error as sent: escape what a response cannot carry
+    (NUL, unpaired surrogates), or building the error would fail the whole request."""
+    return text.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode()
+
+
 @router.put("/customers/{external_id}", response_model=CustomerPublic, responses={201: {"model": CustomerPublic}})
 async def upsert_customer(
     caller: Writer, session: SessionDep, external_id: ExternalIdPath, body: CustomerUpsert
@@ -58,7 +64,10 @@ async def upsert_customers(caller: Writer, idem: IdempotencyDep, session: Sessio
             valid.append(CustomerBulkItem.model_validate(raw))
             results.append(ItemResult(index=index, key=key, status=ItemStatus.updated))
         except ValidationError as exc:
-            errors = [ItemError(field=".".join(map(str, e["loc"])) or "item", message=e["msg"]) for e in exc.errors()]
+            errors = [
+                ItemError(field=_storable(".".join(map(str, e["loc"]))) or "item", message=_storable(e["msg"]))
+                for e in exc.errors()
+            ]
             results.append(ItemResult(index=index, key=key, status=ItemStatus.failed, errors=errors))
     upserted = await customers.upsert_customers(session, workspace_id=caller.workspace_id, items=valid)
     for r in results:

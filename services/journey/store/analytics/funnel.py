@@ -35,11 +35,11 @@ STEPS_CTE = """steps AS (
 )"""
 
 
-def events_sql(filters: str) -> str:
+def events_sql(filters: str, interactions: str = "interaction i") -> str:
     """The journey's events at its stages: (customer_id, k = stage position, t, channel)."""
     return f"""ev AS (
     SELECT i.customer_id, steps.k, i.occurred_at AS t, i.channel
-    FROM interaction i JOIN steps ON steps.touchpoint_id = i.touchpoint_id
+    FROM {interactions} JOIN steps ON steps.touchpoint_id = i.touchpoint_id
     WHERE true{filters}
 )"""
 

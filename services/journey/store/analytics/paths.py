@@ -38,13 +38,13 @@ _KEEP = {
 }
 
 
-def events_sql(name: str, nodes: str, filters: str) -> str:
+def events_sql(name: str, nodes: str, filters: str, interactions: str = "interaction i") -> str:
     """The journey's events as nodes of `nodes`, with what each collapse mode needs."""
     return f"""{name} AS (
     SELECT i.customer_id, {nodes}.node, i.occurred_at, {nodes}.rank,
            lag({nodes}.node) OVER w AS prev_node,
            row_number() OVER (PARTITION BY i.customer_id, {nodes}.node ORDER BY i.occurred_at, {nodes}.rank) AS visit
-    FROM interaction i JOIN {nodes} ON {nodes}.touchpoint_id = i.touchpoint_id
+    FROM {interactions} JOIN {nodes} ON {nodes}.touchpoint_id = i.touchpoint_id
     WHERE true{filters}
     WINDOW w AS (PARTITION BY i.customer_id ORDER BY i.occurred_at, {nodes}.rank, {nodes}.node)
 )"""
