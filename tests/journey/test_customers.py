@@ -105,3 +105,20 @@ class TestBulkUnstorableText:
         assert response.status_code == 200, response.text
         body = response.json()
         assert [i["status"] for i in body["items"]] == ["created", "failed", "failed"]
+
+
+class TestHugeIntegers:
+    async def test_integer_beyond_64_bits_is_422_not_500(self, api: JourneyApi) -> None:
+        response = await api.request("PUT", "/v1/customers/crm-big", json={"profile": {"n": {"m": 2**70}}})
+        assert response.status_code == 422, response.text
+        assert (await api.request("PUT", "/v1/customers/crm-big", json={"profile": {"n": 2**63}})).status_code == 201
+
+    async def test_integer_beyond_64_bits_fails_the_interaction_only(self, api: JourneyApi) -> None:
+        await api.touchpoint("shop", "web")
+        item = {"customer": "c1", "touchpoint": "shop", "occurred_at": "2026-01-01T00:00:00Z"}
+        body = await bulk(
+            api,
+            "interactions",
+            [{**item, "event_id": "e1", "properties": {"n": -(2**64)}}, {**item, "event_id": "e2"}],
+        )
+        assert [i["status"] for i in body["items"]] == ["failed", "stored"]

@@ -41,6 +41,9 @@ def _no_nul(value: Any, path: str = "") -> None:
     elif isinstance(value, list):
         for i, v in enumerate(value):
             _no_nul(v, f"{path}[{i}]")
+    elif isinstance(value, int) and not -(2**63) <= value < 2**64:
+        # orjson (rows and events) encodes 64-bit integers only; a larger one failed the request
+        raise ValueError(f"integers must fit in 64 bits{' in ' + path if path else ''}")
 
 
 def _json_object(value: dict[str, Any]) -> dict[str, Any]:
