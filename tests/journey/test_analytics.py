@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
 
 from tests.journey.activity_factories import at, bike_journey, bulk, put_customer, touch
 from tests.journey.factories import JourneyApi
@@ -352,3 +354,15 @@ class TestFunnelAndPathsRollup:
         r = await api.patch(f"/v1/journeys/{jid}/stages/{stages[2]['id']}", json={"position": 0})
         assert r.status_code == 200, r.text
         await assert_rollup_agrees(api, jid)
+
+    async def test_deleting_the_journey_removes_its_rollup(
+        self, api: JourneyApi, bike: dict[str, Any], journey_app: FastAPI
+    ) -> None:
+        jid = bike["journey"]["id"]
+        await assert_rollup_agrees(api, jid)  # built by these reads
+        count = sa.text("SELECT count(*) FROM customer_journey WHERE journey_id = CAST(:j AS uuid)")
+        async with journey_app.state.engine.begin() as conn:
+            assert (await conn.execute(count, {"j": jid})).scalar_one() == 7  # A..G
+        assert (await api.delete(f"/v1/journeys/{jid}")).status_code == 204
+        async with journey_app.state.engine.begin() as conn:
+            assert (await conn.execute(count, {"j": jid})).scalar_one() == 0

@@ -348,6 +348,15 @@ class CustomerJourney(JourneyTable, table=True):
     """
 
     __tablename__ = "customer_journey"
+    __table_args__ = (
+        # A deleted journey takes its rows along (the key is the primary key's prefix: no scan).
+        sa.ForeignKeyConstraint(
+            ["journey_id", "workspace_id"],
+            ["journey.id", "journey.workspace_id"],
+            ondelete="CASCADE",
+            name="fk_customer_journey_journey",
+        ),
+    )
     workspace_id: str = sqlmodel.Field(primary_key=True)
     journey_id: UUID = sqlmodel.Field(primary_key=True)
     customer_id: UUID = sqlmodel.Field(primary_key=True)

@@ -277,6 +277,8 @@ class Journey(JourneyTable, table=True):
     __tablename__ = "journey"
     __table_args__ = (
         sa.UniqueConstraint("workspace_id", "key", name="uq_journey_key"),
+        # Target of the rollup's (journey_id, workspace_id) key (customer_journey).
+        sa.UniqueConstraint("id", "workspace_id", name="uq_journey_id_workspace"),
         sa.CheckConstraint("improves_journey_id IS NULL OR state = 'target'", name="ck_journey_improves_only_target"),
     )
     id: UUID = sqlmodel.Field(default_factory=uuid7, primary_key=True)
