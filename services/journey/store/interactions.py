@@ -24,6 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
+from services.common.ids import new_ids
 from services.journey.models import UNTAGGED, CustomerPublic, InteractionIn, OutcomeIn
 from services.journey.store.analytics import rollup
 from services.journey.store.customers import assign, ensure_customers, load_personas
@@ -311,8 +312,8 @@ SELECT false, external_id, id, created_at FROM created
 
 @dataclass(frozen=True, slots=True)
 class _Staged:
-    stored: dict[str, UUID]  # event_id -> customer_id of the rows inserted
-    created: list[tuple[str, UUID, datetime]]  # customers created: external_id, id, created_at
+    stored: dict[str, str]  # event_id -> customer_id of the rows inserted
+    created: list[tuple[str, str, datetime]]  # customers created: external_id, id, created_at
 
 
 async def _insert_staged(
@@ -321,10 +322,10 @@ async def _insert_staged(
     await raw.copy_records_to_table("interaction_stage", records=records, columns=_STAGING_COLUMNS)
     rows = await raw.fetch(_FROM_STAGING, workspace_id, UNTAGGED, assigned.persona_id, assigned.rule)
     await raw.execute("TRUNCATE interaction_stage")  # a second ingest in this transaction starts empty
-    # asyncpg's own UUID type is not uuid.UUID; orjson (events) only encodes the latter.
+    # Ids as text: asyncpg's own UUID type is not the uuid.UUID orjson (events) encodes.
     out = _Staged(
-        {r["key"]: UUID(bytes=r["id"].bytes) for r in rows if r["stored"]},
-        [(r["key"], UUID(bytes=r["id"].bytes), r["created_at"]) for r in rows if not r["stored"]],
+        {r["key"]: str(r["id"]) for r in rows if r["stored"]},
+        [(r["key"], str(r["id"]), r["created_at"]) for r in rows if not r["stored"]],
     )
     missing = [rec for rec in records if rec[1] not in out.stored]
     if missing:
@@ -369,16 +370,17 @@ async def _copy_interactions(
     raw = (await connection.get_raw_connection()).driver_connection
     assert raw is not None
     await raw.execute(_STAGING)
-    new_ids: dict[str, UUID] = {}
+    customer_ids: dict[str, str] = {}  # a new id per distinct customer, used if it is unknown
+    spare = iter(new_ids(len(valid)))
     records: list[tuple[Any, ...]] = []
-    for item in valid.values():
+    for item, id_ in zip(valid.values(), new_ids(len(valid)), strict=True):
         tp = touchpoints[item.touchpoint]
         journey = journeys[item.journey].id if item.journey else None
-        new_id = new_ids.get(item.customer)
+        new_id = customer_ids.get(item.customer)
         if new_id is None:
-            new_id = new_ids[item.customer] = uuid7()
+            new_id = customer_ids[item.customer] = next(spare)
         records.append((
-            uuid7(), item.event_id, item.customer, new_id, tp.id, item.channel.value if item.channel else tp.channel,
+            id_, item.event_id, item.customer, new_id, tp.id, item.channel.value if item.channel else tp.channel,
             item.occurred_at, journey, _json(item.properties),
         ))  # fmt: skip
     staged = await _insert_staged(raw, workspace_id, records, assigned)
