@@ -4,6 +4,7 @@ workspace, stops every process on Ctrl-C, and keeps the data for the next run.""
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -11,12 +12,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
-
-from services.common.embedded import free_port
 
 
 def _listening(port: int) -> bool:
@@ -58,8 +57,25 @@ def journeygraph_up(home: Path, base_port: int, nats_port: int) -> Iterator[tupl
     assert proc.returncode == 0, "".join(output)
 
 
+def free_ports(n: int) -> int:
+    """The first of n consecutive free ports (the base port and the services after it, then NATS),
+    below the ephemeral range: there, any outgoing connection may take base + 1 after the check."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        first = random.randrange(10_000, low - n)
+        try:
+            with ExitStack() as stack:
+                for port in range(first, first + n):
+                    stack.enter_context(socket.create_server(("127.0.0.1", port)))
+            return first
+        except OSError:
+            continue
+    raise RuntimeError(f"no {n} consecutive free ports below {low}")
+
+
 def test_up_is_ready_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
-    base, nats_port = free_port(), free_port()
+    base = free_ports(4)
+    nats_port = base + 3
     journey_port, feedback_port = base + 1, base + 2
     with journeygraph_up(tmp_path, base, nats_port) as (token, ready_after):
         assert ready_after < 60
