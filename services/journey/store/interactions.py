@@ -370,18 +370,16 @@ async def _copy_interactions(
     raw = (await connection.get_raw_connection()).driver_connection
     assert raw is not None
     await raw.execute(_STAGING)
-    customer_ids: dict[str, str] = {}  # a new id per distinct customer, used if it is unknown
-    spare = iter(new_ids(len(valid)))
+    # A new id per distinct customer, used if the customer is unknown.
+    customers = dict.fromkeys(item.customer for item in valid.values())
+    customer_ids = dict(zip(customers, new_ids(len(customers)), strict=True))
     records: list[tuple[Any, ...]] = []
     for item, id_ in zip(valid.values(), new_ids(len(valid)), strict=True):
         tp = touchpoints[item.touchpoint]
         journey = journeys[item.journey].id if item.journey else None
-        new_id = customer_ids.get(item.customer)
-        if new_id is None:
-            new_id = customer_ids[item.customer] = next(spare)
         records.append((
-            id_, item.event_id, item.customer, new_id, tp.id, item.channel.value if item.channel else tp.channel,
-            item.occurred_at, journey, _json(item.properties),
+            id_, item.event_id, item.customer, customer_ids[item.customer], tp.id,
+            item.channel.value if item.channel else tp.channel, item.occurred_at, journey, _json(item.properties),
         ))  # fmt: skip
     staged = await _insert_staged(raw, workspace_id, records, assigned)
     stored: list[dict[str, Any]] = []
