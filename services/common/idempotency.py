@@ -106,44 +106,59 @@ def _canonical_hash(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
 
 
-async def _idempotency(
-    request: Request,
-    session: SessionDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            max_length=255,
-            description="Any unique string (a UUID is fine). A retry with the same key and body returns "
-            "the original result instead of doing the work twice; keys are kept at least 24 h.",
-        ),
-    ] = None,
-) -> Idempotency:
-    caller = getattr(request.state, "caller", None)
-    if caller is None:  # pragma: no cover - a handler declared the dependencies in the wrong order
-        raise RuntimeError("declare the caller dependency before IdempotencyDep")
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        max_length=255,
+        description="Any unique string (a UUID is fine). A retry with the same key and body returns "
+        "the original result instead of doing the work twice; keys are kept at least 24 h.",
+    ),
+]
+
+
+def clean_key(idempotency_key: str | None) -> str | None:
     key = idempotency_key.strip() if idempotency_key else None
     if key == "":
         raise Problem("The Idempotency-Key header is empty; send a unique string or omit it.")
+    return key
+
+
+async def request_hash(request: Request) -> str:
+    return _canonical_hash(request.method, request.url.path, await request.body())
+
+
+async def open_idempotency(request: Request, session: Any, key: str | None) -> Idempotency:
+    """The request's idempotency in `session`'s transaction: raises IdempotentReplay for a retry of a
+    completed request and Conflict for a key reused with another request."""
+    caller = getattr(request.state, "caller", None)
+    if caller is None:  # pragma: no cover - a handler declared the dependencies in the wrong order
+        raise RuntimeError("declare the caller dependency before IdempotencyDep")
     method, path = request.method, request.url.path
     ttl = request.app.state.settings.idempotency_ttl_hours
     if key is None:  # nothing to remember: do not read and hash a possibly large body
         return Idempotency(session, workspace_id=caller.workspace_id, key=None, method=method, path=path,
                            request_hash="", ttl_hours=ttl)  # fmt: skip
-    request_hash = _canonical_hash(method, path, await request.body())
+    digest = await request_hash(request)
     row = (await session.execute(_LOOKUP, {"w": caller.workspace_id, "k": key, "ttl": ttl})).first()
     if row is not None:
         if (row.method, row.path) != (method, path):
             raise Conflict(
                 f"Idempotency-Key {key!r} was already used for {row.method} {row.path}; use a new key for this request."
             )
-        if row.request_hash != request_hash:
+        if row.request_hash != digest:
             raise Conflict(
                 f"Idempotency-Key {key!r} was already used with a different request body; "
                 "use a new key for a different request."
             )
         raise IdempotentReplay(row.status_code, row.response_body)
     return Idempotency(session, workspace_id=caller.workspace_id, key=key, method=method, path=path,
-                       request_hash=request_hash, ttl_hours=ttl)  # fmt: skip
+                       request_hash=digest, ttl_hours=ttl)  # fmt: skip
+
+
+async def _idempotency(
+    request: Request, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+) -> Idempotency:
+    return await open_idempotency(request, session, clean_key(idempotency_key))
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -34,13 +35,20 @@ from services.common.worker import LoopWorker
 
 log = structlog.get_logger(__name__)
 
+
 # One statement for any number of events: arrays through unnest are ~2x faster than executemany.
-_INSERT = text(
-    "INSERT INTO outbox_event (id, workspace_id, subject, payload, headers) "
-    "SELECT e.id, :workspace_id, e.subject, e.payload, CAST(:headers AS jsonb) "
-    "FROM unnest(CAST(:ids AS uuid[]), CAST(:subjects AS text[]), CAST(:payloads AS bytea[])) "
-    "AS e(id, subject, payload)"
-)
+def outbox_insert(prefix: str = "", gate: str = "") -> str:
+    """The INSERT of `OutboxRows` given as parameters named `{prefix}workspace_id`, `{prefix}ids`, ...;
+    `gate` (a WHERE clause) can hold it back, for a statement that writes more than events."""
+    return (
+        "INSERT INTO outbox_event (id, workspace_id, subject, payload, headers) "
+        f"SELECT e.id, :{prefix}workspace_id, e.subject, e.payload, CAST(:{prefix}headers AS jsonb) "
+        f"FROM unnest(CAST(:{prefix}ids AS uuid[]), CAST(:{prefix}subjects AS text[]), "
+        f"CAST(:{prefix}payloads AS bytea[])) AS e(id, subject, payload) {gate}"
+    )
+
+
+_INSERT = text(outbox_insert())
 WAKE_KEY = "outbox_wake"
 _DIRTY_KEY = "outbox_dirty"
 
@@ -59,26 +67,44 @@ async def emit_many(
     """Write events in the caller's transaction; returns their ids in order."""
     if not events:
         return []
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)  # the trace context travels with the event
-    headers = orjson.dumps(carrier).decode()
-    now = datetime.now(UTC)
-    ids: list[UUID] = []
-    subjects: list[str] = []
-    payloads: list[bytes] = []
-    for subject, data in events:
-        event_id = uuid7()
-        ids.append(event_id)
-        subjects.append(subject)
-        payloads.append(
-            encode_event(event_id=event_id, type=subject, workspace_id=workspace_id, occurred_at=now, data=data)
-        )
+    rows = outbox_rows(workspace_id, events)
     await session.execute(
         _INSERT,
-        {"workspace_id": workspace_id, "headers": headers, "ids": ids, "subjects": subjects, "payloads": payloads},
+        {
+            "workspace_id": workspace_id,
+            "headers": rows.headers,
+            "ids": rows.ids,
+            "subjects": rows.subjects,
+            "payloads": rows.payloads,
+        },
     )
     session.info[_DIRTY_KEY] = True
-    return ids
+    return rows.ids
+
+
+@dataclass(slots=True)
+class OutboxRows:
+    """Encoded events as the columns of `outbox_event`, for writers that build their own statement."""
+
+    ids: list[UUID]
+    subjects: list[str]
+    payloads: list[bytes]
+    headers: str  # JSON of the trace context, the same for every event of one write
+
+
+def outbox_rows(workspace_id: str, events: Sequence[tuple[str, BaseModel | dict[str, Any]]]) -> OutboxRows:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)  # the trace context travels with the event
+    now = datetime.now(UTC)
+    rows = OutboxRows(ids=[], subjects=[], payloads=[], headers=orjson.dumps(carrier).decode())
+    for subject, data in events:
+        event_id = uuid7()
+        rows.ids.append(event_id)
+        rows.subjects.append(subject)
+        rows.payloads.append(
+            encode_event(event_id=event_id, type=subject, workspace_id=workspace_id, occurred_at=now, data=data)
+        )
+    return rows
 
 
 @event.listens_for(Session, "after_commit")

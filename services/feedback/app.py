@@ -15,6 +15,7 @@ from services.feedback.delivery import DeliveryWorker
 from services.feedback.events import PUBLISHED
 from services.feedback.rollups import RollupCompactor
 from services.feedback.settings import FeedbackSettings
+from services.feedback.store.submit import SubmitCache
 
 SERVICE_DIR = Path(__file__).parent
 
@@ -35,7 +36,7 @@ TAGS = [
 
 def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
     settings = settings or FeedbackSettings()
-    return create_service_app(
+    app = create_service_app(
         title="journeygraph feedback service",
         description="Collects feedback (NPS, CSAT, CES, comments) per touchpoint, measures it and closes the loop.",
         settings=settings,
@@ -45,6 +46,8 @@ def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
         openapi_tags=TAGS,
         setup_workers=_workers(settings),
     )
+    app.state.submit_cache = SubmitCache()
+    return app
 
 
 def _workers(settings: FeedbackSettings) -> Callable[[FastAPI], Sequence[Worker]]:

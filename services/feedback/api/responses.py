@@ -11,7 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import SessionDep
 from services.common.errors import Conflict, Problem, Unprocessable
-from services.common.idempotency import IdempotencyDep
+from services.common.idempotency import (
+    Idempotency,
+    IdempotencyDep,
+    IdempotencyKeyHeader,
+    clean_key,
+    open_idempotency,
+    request_hash,
+)
 from services.common.pagination import CursorQuery, LimitQuery, Page
 from services.feedback.api._deps import Reader, Writer, make_router
 from services.feedback.flows import record_responses
@@ -26,6 +33,7 @@ from services.feedback.models import (
     ResponsesBulk,
 )
 from services.feedback.store import responses
+from services.feedback.store.submit import submit_one
 from services.feedback.store.surveys import surveys_for_ingest
 
 router = make_router()
@@ -42,9 +50,33 @@ class UnsupportedMediaType(Problem):
     tags=["responses"],
     responses={200: {"description": "This response_id was stored before with the same content: the stored one."}},
 )
-async def submit_response(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: ResponseCreate) -> Response:
+async def submit_response(
+    caller: Writer, request: Request, body: ResponseCreate, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
     """Submit one response."""
-    outcome = await record_responses(session, workspace_id=caller.workspace_id, items=[body])
+    key = clean_key(idempotency_key)
+    state = request.app.state
+    stored = await submit_one(
+        state.engine,
+        state.submit_cache,
+        workspace_id=caller.workspace_id,
+        item=body,
+        key=key,
+        path=request.url.path,
+        request_hash=await request_hash(request) if key is not None else "",
+    )
+    if stored is not None:
+        state.relay.wake()
+        return Response(stored, status_code=201, media_type="application/json")
+    # A replay, a duplicate or conflicting response_id, an invalid answer, a survey or rule that
+    # changed since it was cached: the general path answers each.
+    async with state.sessionmaker() as session, session.begin():
+        idem = await open_idempotency(request, session, key)
+        return await _record_one(session, idem, workspace_id=caller.workspace_id, body=body)
+
+
+async def _record_one(session: AsyncSession, idem: Idempotency, *, workspace_id: str, body: ResponseCreate) -> Response:
+    outcome = await record_responses(session, workspace_id=workspace_id, items=[body])
     result = outcome.results[0]
     if result.status == ItemStatus.invalid:
         errors = result.errors or []
@@ -60,7 +92,7 @@ async def submit_response(caller: Writer, idem: IdempotencyDep, session: Session
         )
     if result.status == ItemStatus.duplicate:
         assert result.id is not None
-        stored = await responses.get_response(session, workspace_id=caller.workspace_id, id=result.id)
+        stored = await responses.get_response(session, workspace_id=workspace_id, id=result.id)
         return await idem.respond(ResponsePublic.model_validate(stored), status_code=200)
     return await idem.respond(ResponsePublic.model_validate(outcome.created[0]), status_code=201)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,58 +72,66 @@ DEFAULT_RULE = Rule(
 )
 
 
+RULES = sa.text(
+    "SELECT id, name, enabled, survey_id, touchpoint_key, metric, max_score, theme, assignee, "
+    "due_in_hours FROM loop_rule WHERE workspace_id = :w ORDER BY priority, id"
+)
+
+
 async def active_rules(session: AsyncSession, *, workspace_id: str) -> list[Rule]:
     """The workspace's enabled rules by priority; the default rule while it has defined none."""
-    rows = (
-        await session.execute(
-            sa.text(
-                "SELECT id, name, enabled, survey_id, touchpoint_key, metric, max_score, theme, assignee, "
-                "due_in_hours FROM loop_rule WHERE workspace_id = :w ORDER BY priority, id"
-            ),
-            {"w": workspace_id},
-        )
-    ).all()
+    rows = await session.execute(RULES, {"w": workspace_id})
+    return rules_of([r._mapping for r in rows])
+
+
+def rules_of(rows: Sequence[Mapping[Any, Any]]) -> list[Rule]:
+    """The enabled rules of these `loop_rule` rows (in priority order); the default while there are none."""
     if not rows:
         return [DEFAULT_RULE]
     return [
         Rule(
-            id=r.id,
-            name=r.name,
-            survey_id=r.survey_id,
-            touchpoint_key=r.touchpoint_key,
-            metric=r.metric,
-            max_score=r.max_score,
-            theme=r.theme,
-            assignee=r.assignee,
-            due_in_hours=r.due_in_hours,
+            id=r["id"],
+            name=r["name"],
+            survey_id=r["survey_id"],
+            touchpoint_key=r["touchpoint_key"],
+            metric=r["metric"],
+            max_score=r["max_score"],
+            theme=r["theme"],
+            assignee=r["assignee"],
+            due_in_hours=r["due_in_hours"],
         )
         for r in rows
-        if r.enabled
+        if r["enabled"]
     ]
 
 
-_OPEN = sa.text(
-    """
-WITH input AS (
-  SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:responses AS uuid[]), CAST(:rules AS uuid[]),
-    CAST(:rule_names AS text[]), CAST(:reasons AS text[]), CAST(:assignees AS text[]), CAST(:due AS timestamptz[]),
-    CAST(:surveys AS uuid[]), CAST(:customers AS text[]), CAST(:touchpoints AS text[]))
+def case_ctes(prefix: str = "", gate: str = "") -> str:
+    """The CTEs `{prefix}input`, `{prefix}ins` (the opened cases) and `{prefix}hist` of `case_rows`
+    given as parameters named `{prefix}ids`, ... (and `w`, `now`); `gate` (a WHERE clause) can hold
+    them back, for a statement that writes more than cases."""
+    p = prefix
+    return f"""
+{p}input AS (
+  SELECT * FROM unnest(CAST(:{p}ids AS uuid[]), CAST(:{p}responses AS uuid[]), CAST(:{p}rules AS uuid[]),
+    CAST(:{p}rule_names AS text[]), CAST(:{p}reasons AS text[]), CAST(:{p}assignees AS text[]),
+    CAST(:{p}due AS timestamptz[]), CAST(:{p}surveys AS uuid[]), CAST(:{p}customers AS text[]),
+    CAST(:{p}touchpoints AS text[]))
     AS t(id, response_id, rule_id, rule_name, reason, assignee, due_at, survey_id, customer_external_id,
          touchpoint_key)
-), ins AS (
+), {p}ins AS (
   INSERT INTO follow_up_case (id, workspace_id, response_id, rule_id, rule_name, reason, status, assignee, due_at,
     survey_id, customer_external_id, touchpoint_key, created_at, updated_at)
   SELECT id, :w, response_id, rule_id, rule_name, reason, 'open', assignee, due_at, survey_id,
-    customer_external_id, touchpoint_key, :now, :now FROM input
+    customer_external_id, touchpoint_key, :now, :now FROM {p}input {gate}
   ON CONFLICT (workspace_id, response_id) DO NOTHING
   RETURNING *
-), hist AS (
+), {p}hist AS (
   INSERT INTO case_history (case_id, workspace_id, at, actor, action, changes)
-  SELECT id, :w, :now, 'rule', 'opened', jsonb_build_object('reason', reason) FROM ins
-)
-SELECT * FROM ins
-"""
-)
+  SELECT id, :w, :now, 'rule', 'opened', jsonb_build_object('reason', reason) FROM {p}ins
+)"""
+
+
+_OPEN = sa.text(f"WITH {case_ctes()}\nSELECT * FROM ins")
 
 
 async def open_cases(
@@ -135,8 +144,21 @@ async def open_cases(
     themes: dict[UUID, list[str]] | None = None,
 ) -> list[CasePublic]:
     """Open one case per response that a rule matches (first rule wins); never two for one response."""
-    if not responses or not rules:
+    cols = case_rows(responses, rules, now=now, themes=themes)
+    if not cols["ids"]:
         return []
+    rows = (await session.execute(_OPEN, {**cols, "w": workspace_id, "now": now})).all()
+    return [CasePublic.model_validate(r._mapping) for r in rows]
+
+
+def case_rows(
+    responses: list[dict[str, Any]],
+    rules: list[Rule],
+    *,
+    now: datetime,
+    themes: dict[UUID, list[str]] | None = None,
+) -> dict[str, list[Any]]:
+    """The columns of the cases the rules open for these responses (first matching rule wins)."""
     cols: dict[str, list[Any]] = {
         k: []
         for k in [
@@ -172,10 +194,29 @@ async def open_cases(
             ):
                 cols[col].append(value)
             break
-    if not cols["ids"]:
-        return []
-    rows = (await session.execute(_OPEN, {**cols, "w": workspace_id, "now": now})).all()
-    return [CasePublic.model_validate(r._mapping) for r in rows]
+    return cols
+
+
+def opened_cases(cols: dict[str, list[Any]], *, now: datetime) -> list[CasePublic]:
+    """The public form of the cases `case_rows` described, once stored (status open)."""
+    return [
+        CasePublic(
+            id=cols["ids"][i],
+            response_id=cols["responses"][i],
+            rule_id=cols["rules"][i],
+            rule_name=cols["rule_names"][i],
+            reason=cols["reasons"][i],
+            status=CaseStatus.open,
+            assignee=cols["assignees"][i],
+            due_at=cols["due"][i],
+            survey_id=cols["surveys"][i],
+            customer_external_id=cols["customers"][i],
+            touchpoint_key=cols["touchpoints"][i],
+            created_at=now,
+            updated_at=now,
+        )
+        for i in range(len(cols["ids"]))
+    ]
 
 
 # Cases ------------------------------------------------------------------------------------------

@@ -49,9 +49,11 @@ def _roll(table: str, period: str, expr: str) -> str:
     ces_sumsq = r.ces_sumsq + EXCLUDED.ces_sumsq"""
 
 
-_INGEST = sa.text(
-    f"""
-WITH input AS (
+def ingest_ctes(gate: str = "") -> str:
+    """The CTEs `input`, `ins` (the stored rows), `roll` and `roll_month` of a response write; `gate`
+    (a WHERE clause) can hold the insert back, as the single-response statement does."""
+    return f"""
+input AS (
   SELECT * FROM unnest(
     CAST(:ids AS uuid[]), CAST(:survey_ids AS uuid[]), CAST(:versions AS int[]), CAST(:rids AS text[]),
     CAST(:hashes AS text[]), CAST(:customers AS text[]), CAST(:journeys AS text[]), CAST(:stages AS text[]),
@@ -69,17 +71,17 @@ WITH input AS (
     nps, csat, ces, CAST(:now AS timestamptz),
     -- nothing to analyse: the comment worker only ever sees responses with a comment
     CASE WHEN comment IS NULL OR btrim(comment) = '' THEN CAST(:now AS timestamptz) END
-  FROM input
+  FROM input {gate}
   ON CONFLICT (workspace_id, response_id) DO NOTHING
   RETURNING id, survey_id, journey_key, stage_key, touchpoint_key, submitted_at, nps, csat, ces
 ), roll AS (
 {_roll("response_rollup", "day", "(submitted_at AT TIME ZONE 'UTC')::date")}
 ), roll_month AS (
 {_roll("response_rollup_month", "month", "date_trunc('month', submitted_at AT TIME ZONE 'UTC')::date")}
-)
-SELECT id FROM ins
-"""
-)
+)"""
+
+
+_INGEST = sa.text(f"WITH {ingest_ctes()}\nSELECT id FROM ins")
 
 _PUBLIC_COLUMNS = (
     "id, response_id, survey_id, survey_version, customer_external_id, journey_key, stage_key, touchpoint_key, "
@@ -110,19 +112,20 @@ def _survey_problem(survey: SurveyForIngest | None, item: ResponseCreate, allow_
     return None
 
 
-async def ingest(
-    session: AsyncSession,
-    *,
-    workspace_id: str,
-    items: list[ResponseCreate],
-    allow_closed: bool = False,
-    now: datetime | None = None,
-) -> Outcome:
-    """Validate every item, store the valid ones in one statement (rollup included), report per item."""
-    now = now or datetime.now(UTC)
-    surveys = await surveys_for_ingest(
-        session, workspace_id=workspace_id, survey_ids=list({i.survey_id for i in items})
-    )
+@dataclass(slots=True)
+class Prepared:
+    """Items validated against their surveys: a result for each refused one, rows for the rest."""
+
+    results: list[ItemResult | None]  # None: valid, to be stored
+    rows: list[dict[str, Any]]  # public form of each valid item
+    index_of: list[int]  # item index of each row
+    cols: dict[str, list[Any]]  # the rows as the columns of `_INGEST`
+    first_with_rid: dict[str, tuple[int, str]]  # response_id -> (first index, content hash)
+
+
+def prepare(
+    items: list[ResponseCreate], surveys: dict[UUID, SurveyForIngest], *, allow_closed: bool, now: datetime
+) -> Prepared:
     results: list[ItemResult | None] = [None] * len(items)
     cols: dict[str, list[Any]] = {
         k: []
@@ -233,6 +236,25 @@ async def ingest(
             ("ces", scores.ces),
         ):
             cols[col].append(value)
+    return Prepared(results=results, rows=rows, index_of=index_of, cols=cols, first_with_rid=first_with_rid)
+
+
+async def ingest(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    items: list[ResponseCreate],
+    allow_closed: bool = False,
+    now: datetime | None = None,
+) -> Outcome:
+    """Validate every item, store the valid ones in one statement (rollup included), report per item."""
+    now = now or datetime.now(UTC)
+    surveys = await surveys_for_ingest(
+        session, workspace_id=workspace_id, survey_ids=list({i.survey_id for i in items})
+    )
+    prepared = prepare(items, surveys, allow_closed=allow_closed, now=now)
+    results, rows, index_of, cols = prepared.results, prepared.rows, prepared.index_of, prepared.cols
+    first_with_rid = prepared.first_with_rid
     inserted: set[UUID] = set()
     if rows:
         result = await session.execute(_INGEST, {**cols, "w": workspace_id, "now": now, "shards": ROLLUP_SHARDS})

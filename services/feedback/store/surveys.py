@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -213,30 +215,30 @@ async def list_versions(session: AsyncSession, *, workspace_id: str, survey_id: 
     return [SurveyVersionPublic.model_validate(r) for r in rows]
 
 
+SURVEYS_FOR_INGEST = sa.text(
+    "SELECT s.id, s.key, s.kind, s.status, s.version, s.journey_key, s.stage_key, s.touchpoint_key, "
+    "v.questions FROM survey s JOIN survey_version v ON v.survey_id = s.id AND v.version = s.version "
+    "WHERE s.workspace_id = :w AND s.id = ANY(:ids)"
+)
+
+
 async def surveys_for_ingest(
     session: AsyncSession, *, workspace_id: str, survey_ids: list[UUID]
 ) -> dict[UUID, SurveyForIngest]:
-    rows = (
-        await session.execute(
-            sa.text(
-                "SELECT s.id, s.key, s.kind, s.status, s.version, s.journey_key, s.stage_key, s.touchpoint_key, "
-                "v.questions FROM survey s JOIN survey_version v ON v.survey_id = s.id AND v.version = s.version "
-                "WHERE s.workspace_id = :w AND s.id = ANY(:ids)"
-            ),
-            {"w": workspace_id, "ids": survey_ids},
-        )
-    ).all()
-    return {
-        UUID(str(r.id)): SurveyForIngest(
-            id=UUID(str(r.id)),
-            key=r.key,
-            kind=SurveyKind(r.kind),
-            status=SurveyStatus(r.status),
-            version=r.version,
-            journey_key=r.journey_key,
-            stage_key=r.stage_key,
-            touchpoint_key=r.touchpoint_key,
-            questions=_questions.validate_python(r.questions),
-        )
-        for r in rows
-    }
+    rows = await session.execute(SURVEYS_FOR_INGEST, {"w": workspace_id, "ids": survey_ids})
+    return {survey.id: survey for survey in (survey_for_ingest(r._mapping) for r in rows)}
+
+
+def survey_for_ingest(row: Mapping[Any, Any]) -> SurveyForIngest:
+    """A row of SURVEYS_FOR_INGEST (from SQLAlchemy or the driver) as what ingest checks against."""
+    return SurveyForIngest(
+        id=UUID(str(row["id"])),
+        key=row["key"],
+        kind=SurveyKind(row["kind"]),
+        status=SurveyStatus(row["status"]),
+        version=row["version"],
+        journey_key=row["journey_key"],
+        stage_key=row["stage_key"],
+        touchpoint_key=row["touchpoint_key"],
+        questions=_questions.validate_python(row["questions"]),
+    )

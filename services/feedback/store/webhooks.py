@@ -204,20 +204,27 @@ async def redeliver(
     return row
 
 
-_FAN_OUT = sa.text(
-    """
+def delivery_insert(prefix: str = "", gate: str = "") -> str:
+    """The INSERT of `delivery_rows` given as parameters named `{prefix}ids`, ... (and `w`, `now`);
+    `gate` (a WHERE clause) can hold it back, for a statement that writes more than deliveries."""
+    return f"""
 INSERT INTO webhook_delivery (id, workspace_id, subscription_id, event_id, event_type, payload, status, attempts,
   next_attempt_at, log)
 SELECT id, CAST(:w AS text), subscription_id, event_id, event_type, payload, 'pending', 0, :now, '[]'::jsonb
-FROM unnest(CAST(:ids AS uuid[]), CAST(:subscriptions AS uuid[]), CAST(:event_ids AS uuid[]),
-  CAST(:types AS text[]), CAST(:payloads AS bytea[])) AS t(id, subscription_id, event_id, event_type, payload)
-"""
-)
+FROM unnest(CAST(:{prefix}ids AS uuid[]), CAST(:{prefix}subscriptions AS uuid[]), CAST(:{prefix}event_ids AS uuid[]),
+  CAST(:{prefix}types AS text[]), CAST(:{prefix}payloads AS bytea[]))
+  AS t(id, subscription_id, event_id, event_type, payload) {gate}"""
+
+
+_FAN_OUT = sa.text(delivery_insert())
 
 
 def wants(event_types: list[str], subject: str) -> bool:
     family = subject.rsplit(".", 1)[0] + ".*"
     return "*" in event_types or subject in event_types or family in event_types
+
+
+SUBSCRIPTIONS = sa.text("SELECT id, event_types FROM webhook_subscription WHERE workspace_id = :w AND enabled")
 
 
 async def fan_out(
@@ -230,17 +237,28 @@ async def fan_out(
     """Pending deliveries for the workspace's subscriptions that want these events, written in the
     caller's transaction (so a delivery exists exactly when its change was committed). One indexed
     lookup when the workspace has no subscriptions."""
-    subscriptions = (
-        await session.execute(
-            sa.text("SELECT id, event_types FROM webhook_subscription WHERE workspace_id = :w AND enabled"),
-            {"w": workspace_id},
-        )
-    ).all()
-    if not subscriptions or not events:
+    subscriptions = await session.execute(SUBSCRIPTIONS, {"w": workspace_id})
+    cols = delivery_rows(
+        [(s.id, s.event_types) for s in subscriptions], workspace_id=workspace_id, events=events, now=now
+    )
+    if not cols["ids"]:
         return 0
+    await session.execute(_FAN_OUT, {**cols, "w": workspace_id, "now": now})
+    return len(cols["ids"])
+
+
+def delivery_rows(
+    subscriptions: Sequence[tuple[UUID, list[str]]],
+    *,
+    workspace_id: str,
+    events: Sequence[tuple[str, BaseModel | dict[str, Any]]],
+    now: datetime,
+) -> dict[str, list[Any]]:
+    """The `webhook_delivery` columns (ids, subscriptions, event_ids, types, payloads) of these events
+    for the enabled subscriptions given as (id, event_types)."""
     cols: dict[str, list[Any]] = {k: [] for k in ("ids", "subscriptions", "event_ids", "types", "payloads")}
     for subject, data in events:
-        targets = [s.id for s in subscriptions if wants(s.event_types, subject)]
+        targets = [sid for sid, event_types in subscriptions if wants(event_types, subject)]
         if not targets:
             continue
         # The webhook message id; stable across retries, so receivers dedupe on `webhook-id`.
@@ -252,7 +270,4 @@ async def fan_out(
             cols["event_ids"].append(message_id)
             cols["types"].append(subject)
             cols["payloads"].append(payload)
-    if not cols["ids"]:
-        return 0
-    await session.execute(_FAN_OUT, {**cols, "w": workspace_id, "now": now})
-    return len(cols["ids"])
+    return cols
