@@ -49,10 +49,9 @@ def _roll(table: str, period: str, expr: str) -> str:
     ces_sumsq = r.ces_sumsq + EXCLUDED.ces_sumsq"""
 
 
-def ingest_ctes(gate: str = "", on_conflict: str = "ON CONFLICT (workspace_id, response_id) DO NOTHING") -> str:
+def ingest_ctes(gate: str = "") -> str:
     """The CTEs `input`, `ins` (the stored rows), `roll` and `roll_month` of a response write; `gate`
-    (a WHERE clause) can hold the insert back and `on_conflict` can be left out, as the
-    single-response statement does."""
+    (a WHERE clause) can hold the insert back, as the single-response statement does."""
     return f"""
 input AS (
   SELECT * FROM unnest(
@@ -73,7 +72,7 @@ input AS (
     -- nothing to analyse: the comment worker only ever sees responses with a comment
     CASE WHEN comment IS NULL OR btrim(comment) = '' THEN CAST(:now AS timestamptz) END
   FROM input {gate}
-  {on_conflict}
+  ON CONFLICT (workspace_id, response_id) DO NOTHING
   RETURNING id, survey_id, journey_key, stage_key, touchpoint_key, submitted_at, nps, csat, ces
 ), roll AS (
 {_roll("response_rollup", "day", "(submitted_at AT TIME ZONE 'UTC')::date")}

@@ -7,14 +7,9 @@ Here the survey version, the closed-loop rules and the webhook subscriptions com
 cache, and one statement on the driver connection writes the response, its rollups, its cases, its
 events, its deliveries and its Idempotency-Key — but only while its guard holds: the survey is still
 active at the cached version, the rules and subscriptions still have the cached fingerprint (so a
-change made through another replica is seen at once), and neither the key nor the response_id was
-ever used. When the guard fails or an answer is invalid, nothing is written, the cache entries are
+change made through another replica is seen at once), and the key was never used. When the guard
+fails, or the response_id exists, or an answer is invalid, nothing is written, the cache entries are
 dropped, and the caller takes the general path, which answers exactly as it always did.
-
-One statement is one transaction (no BEGIN/COMMIT round trips): the response and the key are plain
-INSERTs, so a concurrent request that stored the same key or response_id after the guard read them
-makes the statement fail with a unique violation, which undoes all of it, and that request, too,
-goes the general way.
 """
 
 from __future__ import annotations
@@ -54,15 +49,16 @@ WITH ok AS (
   WHERE s.workspace_id = :w AND s.id = :survey_id AND s.status = 'active' AND s.version = :version
     AND {_FINGERPRINT} = :fingerprint
     AND NOT EXISTS (SELECT 1 FROM idempotency_key k WHERE k.workspace_id = :w AND k.key = :key)
-    AND NOT EXISTS (SELECT 1 FROM response r WHERE r.workspace_id = :w AND r.response_id = :response_id)
-), {ingest_ctes("WHERE EXISTS (SELECT 1 FROM ok)", on_conflict="")},
+), {ingest_ctes("WHERE EXISTS (SELECT 1 FROM ok)")},
 kept AS (
   INSERT INTO idempotency_key (workspace_id, key, method, path, request_hash, status_code, response_body)
   SELECT :w, :key, 'POST', :path, :request_hash, 201, :body FROM ins WHERE CAST(:key AS text) IS NOT NULL
+  ON CONFLICT (workspace_id, key) DO NOTHING
+  RETURNING key
 ), {case_ctes("case_", _STORED)},
 events AS ({outbox_insert("event_", _STORED)}),
 deliveries AS ({delivery_insert("delivery_", _STORED)})
-SELECT count(*) AS stored FROM ins
+SELECT (SELECT count(*) FROM ins) AS stored, (SELECT count(*) FROM kept) AS kept
 """
     )
 )
@@ -90,6 +86,10 @@ class SubmitCache:
     def forget(self, workspace_id: str, survey_id: UUID) -> None:
         self.surveys.pop((workspace_id, survey_id), None)
         self.contexts.pop(workspace_id, None)
+
+
+class _Declined(Exception):
+    """The guarded statement wrote nothing (or not all of it): roll back, take the general path."""
 
 
 async def submit_one(
@@ -139,21 +139,17 @@ async def submit_one(
             "version": survey.version,
             "fingerprint": context.fingerprint,
             "key": key,
-            "response_id": item.response_id,
             "path": path,
             "request_hash": request_hash,
             "body": body,
         }
         try:
-            result = await _SUBMIT.fetchrow(conn, params)
-        except Exception:
-            # Nothing was written; the general path answers (or fails) as it always did. Expected: a
-            # unique violation from a concurrent retry. Also a value PostgreSQL refuses (the general
-            # path words the 422) or a lost connection (not returned to the pool; retried there once).
-            if conn.is_closed():
-                await connection.invalidate()
-            result = None
-        if result is None or result["stored"] != 1:
+            async with conn.transaction():
+                result = await _SUBMIT.fetchrow(conn, params)
+                assert result is not None
+                if result["stored"] != 1 or (key is not None and result["kept"] != 1):
+                    raise _Declined
+        except _Declined:
             cache.forget(workspace_id, item.survey_id)
             return None
     return body
