@@ -149,7 +149,12 @@ async def submit_one(
                 assert result is not None
                 if result["stored"] != 1 or (key is not None and result["kept"] != 1):
                     raise _Declined
-        except _Declined:
+        except Exception:
+            # Rolled back; the general path answers (or fails) as it always did. Besides _Declined:
+            # a value PostgreSQL refuses (the general path words the 422) or a lost connection (not
+            # returned to the pool; the general path retries once on another).
+            if conn.is_closed():
+                await connection.invalidate()
             cache.forget(workspace_id, item.survey_id)
             return None
     return body
