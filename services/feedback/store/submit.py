@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common.db import RawStatement
 from services.common.outbox import outbox_insert, outbox_rows
 from services.feedback.events import CASE_OPENED, RESPONSE_SUBMITTED
-from services.feedback.models import ResponseCreate, ResponsePublic, SurveyStatus
+from services.feedback.models import ResponseCreate, ResponsePublic
 from services.feedback.store.loop import RULES, Rule, case_ctes, case_rows, opened_cases, rules_of
 from services.feedback.store.responses import ROLLUP_SHARDS, ingest_ctes, prepare
 from services.feedback.store.surveys import SURVEYS_FOR_INGEST, SurveyForIngest, survey_for_ingest
@@ -110,11 +110,9 @@ async def submit_one(
         context = cache.contexts.get(workspace_id)
         if survey is None or context is None:
             survey, context = await _load(conn, cache, workspace_id=workspace_id, survey_id=item.survey_id)
-        if survey is None or survey.status != SurveyStatus.active:
-            return None
-        prepared = prepare([item], {survey.id: survey}, allow_closed=False, now=now)
-        if prepared.results[0] is not None:
-            return None  # refused: the general path words the problem
+        prepared = prepare([item], {survey.id: survey} if survey else {}, allow_closed=False, now=now)
+        if survey is None or prepared.results[0] is not None:
+            return None  # refused (unknown, draft or closed survey, invalid answer): the general path words it
         row = prepared.rows[0]
         public = ResponsePublic.model_validate(row)
         body = public.__pydantic_serializer__.to_json(public)
