@@ -86,7 +86,9 @@ async def summarise_comments(
         params["until"] = until
         where.append("submitted_at < :until")
     clause = "".join(f" AND {w}" for w in where)
-    rows = (await session.execute(sa.text(_SUMMARY.format(col=f"{group_by}_key", where=clause)), params)).all()
+    # Pending first: analysis only ever completes, so the groups read after it hold every comment
+    # that was not pending then ("pending 0" is true of the groups returned). Read the other way
+    # round, a comment analysed between the two reads was in neither.
     pending = (
         await session.execute(
             sa.text(
@@ -96,6 +98,7 @@ async def summarise_comments(
             params,
         )
     ).scalar_one()
+    rows = (await session.execute(sa.text(_SUMMARY.format(col=f"{group_by}_key", where=clause)), params)).all()
     return CommentSummaries(
         group_by=group_by,
         pending=pending,
