@@ -62,7 +62,7 @@ def _cell(question: Question | None, raw: str) -> Any:
 
 
 def csv_surveys(body: bytes, default_survey: UUID | None) -> set[UUID]:
-    reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig")))
+    reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig"), newline=""))
     ids: set[UUID] = set()
     for row in reader:
         raw = row.get("survey_id") or (str(default_survey) if default_survey else None)
@@ -79,7 +79,7 @@ def parse_csv(
 ) -> list[ResponseCreate | list[dict[str, str]]]:
     """Columns: survey_id (or the query parameter), response_id, customer_external_id, journey_key, stage_key,
     touchpoint_key, channel, submitted_at, comment, language, `answers.<question>` and `metadata.<key>`."""
-    reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig")))
+    reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig"), newline=""))
     out: list[ResponseCreate | list[dict[str, str]]] = []
     for number, row in enumerate(reader, start=2):  # line 1 is the header
         item: dict[str, Any] = {"answers": {}, "metadata": {}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -174,7 +175,7 @@ async def import_responses(
             ids = csv_surveys(body, survey_id)
             known = await surveys_for_ingest(session, workspace_id=caller.workspace_id, survey_ids=list(ids))
             parsed = parse_csv(body, default_survey=survey_id, questions={k: v.questions for k, v in known.items()})
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, csv.Error) as exc:
             raise Problem(f"The CSV could not be read: {exc}") from None
     else:
         raise UnsupportedMediaType(
