@@ -44,7 +44,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def encode_event(*, event_id: UUID, type: str, workspace_id: str, occurred_at: datetime, data: Any) -> bytes:
+def encode_event(*, event_id: UUID | str, type: str, workspace_id: str, occurred_at: datetime, data: Any) -> bytes:
     return orjson.dumps(
         {
             "id": event_id,

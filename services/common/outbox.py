@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import orjson
 import structlog
@@ -28,9 +27,9 @@ from pydantic import BaseModel
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
-from uuid_utils.compat import uuid7
 
 from services.common.events import DUPLICATE_WINDOW_SECONDS, STREAMS, encode_event
+from services.common.ids import new_ids
 from services.common.worker import LoopWorker
 
 log = structlog.get_logger(__name__)
@@ -53,7 +52,7 @@ WAKE_KEY = "outbox_wake"
 _DIRTY_KEY = "outbox_dirty"
 
 
-async def emit(session: AsyncSession, *, workspace_id: str, type: str, data: BaseModel | dict[str, Any]) -> UUID:
+async def emit(session: AsyncSession, *, workspace_id: str, type: str, data: BaseModel | dict[str, Any]) -> str:
     """Write one event in the caller's transaction; returns its id (also its `Nats-Msg-Id`)."""
     return (await emit_many(session, workspace_id=workspace_id, events=[(type, data)]))[0]
 
@@ -63,7 +62,7 @@ async def emit_many(
     *,
     workspace_id: str,
     events: Sequence[tuple[str, BaseModel | dict[str, Any]]],
-) -> list[UUID]:
+) -> list[str]:
     """Write events in the caller's transaction; returns their ids in order."""
     if not events:
         return []
@@ -86,7 +85,7 @@ async def emit_many(
 class OutboxRows:
     """Encoded events as the columns of `outbox_event`, for writers that build their own statement."""
 
-    ids: list[UUID]
+    ids: list[str]  # UUIDv7 as text
     subjects: list[str]
     payloads: list[bytes]
     headers: str  # JSON of the trace context, the same for every event of one write
@@ -96,15 +95,16 @@ def outbox_rows(workspace_id: str, events: Sequence[tuple[str, BaseModel | dict[
     carrier: dict[str, str] = {}
     propagate.inject(carrier)  # the trace context travels with the event
     now = datetime.now(UTC)
-    rows = OutboxRows(ids=[], subjects=[], payloads=[], headers=orjson.dumps(carrier).decode())
-    for subject, data in events:
-        event_id = uuid7()
-        rows.ids.append(event_id)
-        rows.subjects.append(subject)
-        rows.payloads.append(
+    ids = new_ids(len(events))
+    return OutboxRows(
+        ids=ids,
+        subjects=[subject for subject, _ in events],
+        payloads=[
             encode_event(event_id=event_id, type=subject, workspace_id=workspace_id, occurred_at=now, data=data)
-        )
-    return rows
+            for event_id, (subject, data) in zip(ids, events, strict=True)
+        ],
+        headers=orjson.dumps(carrier).decode(),
+    )
 
 
 @event.listens_for(Session, "after_commit")

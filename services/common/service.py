@@ -8,6 +8,7 @@ Nothing happens at import time.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -39,6 +40,16 @@ ConsumerSetup = Callable[[NatsBroker, async_sessionmaker[AsyncSession], ServiceS
 
 # Builds the service's workers once the engine and sessionmaker exist (on app.state).
 WorkerSetup = Callable[[FastAPI], Sequence[Worker]]
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections. A 10,000-item bulk call keeps ~200,000 objects alive
+    until it answers; with CPython's default thresholds (700, 10, 10) that set off three full
+    collections per call, each walking the whole heap: ~0.5 s of a 1.4 s call. Objects alive after
+    start-up (modules, schemas, compiled statements) are frozen out of every collection, and the
+    older generations are collected less often; cycles are still collected."""
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
 
 
 def create_service_app(
@@ -76,6 +87,7 @@ def create_service_app(
         workers = list(setup_workers(app)) if setup_workers is not None else []
         for worker in workers:
             worker.start()
+        tune_gc()
         try:
             yield
         finally:

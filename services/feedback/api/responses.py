@@ -27,13 +27,13 @@ from services.feedback.imports import MAX_IMPORT_ROWS, csv_surveys, item_errors,
 from services.feedback.models import (
     MAX_BULK,
     BulkResult,
-    ItemResult,
     ItemStatus,
     ResponseCreate,
     ResponsePublic,
     ResponsesBulk,
 )
 from services.feedback.store import responses
+from services.feedback.store.responses import Result, item_result
 from services.feedback.store.submit import submit_one
 from services.feedback.store.surveys import surveys_for_ingest
 
@@ -79,31 +79,30 @@ async def submit_response(
 async def _record_one(session: AsyncSession, idem: Idempotency, *, workspace_id: str, body: ResponseCreate) -> Response:
     outcome = await record_responses(session, workspace_id=workspace_id, items=[body])
     result = outcome.results[0]
-    if result.status == ItemStatus.invalid:
-        errors = result.errors or []
+    if result["status"] == ItemStatus.invalid:
+        errors = result["errors"] or []
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         if errors and errors[0]["field"] == "survey_id" and "closed" in errors[0]["message"]:
             raise Conflict(f"The response was refused: {summary}", errors=errors)
         raise Unprocessable(f"The response does not fit the survey: {summary}", errors=errors)
-    if result.status == ItemStatus.conflict:
+    if result["status"] == ItemStatus.conflict:
         raise Conflict(
             f"Response {body.response_id!r} was already stored with other content; "
             "send a new response_id for a new response.",
-            errors=result.errors,
+            errors=result["errors"],
         )
-    if result.status == ItemStatus.duplicate:
-        assert result.id is not None
-        stored = await responses.get_response(session, workspace_id=workspace_id, id=result.id)
+    if result["status"] == ItemStatus.duplicate:
+        stored = await responses.get_response(session, workspace_id=workspace_id, id=result["id"])
         return await idem.respond(ResponsePublic.model_validate(stored), status_code=200)
     return await idem.respond(ResponsePublic.model_validate(outcome.created[0]), status_code=201)
 
 
-def _bulk(results: list[ItemResult]) -> BulkResult:
-    created = sum(r.status == ItemStatus.created for r in results)
-    duplicates = sum(r.status == ItemStatus.duplicate for r in results)
-    return BulkResult(
-        created=created, duplicates=duplicates, failed=len(results) - created - duplicates, results=results
-    )
+def _bulk(results: list[Result]) -> dict[str, Any]:
+    """The `BulkResult` shape (a dict: its results are dicts, see `store.responses.Result`)."""
+    created = sum(r["status"] == ItemStatus.created for r in results)
+    duplicates = sum(r["status"] == ItemStatus.duplicate for r in results)
+    failed = len(results) - created - duplicates
+    return {"created": created, "duplicates": duplicates, "failed": failed, "results": results}
 
 
 @router.post("/responses/bulk", status_code=200, response_model=BulkResult, tags=["responses"])
@@ -123,10 +122,10 @@ async def _record_parsed(
     workspace_id: str,
     parsed: list[ResponseCreate | list[dict[str, str]]],
     allow_closed: bool,
-) -> list[ItemResult]:
+) -> list[Result]:
     valid = [(i, p) for i, p in enumerate(parsed) if isinstance(p, ResponseCreate)]
-    results: list[ItemResult] = [
-        ItemResult(index=i, status=ItemStatus.invalid, errors=p) for i, p in enumerate(parsed) if isinstance(p, list)
+    results: list[Result] = [
+        item_result(i, ItemStatus.invalid, errors=p) for i, p in enumerate(parsed) if isinstance(p, list)
     ]
     for start in range(0, len(valid), MAX_BULK):
         chunk = valid[start : start + MAX_BULK]
@@ -134,9 +133,9 @@ async def _record_parsed(
             session, workspace_id=workspace_id, items=[p for _, p in chunk], allow_closed=allow_closed
         )
         for result in outcome.results:
-            result.index = chunk[result.index][0]
+            result["index"] = chunk[result["index"]][0]
             results.append(result)
-    results.sort(key=lambda r: r.index)
+    results.sort(key=lambda r: r["index"])
     return results
 
 

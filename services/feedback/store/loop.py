@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from services.common.errors import NotFound, Unprocessable
+from services.common.errors import Conflict, NotFound, Unprocessable
+from services.common.ids import new_ids
 from services.common.pagination import Page, keyset, page_of
 from services.feedback.models import (
     TRANSITIONS,
@@ -131,7 +132,7 @@ def case_ctes(prefix: str = "", gate: str = "") -> str:
 )"""
 
 
-_OPEN = sa.text(f"WITH {case_ctes()}\nSELECT * FROM ins")
+_OPEN = sa.text(f"WITH {case_ctes()}\nSELECT id::text FROM ins")
 
 
 async def open_cases(
@@ -142,13 +143,14 @@ async def open_cases(
     rules: list[Rule],
     now: datetime,
     themes: dict[UUID, list[str]] | None = None,
-) -> list[CasePublic]:
-    """Open one case per response that a rule matches (first rule wins); never two for one response."""
+) -> list[dict[str, Any]]:
+    """Open one case per response that a rule matches (first rule wins); never two for one response.
+    Returns the opened ones in the `CasePublic` shape."""
     cols = case_rows(responses, rules, now=now, themes=themes)
     if not cols["ids"]:
         return []
-    rows = (await session.execute(_OPEN, {**cols, "w": workspace_id, "now": now})).all()
-    return [CasePublic.model_validate(r._mapping) for r in rows]
+    opened = set((await session.execute(_OPEN, {**cols, "w": workspace_id, "now": now})).scalars())
+    return [case for case in opened_cases(cols, now=now) if case["id"] in opened]
 
 
 def case_rows(
@@ -174,6 +176,7 @@ def case_rows(
             "touchpoints",
         ]
     }
+    ids = iter(new_ids(len(responses)))
     for response in responses:
         response_themes = themes.get(response["id"]) if themes is not None else None
         for rule in rules:
@@ -181,7 +184,7 @@ def case_rows(
             if reason is None:
                 continue
             for col, value in (
-                ("ids", uuid7()),
+                ("ids", next(ids)),
                 ("responses", response["id"]),
                 ("rules", rule.id),
                 ("rule_names", rule.name),
@@ -197,24 +200,25 @@ def case_rows(
     return cols
 
 
-def opened_cases(cols: dict[str, list[Any]], *, now: datetime) -> list[CasePublic]:
-    """The public form of the cases `case_rows` described, once stored (status open)."""
+def opened_cases(cols: dict[str, list[Any]], *, now: datetime) -> list[dict[str, Any]]:
+    """The cases `case_rows` described, once stored (status open), in the `CasePublic` shape (dicts:
+    a bulk call opens thousands, and events take them as they are)."""
     return [
-        CasePublic(
-            id=cols["ids"][i],
-            response_id=cols["responses"][i],
-            rule_id=cols["rules"][i],
-            rule_name=cols["rule_names"][i],
-            reason=cols["reasons"][i],
-            status=CaseStatus.open,
-            assignee=cols["assignees"][i],
-            due_at=cols["due"][i],
-            survey_id=cols["surveys"][i],
-            customer_external_id=cols["customers"][i],
-            touchpoint_key=cols["touchpoints"][i],
-            created_at=now,
-            updated_at=now,
-        )
+        {
+            "id": cols["ids"][i],
+            "response_id": cols["responses"][i],
+            "rule_id": cols["rules"][i],
+            "rule_name": cols["rule_names"][i],
+            "reason": cols["reasons"][i],
+            "status": CaseStatus.open,
+            "assignee": cols["assignees"][i],
+            "due_at": cols["due"][i],
+            "survey_id": cols["surveys"][i],
+            "customer_external_id": cols["customers"][i],
+            "touchpoint_key": cols["touchpoints"][i],
+            "created_at": now,
+            "updated_at": now,
+        }
         for i in range(len(cols["ids"]))
     ]
 
@@ -332,12 +336,9 @@ async def open_case_by_hand(
         "customers": [response["customer_external_id"]],
         "touchpoints": [response["touchpoint_key"]],
     }
-    rows = (await session.execute(_OPEN, {**cols, "w": workspace_id, "now": now})).all()
-    if not rows:
-        from services.common.errors import Conflict
-
+    if not (await session.execute(_OPEN, {**cols, "w": workspace_id, "now": now})).first():
         raise Conflict(f"Response {response['id']} already has a case.")
-    case = CasePublic.model_validate(rows[0]._mapping)
+    case = CasePublic.model_validate(opened_cases(cols, now=now)[0])
     if note:
         await _record(
             session, workspace_id=workspace_id, case_id=case.id, actor=actor, action="note", changes={}, note=note

@@ -16,10 +16,10 @@ from uuid import UUID
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
-from uuid_utils.compat import uuid7
 
 from services.common.errors import NotFound, Unprocessable
 from services.common.events import encode_event
+from services.common.ids import new_ids
 from services.common.pagination import Page, keyset, page_of
 from services.feedback.models import (
     DeliveryStatus,
@@ -262,10 +262,10 @@ def delivery_rows(
         if not targets:
             continue
         # The webhook message id; stable across retries, so receivers dedupe on `webhook-id`.
-        message_id = uuid7()
+        message_id, *delivery_ids = new_ids(1 + len(targets))
         payload = encode_event(event_id=message_id, type=subject, workspace_id=workspace_id, occurred_at=now, data=data)
-        for subscription_id in targets:
-            cols["ids"].append(uuid7())
+        for subscription_id, delivery_id in zip(targets, delivery_ids, strict=True):
+            cols["ids"].append(delivery_id)
             cols["subscriptions"].append(subscription_id)
             cols["event_ids"].append(message_id)
             cols["types"].append(subject)
