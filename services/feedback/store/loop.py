@@ -10,7 +10,6 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from uuid_utils.compat import uuid7
 
 from services.common.errors import Conflict, NotFound, Unprocessable
 from services.common.ids import new_ids
@@ -107,9 +106,9 @@ def rules_of(rows: Sequence[Mapping[Any, Any]]) -> list[Rule]:
 
 
 def case_ctes(prefix: str = "", gate: str = "") -> str:
-    """The CTEs `{prefix}input`, `{prefix}ins` (the opened cases) and `{prefix}hist` of `case_rows`
-    given as parameters named `{prefix}ids`, ... (and `w`, `now`); `gate` (a WHERE clause) can hold
-    them back, for a statement that writes more than cases."""
+    """The CTEs `{prefix}input`, `{prefix}ins` (the opened cases) and `{prefix}hist` of the cases
+    given as the parameters `case_params(cases, prefix)` (and `w`, `now`); `gate` (a WHERE clause)
+    can hold them back, for a statement that writes more than cases."""
     p = prefix
     return f"""
 {p}input AS (
@@ -125,11 +124,31 @@ def case_ctes(prefix: str = "", gate: str = "") -> str:
   SELECT id, :w, response_id, rule_id, rule_name, reason, 'open', assignee, due_at, survey_id,
     customer_external_id, touchpoint_key, :now, :now FROM {p}input {gate}
   ON CONFLICT (workspace_id, response_id) DO NOTHING
-  RETURNING *
+  RETURNING id, reason
 ), {p}hist AS (
   INSERT INTO case_history (case_id, workspace_id, at, actor, action, changes)
   SELECT id, :w, :now, 'rule', 'opened', jsonb_build_object('reason', reason) FROM {p}ins
 )"""
+
+
+# parameter of `case_ctes` -> field of a case
+_CASE_PARAMS = {
+    "ids": "id",
+    "responses": "response_id",
+    "rules": "rule_id",
+    "rule_names": "rule_name",
+    "reasons": "reason",
+    "assignees": "assignee",
+    "due": "due_at",
+    "surveys": "survey_id",
+    "customers": "customer_external_id",
+    "touchpoints": "touchpoint_key",
+}
+
+
+def case_params(cases: list[dict[str, Any]], prefix: str = "") -> dict[str, list[Any]]:
+    """Cases (`case_rows`) as the array parameters of `case_ctes`."""
+    return {f"{prefix}{param}": [case[field] for case in cases] for param, field in _CASE_PARAMS.items()}
 
 
 _OPEN = sa.text(f"WITH {case_ctes()}\nSELECT id::text FROM ins")
@@ -145,12 +164,12 @@ async def open_cases(
     themes: dict[UUID, list[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Open one case per response that a rule matches (first rule wins); never two for one response.
-    Returns the opened ones in the `CasePublic` shape."""
-    cols = case_rows(responses, rules, now=now, themes=themes)
-    if not cols["ids"]:
+    Returns the opened ones (`CasePublic` shape)."""
+    cases = case_rows(responses, rules, now=now, themes=themes)
+    if not cases:
         return []
-    opened = set((await session.execute(_OPEN, {**cols, "w": workspace_id, "now": now})).scalars())
-    return [case for case in opened_cases(cols, now=now) if case["id"] in opened]
+    opened = set((await session.execute(_OPEN, {**case_params(cases), "w": workspace_id, "now": now})).scalars())
+    return [case for case in cases if case["id"] in opened]
 
 
 def case_rows(
@@ -159,68 +178,34 @@ def case_rows(
     *,
     now: datetime,
     themes: dict[UUID, list[str]] | None = None,
-) -> dict[str, list[Any]]:
-    """The columns of the cases the rules open for these responses (first matching rule wins)."""
-    cols: dict[str, list[Any]] = {
-        k: []
-        for k in [
-            "ids",
-            "responses",
-            "rules",
-            "rule_names",
-            "reasons",
-            "assignees",
-            "due",
-            "surveys",
-            "customers",
-            "touchpoints",
-        ]
-    }
+) -> list[dict[str, Any]]:
+    """The cases the rules open for these responses (first matching rule wins), in the `CasePublic`
+    shape they have once stored (dicts: a bulk call opens thousands, and events take them as they are)."""
     ids = iter(new_ids(len(responses)))
+    cases: list[dict[str, Any]] = []
     for response in responses:
         response_themes = themes.get(response["id"]) if themes is not None else None
         for rule in rules:
             reason = rule.matches(response, response_themes)
             if reason is None:
                 continue
-            for col, value in (
-                ("ids", next(ids)),
-                ("responses", response["id"]),
-                ("rules", rule.id),
-                ("rule_names", rule.name),
-                ("reasons", reason),
-                ("assignees", rule.assignee),
-                ("due", now + timedelta(hours=rule.due_in_hours) if rule.due_in_hours else None),
-                ("surveys", response["survey_id"]),
-                ("customers", response["customer_external_id"]),
-                ("touchpoints", response["touchpoint_key"]),
-            ):
-                cols[col].append(value)
+            cases.append({
+                "id": next(ids),
+                "response_id": response["id"],
+                "rule_id": rule.id,
+                "rule_name": rule.name,
+                "reason": reason,
+                "status": CaseStatus.open,
+                "assignee": rule.assignee,
+                "due_at": now + timedelta(hours=rule.due_in_hours) if rule.due_in_hours else None,
+                "survey_id": response["survey_id"],
+                "customer_external_id": response["customer_external_id"],
+                "touchpoint_key": response["touchpoint_key"],
+                "created_at": now,
+                "updated_at": now,
+            })  # fmt: skip
             break
-    return cols
-
-
-def opened_cases(cols: dict[str, list[Any]], *, now: datetime) -> list[dict[str, Any]]:
-    """The cases `case_rows` described, once stored (status open), in the `CasePublic` shape (dicts:
-    a bulk call opens thousands, and events take them as they are)."""
-    return [
-        {
-            "id": cols["ids"][i],
-            "response_id": cols["responses"][i],
-            "rule_id": cols["rules"][i],
-            "rule_name": cols["rule_names"][i],
-            "reason": cols["reasons"][i],
-            "status": CaseStatus.open,
-            "assignee": cols["assignees"][i],
-            "due_at": cols["due"][i],
-            "survey_id": cols["surveys"][i],
-            "customer_external_id": cols["customers"][i],
-            "touchpoint_key": cols["touchpoints"][i],
-            "created_at": now,
-            "updated_at": now,
-        }
-        for i in range(len(cols["ids"]))
-    ]
+    return cases
 
 
 # Cases ------------------------------------------------------------------------------------------
@@ -313,37 +298,29 @@ async def open_case_by_hand(
     note: str | None,
     now: datetime,
 ) -> CasePublic:
-    rule = Rule(
-        id=None,
-        name="Opened by hand",
-        survey_id=None,
-        touchpoint_key=None,
-        metric=None,
-        max_score=None,
-        theme=None,
-        assignee=assignee,
-        due_in_hours=None,
-    )
-    cols = {
-        "ids": [uuid7()],
-        "responses": [response["id"]],
-        "rules": [None],
-        "rule_names": [rule.name],
-        "reasons": [f"opened by {actor}"],
-        "assignees": [assignee],
-        "due": [due_at],
-        "surveys": [response["survey_id"]],
-        "customers": [response["customer_external_id"]],
-        "touchpoints": [response["touchpoint_key"]],
+    case = {
+        "id": new_ids(1)[0],
+        "response_id": response["id"],
+        "rule_id": None,
+        "rule_name": "Opened by hand",
+        "reason": f"opened by {actor}",
+        "status": CaseStatus.open,
+        "assignee": assignee,
+        "due_at": due_at,
+        "survey_id": response["survey_id"],
+        "customer_external_id": response["customer_external_id"],
+        "touchpoint_key": response["touchpoint_key"],
+        "created_at": now,
+        "updated_at": now,
     }
-    if not (await session.execute(_OPEN, {**cols, "w": workspace_id, "now": now})).first():
+    if not (await session.execute(_OPEN, {**case_params([case]), "w": workspace_id, "now": now})).first():
         raise Conflict(f"Response {response['id']} already has a case.")
-    case = CasePublic.model_validate(opened_cases(cols, now=now)[0])
+    opened = CasePublic.model_validate(case)
     if note:
         await _record(
-            session, workspace_id=workspace_id, case_id=case.id, actor=actor, action="note", changes={}, note=note
+            session, workspace_id=workspace_id, case_id=opened.id, actor=actor, action="note", changes={}, note=note
         )
-    return case
+    return opened
 
 
 async def update_case(

@@ -28,7 +28,7 @@ from services.common.db import RawStatement
 from services.common.outbox import outbox_insert, outbox_rows
 from services.feedback.events import CASE_OPENED, RESPONSE_SUBMITTED
 from services.feedback.models import ResponseCreate, ResponsePublic
-from services.feedback.store.loop import RULES, Rule, case_ctes, case_rows, opened_cases, rules_of
+from services.feedback.store.loop import RULES, Rule, case_ctes, case_params, case_rows, rules_of
 from services.feedback.store.responses import ROLLUP_SHARDS, ingest_ctes, prepare
 from services.feedback.store.surveys import SURVEYS_FOR_INGEST, SurveyForIngest, survey_for_ingest
 from services.feedback.store.webhooks import SUBSCRIPTIONS, delivery_insert, delivery_rows
@@ -118,12 +118,12 @@ async def submit_one(
         body = public.__pydantic_serializer__.to_json(public)
         cases = case_rows([row], context.rules, now=now)
         events: list[tuple[str, Any]] = [(RESPONSE_SUBMITTED, row)]
-        events += [(CASE_OPENED, case) for case in opened_cases(cases, now=now)]
+        events += [(CASE_OPENED, case) for case in cases]
         outbox = outbox_rows(workspace_id, events)
         deliveries = delivery_rows(context.subscriptions, workspace_id=workspace_id, events=events, now=now)
         params: dict[str, Any] = {
             **prepared.cols,
-            **{f"case_{k}": v for k, v in cases.items()},
+            **case_params(cases, "case_"),
             **{f"delivery_{k}": v for k, v in deliveries.items()},
             "event_workspace_id": workspace_id,
             "event_ids": outbox.ids,
