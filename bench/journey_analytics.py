@@ -123,10 +123,9 @@ async def main(env: BenchEnv) -> None:
             "journey_id", "properties", "recorded_at"])  # fmt: skip
         # The ingest maintains this rollup as it inserts; rows COPYed past the API need it built once.
         await conn.execute(
-            "INSERT INTO customer_touchpoint (workspace_id, touchpoint_id, customer_id, journey_tag, first_at, "
-            "last_at, interactions) SELECT workspace_id, touchpoint_id, customer_id, "
-            "COALESCE(journey_id, '00000000-0000-0000-0000-000000000000'), min(occurred_at), max(occurred_at), "
-            "count(*) FROM interaction GROUP BY 1, 2, 3, 4"
+            "INSERT INTO customer_touchpoint (workspace_id, touchpoint_id, customer_id, journey_tag) "
+            "SELECT DISTINCT workspace_id, touchpoint_id, customer_id, "
+            "COALESCE(journey_id, '00000000-0000-0000-0000-000000000000') FROM interaction"
         )
         await conn.execute("VACUUM ANALYZE customer_touchpoint")
         await conn.execute("VACUUM ANALYZE customer")

@@ -308,10 +308,12 @@ UNTAGGED = UUID(int=0)  # journey_tag of interactions not tagged with a journey
 
 
 class CustomerTouchpoint(JourneyTable, table=True):
-    """Per customer and touchpoint (and journey tag): first and last contact and how many.
+    """That a customer met a touchpoint (per journey tag): one row per pair, whatever the number of
+    interactions.
 
-    Maintained by the ingest in the statement that inserts the interactions, so reach over
-    millions of interactions reads ~one row per customer and touchpoint instead of every event.
+    Inserted by the ingest in the statement that inserts the interactions (known pairs are skipped),
+    so reach over millions of interactions reads ~one row per customer and touchpoint instead of
+    every event. First and last contact come from the interactions (customer DNA), not from here.
     """
 
     __tablename__ = "customer_touchpoint"
@@ -321,9 +323,6 @@ class CustomerTouchpoint(JourneyTable, table=True):
     touchpoint_id: UUID = sqlmodel.Field(primary_key=True)
     customer_id: UUID = sqlmodel.Field(primary_key=True)
     journey_tag: UUID = sqlmodel.Field(primary_key=True, description="journey_id, or UNTAGGED")
-    first_at: datetime = sqlmodel.Field(sa_type=sa.DateTime(timezone=True))
-    last_at: datetime = sqlmodel.Field(sa_type=sa.DateTime(timezone=True))
-    interactions: int
 
 
 class JourneyRollup(JourneyTable, table=True):

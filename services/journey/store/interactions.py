@@ -271,8 +271,9 @@ _STAGING_COLUMNS = [
 # to Python and back. Unknown customers are created (empty profile, the persona matched on it,
 # $3/$4) with the id staged for them. A customer created by a concurrent transaction after this
 # statement's snapshot is in neither `known` nor `created`: its items are not inserted here and
-# the caller sends them again (see _insert_staged). The rollup rows are upserted in key order, so
-# concurrent ingests touching the same customers lock them in the same order (no deadlock).
+# the caller sends them again (see _insert_staged). The new customer × touchpoint pairs (reach's
+# rollup) are inserted in key order, so concurrent ingests meeting the same pairs wait on each
+# other in one order (no deadlock).
 _FROM_STAGING = """
 WITH known AS (
     SELECT c.id, c.external_id FROM customer c
@@ -293,16 +294,12 @@ WITH known AS (
     SELECT s.id, $1, s.event_id, ids.id, s.touchpoint_id, s.channel, s.occurred_at, s.journey_id, s.properties
     FROM interaction_stage s JOIN ids ON ids.external_id = s.customer
     ON CONFLICT (workspace_id, event_id) DO NOTHING
-    RETURNING event_id, customer_id, touchpoint_id, journey_id, occurred_at
-), rollup AS (
-    INSERT INTO customer_touchpoint AS ct (workspace_id, touchpoint_id, customer_id, journey_tag, first_at,
-                                           last_at, interactions)
-    SELECT $1, touchpoint_id, customer_id, COALESCE(journey_id, $2), min(occurred_at), max(occurred_at), count(*)
-    FROM ins GROUP BY touchpoint_id, customer_id, COALESCE(journey_id, $2)
-    ORDER BY touchpoint_id, customer_id, COALESCE(journey_id, $2)
-    ON CONFLICT (workspace_id, touchpoint_id, customer_id, journey_tag) DO UPDATE SET
-        first_at = least(ct.first_at, EXCLUDED.first_at), last_at = greatest(ct.last_at, EXCLUDED.last_at),
-        interactions = ct.interactions + EXCLUDED.interactions
+    RETURNING event_id, customer_id, touchpoint_id, journey_id
+), met AS (
+    INSERT INTO customer_touchpoint (workspace_id, touchpoint_id, customer_id, journey_tag)
+    SELECT DISTINCT $1, touchpoint_id, customer_id, COALESCE(journey_id, $2) FROM ins
+    ORDER BY 2, 3, 4
+    ON CONFLICT DO NOTHING
 )
 SELECT true AS stored, event_id AS key, customer_id AS id, NULL::timestamptz AS created_at FROM ins
 UNION ALL
@@ -358,8 +355,8 @@ async def _copy_interactions(
 ) -> tuple[list[dict[str, Any]], list[CustomerPublic | dict[str, Any]]]:
     """COPY the items into a per-connection temp table, then one statement creates the unknown
     customers, inserts the interactions (ON CONFLICT DO NOTHING: replays are not inserted) and
-    upserts the rollup. Returns the stored rows (InteractionPublic shape) and the created
-    customers (CustomerPublic shape).
+    records the new customer × touchpoint pairs. Returns the stored rows (InteractionPublic shape)
+    and the created customers (CustomerPublic shape).
 
     The temp table lives as long as the pooled connection and is emptied at every commit; it
     runs on the session's connection, inside the request transaction.
