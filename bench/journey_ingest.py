@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from statistics import median
 from typing import Any
 
 import asyncpg
@@ -37,11 +38,16 @@ def _items(batch: int) -> list[dict[str, Any]]:
     return out
 
 
+_COLUMNS = ["id", "workspace_id", "event_id", "customer_id", "touchpoint_id", "channel", "occurred_at",
+            "journey_id", "properties", "recorded_at"]  # fmt: skip
+
+
 async def main(env: BenchEnv) -> None:
     workspace, database = "bench", "bench_journey_ingest"
     base = await env.serve("services.journey.app:create_app", env_prefix="JOURNEY_", database=database)
     headers = {"Authorization": f"Bearer {env.token(workspace, ['admin'])}", "Content-Type": "application/json"}
     bodies = [orjson.dumps({"items": _items(b)}) for b in range(BATCHES)]  # encoded before the clock starts
+    conn = await asyncpg.connect(asyncpg_dsn(env.database_url(database)))
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
         for key, channel in TOUCHPOINTS:
             (
@@ -49,39 +55,38 @@ async def main(env: BenchEnv) -> None:
             ).raise_for_status()
         warm = {"items": [{**i, "event_id": f"warm-{i['event_id']}"} for i in _items(0)[:500]]}
         (await client.post("/v1/interactions/bulk", json=warm)).raise_for_status()
-        stored = 0
-        per_call = []
-        started = time.perf_counter()
+        await conn.execute("DROP TABLE IF EXISTS interaction_scratch")
+        await conn.execute("CREATE TABLE interaction_scratch (LIKE interaction INCLUDING ALL)")
+        # Each API call is followed by the COPY of the rows it stored (ids, customers resolved) into a
+        # scratch table shaped like `interaction`: the two sides alternate, so a slow phase of the
+        # machine (these 2 cores are shared) weighs on both alike.
+        stored, api_calls, copy_calls = 0, [], []
         for body in bodies:
             t0 = time.perf_counter()
             response = await client.post("/v1/interactions/bulk", content=body)
             response.raise_for_status()
-            per_call.append(time.perf_counter() - t0)
-            stored += response.json()["counts"]["stored"]
-        api_seconds = time.perf_counter() - started
+            api_calls.append(time.perf_counter() - t0)
+            done = response.json()
+            stored += done["counts"]["stored"]
+            records = [
+                tuple(r)
+                for r in await conn.fetch(
+                    f"SELECT {', '.join(_COLUMNS[:-2])}, properties::text, recorded_at FROM interaction "
+                    "WHERE workspace_id = $1 AND event_id = ANY($2::text[])",
+                    workspace,
+                    [item["key"] for item in done["items"]],
+                )
+            ]
+            t0 = time.perf_counter()
+            async with conn.transaction():
+                await conn.copy_records_to_table("interaction_scratch", records=records, columns=_COLUMNS)
+            copy_calls.append(time.perf_counter() - t0)
         assert stored == BATCH * BATCHES, stored
         replay = time.perf_counter()
         response = await client.post("/v1/interactions/bulk", content=bodies[0])
         replay_seconds = time.perf_counter() - replay
         assert response.json()["counts"]["duplicate"] == BATCH
-
-    conn = await asyncpg.connect(asyncpg_dsn(env.database_url(database)))
     try:
-        # The same rows as the API stored them (ids, customers resolved), copied into a scratch table.
-        rows = await conn.fetch(
-            "SELECT id, workspace_id, event_id, customer_id, touchpoint_id, channel, occurred_at, journey_id, "
-            "properties::text, recorded_at FROM interaction WHERE event_id LIKE 'ev-%'"
-        )
-        records = [tuple(r) for r in rows]
-        await conn.execute("DROP TABLE IF EXISTS interaction_scratch")
-        await conn.execute("CREATE TABLE interaction_scratch (LIKE interaction INCLUDING ALL)")
-        columns = ["id", "workspace_id", "event_id", "customer_id", "touchpoint_id", "channel", "occurred_at",
-                   "journey_id", "properties", "recorded_at"]  # fmt: skip
-        started = time.perf_counter()
-        for i in range(0, len(records), BATCH):
-            async with conn.transaction():
-                await conn.copy_records_to_table("interaction_scratch", records=records[i : i + BATCH], columns=columns)
-        copy_seconds = time.perf_counter() - started
         outbox = await conn.fetchval(
             "SELECT count(*) FROM outbox_event WHERE subject = 'journey.interaction.recorded' AND workspace_id = $1",
             workspace,
@@ -90,14 +95,14 @@ async def main(env: BenchEnv) -> None:
     finally:
         await conn.close()
     n = BATCH * BATCHES
-    api_rate, copy_rate = n / api_seconds, n / copy_seconds
-    per_call.sort()
+    api_rate, copy_rate = n / sum(api_calls), n / sum(copy_calls)
     print(f"{BATCHES} calls x {BATCH:,} interactions ({CUSTOMERS:,} customers created on the way, "
-          f"1 in 5 with properties); {outbox} outbox events")  # fmt: skip
+          f"1 in 5 with properties); {outbox} outbox events; API call and COPY alternate")  # fmt: skip
     print(f"{'measure':<62}{'rows/s':>12}")
-    label = f"POST /v1/interactions/bulk over HTTP (median call {per_call[len(per_call) // 2] * 1000:.0f} ms)"
+    label = f"POST /v1/interactions/bulk over HTTP (median call {median(api_calls) * 1000:.0f} ms)"
     print(f"{label:<62}{api_rate:>12,.0f}")
-    print(f"{'raw asyncpg copy_records_to_table, same rows, scratch table':<62}{copy_rate:>12,.0f}")
+    label = f"raw asyncpg copy_records_to_table, same rows (median {median(copy_calls) * 1000:.0f} ms)"
+    print(f"{label:<62}{copy_rate:>12,.0f}")
     print(f"{'replay of a 10,000 batch (all duplicates)':<62}{BATCH / replay_seconds:>12,.0f}")
     ratio = api_rate / copy_rate
     print(f"ratio API/COPY: {ratio:.2f}x (target >= 0.5x): {'met' if ratio >= 0.5 else 'NOT met'}")
