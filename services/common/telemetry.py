@@ -20,6 +20,7 @@ from starlette_exporter import PrometheusMiddleware, handle_metrics
 from uuid_utils.compat import uuid4
 
 from services.common.errors import PROBLEM_JSON
+from services.common.routes import memoise_route_lookups
 
 access_log = structlog.get_logger("journeygraph.access")
 
@@ -167,6 +168,7 @@ class BodyLimitMiddleware:
 
 
 def instrument(app: FastAPI, *, service_name: str, max_body_bytes: int) -> None:
+    memoise_route_lookups()
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(
