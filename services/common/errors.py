@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -91,18 +92,26 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def sqlstate_of(exc: DBAPIError) -> str:
-    """The SQLSTATE of a database error (asyncpg's error is the cause of the adapter's)."""
-    for err in (exc.orig, getattr(exc.orig, "__cause__", None)):
+def _driver_errors(exc: BaseException) -> tuple[Any, ...]:
+    # SQLAlchemy's error wraps the adapter's, whose cause is asyncpg's; hot paths that run on the
+    # driver connection (services.common.db.RawStatement) raise asyncpg's own.
+    if isinstance(exc, DBAPIError):
+        return (exc.orig, getattr(exc.orig, "__cause__", None))
+    return (exc,)
+
+
+def sqlstate_of(exc: BaseException) -> str:
+    """The SQLSTATE of a database error."""
+    for err in _driver_errors(exc):
         state = getattr(err, "sqlstate", None)
         if state:
             return str(state)
     return ""
 
 
-def constraint_of(exc: DBAPIError) -> str | None:
-    """The violated constraint's name (asyncpg puts it on the driver error the adapter wraps)."""
-    for err in (exc.orig, getattr(exc.orig, "__cause__", None)):
+def constraint_of(exc: BaseException) -> str | None:
+    """The violated constraint's name (asyncpg puts it on its error)."""
+    for err in _driver_errors(exc):
         name = getattr(err, "constraint_name", None)
         if name:
             return str(name)
@@ -161,7 +170,6 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, DBAPIError)
         state = sqlstate_of(exc)
         if isinstance(exc, IntegrityError) or state.startswith("23"):
             # Reaches here only when a constraint fails at commit (deferred constraints, races
@@ -176,7 +184,7 @@ def install_problem_handlers(app: FastAPI) -> None:
                 instance=request.url.path,
             )
         if state.startswith("22"):  # data exception: a value PostgreSQL cannot store or compare
-            reason = str(getattr(exc.orig, "__cause__", None) or exc.orig).split("\n")[0][:300]
+            reason = str(next((e for e in reversed(_driver_errors(exc)) if e is not None), exc)).split("\n")[0][:300]
             return problem_response(
                 422, f"A value in the request cannot be stored or compared: {reason}.", instance=request.url.path
             )
@@ -194,6 +202,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(asyncpg.PostgresError, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)
 
 

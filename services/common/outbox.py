@@ -36,14 +36,17 @@ log = structlog.get_logger(__name__)
 
 
 # One statement for any number of events: arrays through unnest are ~2x faster than executemany.
-def outbox_insert(prefix: str = "", gate: str = "") -> str:
+def outbox_insert(prefix: str = "", gate: str = "", *, keyed: bool = False) -> str:
     """The INSERT of `OutboxRows` given as parameters named `{prefix}workspace_id`, `{prefix}ids`, ...;
-    `gate` (a WHERE clause) can hold it back, for a statement that writes more than events."""
+    `gate` (a WHERE clause) can hold it back, for a statement that writes more than events. `keyed`
+    adds `{prefix}keys` (uuid[]), the id of the row each event is about, as `e.key` for the gate: a
+    statement inserting many rows writes the events of the rows it inserted, not of those it skipped."""
+    key_array, key_column = (f", CAST(:{prefix}keys AS uuid[])", ", key") if keyed else ("", "")
     return (
         "INSERT INTO outbox_event (id, workspace_id, subject, payload, headers) "
         f"SELECT e.id, :{prefix}workspace_id, e.subject, e.payload, CAST(:{prefix}headers AS jsonb) "
         f"FROM unnest(CAST(:{prefix}ids AS uuid[]), CAST(:{prefix}subjects AS text[]), "
-        f"CAST(:{prefix}payloads AS bytea[])) AS e(id, subject, payload) {gate}"
+        f"CAST(:{prefix}payloads AS bytea[]){key_array}) AS e(id, subject, payload{key_column}) {gate}"
     )
 
 
@@ -77,8 +80,13 @@ async def emit_many(
             "payloads": rows.payloads,
         },
     )
-    session.info[_DIRTY_KEY] = True
+    wrote_events(session)
     return rows.ids
+
+
+def wrote_events(session: AsyncSession) -> None:
+    """Wake this process's relay when the session commits (for writers with their own statement)."""
+    session.info[_DIRTY_KEY] = True
 
 
 @dataclass(slots=True)

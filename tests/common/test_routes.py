@@ -60,7 +60,8 @@ def test_memoised_lookups_answer_as_the_libraries_do() -> None:
         for s in scopes
     ]
     assert expected[0] == ("/v1/things/{thing_id}", "/v1/things/{thing_id}")
-    assert expected[2][0] == "/v1/things/bulk" and expected[3][0] == "/v1/things/{thing_id}"
+    assert expected[2][0] == "/v1/things/bulk"
+    assert expected[3][0] == "/v1/things/{thing_id}"
     for _ in range(2):  # filled, then answered from the memo
         assert [(span_route(s), label_path(s, app.router.routes)) for s in scopes] == expected
 

@@ -171,6 +171,15 @@ class TestResponses:
         assert result["results"][1]["errors"][0]["field"] == "items.1.submitted_at"
         assert result["results"][2]["errors"][0]["field"] == "items.2.survey_id"
 
+    async def test_bulk_value_postgresql_refuses_is_a_422_naming_it(self, api: FeedbackApi) -> None:
+        # The bulk write runs on the driver connection: its errors are asyncpg's, not SQLAlchemy's.
+        survey = await api.survey()
+        items = [{"survey_id": survey["id"], "answers": {"recommend": 7}, "comment": "nul \u0000 here"}]
+        response = await api.post("/v1/responses/bulk", json={"items": items})
+        assert response.status_code == 422, response.text
+        assert "cannot be stored" in response.json()["detail"]
+        assert (await api.ok("/v1/responses", params={"survey_id": survey["id"]}))["items"] == []
+
     async def test_bulk_of_10000_is_accepted(self, api: FeedbackApi) -> None:
         survey = await api.survey()
         items = [{"survey_id": survey["id"], "answers": {"recommend": i % 11}} for i in range(10_000)]

@@ -149,7 +149,8 @@ class FollowUpCase(FeedbackTable, table=True):
     )
     id: UUID = sqlmodel.Field(default_factory=uuid7, primary_key=True)
     workspace_id: str
-    response_id: UUID = sqlmodel.Field(foreign_key="response.id", ondelete="CASCADE")
+    # No foreign key (migration 0003): written with its response, or for a response read before.
+    response_id: UUID
     rule_id: UUID | None = sqlmodel.Field(default=None, foreign_key="loop_rule.id", ondelete="SET NULL")
     rule_name: str | None = None
     reason: str
@@ -166,7 +167,8 @@ class FollowUpCase(FeedbackTable, table=True):
 class CaseHistory(FeedbackTable, table=True):
     __tablename__ = "case_history"
     id: int | None = sqlmodel.Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True))
-    case_id: UUID = sqlmodel.Field(foreign_key="follow_up_case.id", ondelete="CASCADE", index=True)
+    # No foreign key (migration 0003): written with its case, or for a case locked by the change.
+    case_id: UUID = sqlmodel.Field(index=True)
     workspace_id: str
     at: datetime = sqlmodel.Field(sa_column=now_column())
     actor: str

@@ -139,7 +139,8 @@ class Response(FeedbackTable, table=True):
     )
     id: UUID = sqlmodel.Field(primary_key=True)
     workspace_id: str
-    survey_id: UUID = sqlmodel.Field(foreign_key="survey.id", ondelete="RESTRICT", index=True)
+    # No foreign key (migration 0003): the write reads the survey in its transaction; surveys are never deleted.
+    survey_id: UUID = sqlmodel.Field(index=True)
     survey_version: int
     response_id: str | None = None
     content_hash: str

@@ -16,7 +16,7 @@ from services.common.errors import NotFound
 from services.common.ids import new_ids
 from services.common.pagination import Page, decode_cursor, encode_cursor
 from services.feedback.models import ItemStatus, ResponseCreate, SurveyStatus, nps_category
-from services.feedback.store.surveys import SurveyForIngest, surveys_for_ingest
+from services.feedback.store.surveys import SurveyForIngest
 from services.feedback.validation import scores_of, validate_answers
 
 # Rollup rows are split over a few shards (by response id) so concurrent writers to the same
@@ -75,8 +75,6 @@ input AS (
 )"""
 
 
-_INGEST = sa.text(f"WITH {ingest_ctes()}\nSELECT id::text AS id FROM ins")
-
 _PUBLIC_COLUMNS = (
     "id, response_id, survey_id, survey_version, customer_external_id, journey_key, stage_key, touchpoint_key, "
     "channel, submitted_at, answers, comment, language, metadata, nps, csat, ces, sentiment, themes, created_at"
@@ -101,9 +99,8 @@ def item_result(
 
 @dataclass(slots=True)
 class Outcome:
-    results: list[Result]
-    created: list[dict[str, Any]]  # public form of each stored response, for events and rules
-    existing: dict[int, UUID]  # index -> id of the stored response an item duplicated
+    results: list[Result]  # one per item, in item order
+    created: list[dict[str, Any]]  # public form of each stored response
 
 
 def content_hash(item: ResponseCreate) -> str:
@@ -136,6 +133,7 @@ class Prepared:
 def prepare(
     items: list[ResponseCreate], surveys: dict[UUID, SurveyForIngest], *, allow_closed: bool, now: datetime
 ) -> Prepared:
+    """Validate the items against their surveys; the valid ones become rows."""
     results: list[Result | None] = [None] * len(items)
     ids = iter(new_ids(len(items)))
     cols: dict[str, list[Any]] = {
@@ -242,74 +240,6 @@ def prepare(
         ):
             cols[col].append(value)
     return Prepared(results=results, rows=rows, index_of=index_of, cols=cols, first_with_rid=first_with_rid)
-
-
-async def ingest(
-    session: AsyncSession,
-    *,
-    workspace_id: str,
-    items: list[ResponseCreate],
-    allow_closed: bool = False,
-    now: datetime | None = None,
-) -> Outcome:
-    """Validate every item, store the valid ones in one statement (rollup included), report per item."""
-    now = now or datetime.now(UTC)
-    surveys = await surveys_for_ingest(
-        session, workspace_id=workspace_id, survey_ids=list({i.survey_id for i in items})
-    )
-    prepared = prepare(items, surveys, allow_closed=allow_closed, now=now)
-    results, rows, index_of, cols = prepared.results, prepared.rows, prepared.index_of, prepared.cols
-    first_with_rid = prepared.first_with_rid
-    inserted: set[str] = set()
-    if rows:
-        stored_ids = await session.execute(_INGEST, {**cols, "w": workspace_id, "now": now, "shards": ROLLUP_SHARDS})
-        inserted = set(stored_ids.scalars())
-    created: list[dict[str, Any]] = []
-    clashes: dict[str, int] = {}  # response_id -> index
-    for row, index in zip(rows, index_of, strict=True):
-        if row["id"] in inserted:
-            created.append(row)
-            results[index] = item_result(index, ItemStatus.created, id=row["id"], response_id=row["response_id"])
-        else:
-            clashes[str(row["response_id"])] = index
-    existing: dict[int, UUID] = {}
-    position = {index: i for i, index in enumerate(index_of)}
-    if clashes:
-        stored = (
-            await session.execute(
-                sa.text(
-                    "SELECT id, response_id, content_hash FROM response WHERE workspace_id = :w "
-                    "AND response_id = ANY(:rids)"
-                ),
-                {"w": workspace_id, "rids": list(clashes)},
-            )
-        ).all()
-        for s in stored:
-            index = clashes[s.response_id]
-            existing[index] = s.id
-            same = s.content_hash == cols["hashes"][position[index]]
-            results[index] = item_result(
-                index,
-                ItemStatus.duplicate if same else ItemStatus.conflict,
-                id=s.id,
-                response_id=s.response_id,
-                errors=None
-                if same
-                else [
-                    {
-                        "field": "response_id",
-                        "message": f"response {s.response_id!r} was already stored with other content",
-                    }
-                ],
-            )
-    # Items that pointed to an in-batch first occurrence get that item's id.
-    for index, result in enumerate(results):
-        assert result is not None
-        if result["status"] in (ItemStatus.duplicate, ItemStatus.conflict) and result["id"] is None:
-            first = results[first_with_rid[items[index].response_id or ""][0]]
-            assert first is not None
-            result["id"] = first["id"]
-    return Outcome(results=[r for r in results if r is not None], created=created, existing=existing)
 
 
 async def get_response(session: AsyncSession, *, workspace_id: str, id: UUID) -> dict[str, Any]:

@@ -1,22 +1,22 @@
 """The hot path of `POST /v1/responses`: one new response written by one guarded statement.
 
-The general path (`flows.record_responses`) runs about ten statements through SQLAlchemy: the
-idempotency lookup, the survey, the insert with its rollups, the rules, the cases, the outbox, the
-webhook subscriptions and the stored idempotent result, each ~155 µs of CPU before PostgreSQL sees it.
+The general path (`flows.record_responses`) runs six statements for one response: the idempotency
+lookup, the survey, the rules, the webhook subscriptions, the write (`store/write.py`) and the
+stored idempotent result, each ~60–155 µs of CPU before PostgreSQL sees it, in a session.
 Here the survey version, the closed-loop rules and the webhook subscriptions come from a per-process
-cache, and one statement on the driver connection writes the response, its rollups, its cases, its
-events, its deliveries and its Idempotency-Key — but only while its guard holds: the survey is still
-active at the cached version, the rules and subscriptions still have the cached fingerprint (so a
-change made through another replica is seen at once), and the key was never used. When the guard
-fails, or the response_id exists, or an answer is invalid, nothing is written, the cache entries are
-dropped, and the caller takes the general path, which answers exactly as it always did.
+cache, and one statement on the driver connection (the general path's write with a guard in front)
+writes the response, its rollups, its cases, its events, its deliveries and its Idempotency-Key —
+but only while its guard holds: the survey is still active at the cached version, the rules and
+subscriptions still have the cached fingerprint (so a change made through another replica is seen
+at once), and the key was never used. When the guard fails, or the response_id exists, or an
+answer is invalid, nothing is written, the cache entries are dropped, and the caller takes the
+general path, which answers exactly as it always did.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -25,21 +25,16 @@ from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.db import RawStatement
-from services.common.outbox import outbox_insert, outbox_rows
-from services.feedback.events import CASE_OPENED, RESPONSE_SUBMITTED
 from services.feedback.models import ResponseCreate, ResponsePublic
-from services.feedback.store.loop import RULES, Rule, case_ctes, case_params, case_rows, rules_of
-from services.feedback.store.responses import ROLLUP_SHARDS, ingest_ctes, prepare
-from services.feedback.store.surveys import SURVEYS_FOR_INGEST, SurveyForIngest, survey_for_ingest
-from services.feedback.store.webhooks import SUBSCRIPTIONS, delivery_insert, delivery_rows
+from services.feedback.store.responses import prepare
+from services.feedback.store.surveys import SurveyForIngest
+from services.feedback.store.write import Followers, load_for_write, write_ctes, write_params
 
 # Changes whenever a rule or an enabled subscription of the workspace is added, changed or removed.
 _FINGERPRINT = """(
   (SELECT md5(coalesce(string_agg(r::text, ',' ORDER BY r.id), '')) FROM loop_rule r WHERE r.workspace_id = :w)
   || (SELECT md5(coalesce(string_agg(s.id::text || s.event_types::text, ',' ORDER BY s.id), ''))
       FROM webhook_subscription s WHERE s.workspace_id = :w AND s.enabled))"""
-
-_STORED = "WHERE EXISTS (SELECT 1 FROM ins)"
 
 _SUBMIT = RawStatement(
     sa.text(
@@ -49,30 +44,26 @@ WITH ok AS (
   WHERE s.workspace_id = :w AND s.id = :survey_id AND s.status = 'active' AND s.version = :version
     AND {_FINGERPRINT} = :fingerprint
     AND NOT EXISTS (SELECT 1 FROM idempotency_key k WHERE k.workspace_id = :w AND k.key = :key)
-), {ingest_ctes("WHERE EXISTS (SELECT 1 FROM ok)")},
+), {write_ctes("WHERE EXISTS (SELECT 1 FROM ok)")},
 kept AS (
   INSERT INTO idempotency_key (workspace_id, key, method, path, request_hash, status_code, response_body)
   SELECT :w, :key, 'POST', :path, :request_hash, 201, :body FROM ins WHERE CAST(:key AS text) IS NOT NULL
   ON CONFLICT (workspace_id, key) DO NOTHING
   RETURNING key
-), {case_ctes("case_", _STORED)},
-events AS ({outbox_insert("event_", _STORED)}),
-deliveries AS ({delivery_insert("delivery_", _STORED)})
+)
 SELECT (SELECT count(*) FROM ins) AS stored, (SELECT count(*) FROM kept) AS kept
 """
     )
 )
 _CONTEXT = RawStatement(sa.text(f"SELECT {_FINGERPRINT} AS fingerprint"))
-_RULES, _SUBSCRIPTIONS, _SURVEYS = RawStatement(RULES), RawStatement(SUBSCRIPTIONS), RawStatement(SURVEYS_FOR_INGEST)
 
 
 @dataclass(frozen=True, slots=True)
 class WriteContext:
-    """What a response write needs to know of its workspace besides the survey."""
+    """The workspace's rules and subscriptions as cached, with the fingerprint the guard checks."""
 
     fingerprint: str
-    rules: list[Rule]  # those evaluated at write time (theme rules wait for the comment analysis)
-    subscriptions: list[tuple[UUID, list[str]]]  # enabled webhook subscriptions: (id, event types)
+    followers: Followers
 
 
 class SubmitCache:
@@ -113,26 +104,10 @@ async def submit_one(
         prepared = prepare([item], {survey.id: survey} if survey else {}, allow_closed=False, now=now)
         if survey is None or prepared.results[0] is not None:
             return None  # refused (unknown, draft or closed survey, invalid answer): the general path words it
-        row = prepared.rows[0]
-        public = ResponsePublic.model_validate(row)
+        public = ResponsePublic.model_validate(prepared.rows[0])
         body = public.__pydantic_serializer__.to_json(public)
-        cases = case_rows([row], context.rules, now=now)
-        events: list[tuple[str, Any]] = [(RESPONSE_SUBMITTED, row)]
-        events += [(CASE_OPENED, case) for case in cases]
-        outbox = outbox_rows(workspace_id, events)
-        deliveries = delivery_rows(context.subscriptions, workspace_id=workspace_id, events=events, now=now)
-        params: dict[str, Any] = {
-            **prepared.cols,
-            **case_params(cases, "case_"),
-            **{f"delivery_{k}": v for k, v in deliveries.items()},
-            "event_workspace_id": workspace_id,
-            "event_ids": outbox.ids,
-            "event_subjects": outbox.subjects,
-            "event_payloads": outbox.payloads,
-            "event_headers": outbox.headers,
-            "w": workspace_id,
-            "now": now,
-            "shards": ROLLUP_SHARDS,
+        params = {
+            **write_params(prepared, context.followers, workspace_id=workspace_id, now=now),
             "survey_id": survey.id,
             "version": survey.version,
             "fingerprint": context.fingerprint,
@@ -161,20 +136,13 @@ async def submit_one(
 async def _load(
     conn: asyncpg.Connection, cache: SubmitCache, *, workspace_id: str, survey_id: UUID
 ) -> tuple[SurveyForIngest | None, WriteContext]:
-    params = {"w": workspace_id, "ids": [survey_id]}
-    async with conn.transaction(isolation="repeatable_read", readonly=True):  # one snapshot for all four
-        fingerprint = await _CONTEXT.fetchrow(conn, params)
-        rules = await _RULES.fetch(conn, params)
-        subscriptions = await _SUBSCRIPTIONS.fetch(conn, params)
-        surveys = await _SURVEYS.fetch(conn, params)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):  # one snapshot for all
+        fingerprint = await _CONTEXT.fetchrow(conn, {"w": workspace_id})
+        surveys, followers = await load_for_write(conn, workspace_id=workspace_id, survey_ids=[survey_id])
     assert fingerprint is not None
-    context = WriteContext(
-        fingerprint=fingerprint["fingerprint"],
-        rules=[r for r in rules_of([dict(r) for r in rules]) if r.theme is None],
-        subscriptions=[(s["id"], list(s["event_types"])) for s in subscriptions],
-    )
+    context = WriteContext(fingerprint=fingerprint["fingerprint"], followers=followers)
     cache.contexts[workspace_id] = context
-    survey = survey_for_ingest(dict(surveys[0])) if surveys else None
+    survey = surveys.get(survey_id)
     if survey is not None:
         cache.surveys[(workspace_id, survey_id)] = survey
     return survey, context

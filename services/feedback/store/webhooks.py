@@ -204,16 +204,19 @@ async def redeliver(
     return row
 
 
-def delivery_insert(prefix: str = "", gate: str = "") -> str:
+def delivery_insert(prefix: str = "", gate: str = "", *, keyed: bool = False) -> str:
     """The INSERT of `delivery_rows` given as parameters named `{prefix}ids`, ... (and `w`, `now`);
-    `gate` (a WHERE clause) can hold it back, for a statement that writes more than deliveries."""
+    `gate` (a WHERE clause) can hold it back, for a statement that writes more than deliveries.
+    `keyed`: with `{prefix}keys`, the row each delivery's event is about, as `t.key` for the gate
+    (see `outbox_insert`)."""
+    key_array, key_column = (f", CAST(:{prefix}keys AS uuid[])", ", key") if keyed else ("", "")
     return f"""
 INSERT INTO webhook_delivery (id, workspace_id, subscription_id, event_id, event_type, payload, status, attempts,
   next_attempt_at, log)
 SELECT id, CAST(:w AS text), subscription_id, event_id, event_type, payload, 'pending', 0, :now, '[]'::jsonb
 FROM unnest(CAST(:{prefix}ids AS uuid[]), CAST(:{prefix}subscriptions AS uuid[]), CAST(:{prefix}event_ids AS uuid[]),
-  CAST(:{prefix}types AS text[]), CAST(:{prefix}payloads AS bytea[]))
-  AS t(id, subscription_id, event_id, event_type, payload) {gate}"""
+  CAST(:{prefix}types AS text[]), CAST(:{prefix}payloads AS bytea[]){key_array})
+  AS t(id, subscription_id, event_id, event_type, payload{key_column}) {gate}"""
 
 
 _FAN_OUT = sa.text(delivery_insert())
@@ -253,11 +256,14 @@ def delivery_rows(
     workspace_id: str,
     events: Sequence[tuple[str, BaseModel | dict[str, Any]]],
     now: datetime,
+    keys: Sequence[Any] | None = None,
 ) -> dict[str, list[Any]]:
     """The `webhook_delivery` columns (ids, subscriptions, event_ids, types, payloads) of these events
-    for the enabled subscriptions given as (id, event_types)."""
-    cols: dict[str, list[Any]] = {k: [] for k in ("ids", "subscriptions", "event_ids", "types", "payloads")}
-    for subject, data in events:
+    for the enabled subscriptions given as (id, event_types); with `keys` (one per event), also the
+    `keys` column of `delivery_insert(keyed=True)`."""
+    names = ("ids", "subscriptions", "event_ids", "types", "payloads", *(("keys",) if keys is not None else ()))
+    cols: dict[str, list[Any]] = {k: [] for k in names}
+    for n, (subject, data) in enumerate(events):
         targets = [sid for sid, event_types in subscriptions if wants(event_types, subject)]
         if not targets:
             continue
@@ -270,4 +276,6 @@ def delivery_rows(
             cols["event_ids"].append(message_id)
             cols["types"].append(subject)
             cols["payloads"].append(payload)
+            if keys is not None:
+                cols["keys"].append(keys[n])
     return cols
