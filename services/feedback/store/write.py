@@ -61,17 +61,13 @@ async def load_for_write(
     """The surveys, rules and subscriptions a write needs, read on the driver connection."""
     params = {"w": workspace_id, "ids": list(survey_ids)}
     surveys = [survey_for_ingest(dict(r)) for r in await SURVEYS_RAW.fetch(conn, params)]
-    return {s.id: s for s in surveys}, await load_followers(conn, workspace_id=workspace_id)
-
-
-async def load_followers(conn: asyncpg.Connection, *, workspace_id: str) -> Followers:
-    params = {"w": workspace_id}
     rules = await RULES_RAW.fetch(conn, params)
     subscriptions = await SUBSCRIPTIONS_RAW.fetch(conn, params)
-    return Followers(
+    followers = Followers(
         rules=[r for r in rules_of([dict(r) for r in rules]) if r.theme is None],
         subscriptions=[(s["id"], list(s["event_types"])) for s in subscriptions],
     )
+    return {s.id: s for s in surveys}, followers
 
 
 def write_params(prepared: Prepared, followers: Followers, *, workspace_id: str, now: datetime) -> dict[str, Any]:
