@@ -51,6 +51,19 @@ class RawStatement:
         return await conn.fetchrow(self.sql, *self.args(params))
 
 
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The session's asyncpg connection, inside the session's transaction.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement: a statement run on
+    the driver connection before that would run in autocommit, outside the request's transaction.
+    One round trip starts it when nothing has yet."""
+    connection = await session.connection()
+    conn: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+    if not conn.is_in_transaction():
+        await connection.exec_driver_sql("SELECT 1")
+    return conn
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 

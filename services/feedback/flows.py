@@ -17,6 +17,7 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.db import driver_connection
 from services.common.outbox import wrote_events
 from services.feedback.models import ItemStatus, ResponseCreate
 from services.feedback.store.responses import Outcome, Prepared, Result, item_result, prepare
@@ -34,8 +35,7 @@ async def record_responses(
     and report per item: created, duplicate or conflict (of an earlier or an in-request
     response_id), or invalid."""
     now = datetime.now(UTC)
-    connection = await session.connection()
-    conn: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+    conn = await driver_connection(session)
     surveys, followers = await load_for_write(
         conn, workspace_id=workspace_id, survey_ids=list({i.survey_id for i in items})
     )

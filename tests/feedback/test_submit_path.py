@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+from fastapi import FastAPI
+
+from services.feedback.flows import record_responses
+from services.feedback.models import ResponseCreate
 from tests.feedback.factories import FeedbackApi
 from tests.feedback.test_loop import cases_of
 from tests.feedback.test_webhooks import allow_loopback
@@ -69,3 +73,19 @@ class TestConcurrentRetries:
         again = await api.post("/v1/responses", json=body, headers={"Idempotency-Key": "retry-storm"})
         assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (201, "true")
         assert len(await cases_of(api)) == 1
+
+
+class TestGeneralWriteTransaction:
+    async def test_a_batch_rolled_back_after_its_write_leaves_nothing(
+        self, api: FeedbackApi, feedback_app: FastAPI
+    ) -> None:
+        """The write runs on the session's driver connection; SQLAlchemy begins its transaction
+        lazily, so a driver statement sent first would commit on its own."""
+        survey = await api.survey()
+        items = [ResponseCreate.model_validate({"survey_id": survey["id"], "answers": {"recommend": 3}})]
+        async with feedback_app.state.sessionmaker() as session, session.begin():
+            outcome = await record_responses(session, workspace_id=api.workspace, items=items)
+            assert [r["status"] for r in outcome.results] == ["created"]
+            await session.rollback()
+        assert (await api.ok("/v1/responses", params={"survey_id": survey["id"]}))["items"] == []
+        assert await cases_of(api) == []

@@ -4,8 +4,8 @@ rollups, the cases the closed-loop rules open, their events (outbox) and their w
 Cases, events and deliveries are computed in Python for every prepared row and written only for
 the rows the statement inserted (`keys` join them to `ins`): a response_id stored before is
 skipped with everything it would have caused. The single-response path adds its guard and its
-Idempotency-Key to the same CTEs (`store/submit.py`); the general path runs this statement per
-part of a request (`flows.record_responses`).
+Idempotency-Key to the same CTEs (`store/submit.py`); the general path runs this statement once
+per batch (`flows.record_responses`).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
+from services.common.db import driver_connection
 from services.common.ids import new_ids
 from services.journey.models import UNTAGGED, CustomerPublic, InteractionIn, OutcomeIn
 from services.journey.store.analytics import rollup
@@ -363,9 +364,7 @@ async def _copy_interactions(
     """
     personas = await load_personas(session, workspace_id=workspace_id)
     assigned = assign(personas, {})
-    connection = await session.connection()
-    raw = (await connection.get_raw_connection()).driver_connection
-    assert raw is not None
+    raw = await driver_connection(session)
     await raw.execute(_STAGING)
     # A new id per distinct customer, used if the customer is unknown.
     customers = dict.fromkeys(item.customer for item in valid.values())
