@@ -19,7 +19,6 @@ import starlette_exporter.middleware as exporter
 from cachetools import LRUCache
 
 _SIZE = 4096  # paths with ids each take an entry; the hot templates stay
-_MISSING = object()
 
 
 def _key(scope: MutableMapping[str, Any]) -> tuple[Any, ...]:
@@ -29,30 +28,32 @@ def _key(scope: MutableMapping[str, Any]) -> tuple[Any, ...]:
 def _memo_route_details(
     lookup: Callable[[MutableMapping[str, Any]], str | None],
 ) -> Callable[[MutableMapping[str, Any]], str | None]:
-    memo: LRUCache[tuple[Any, ...], str | None] = LRUCache(_SIZE)
+    # Each entry holds its app: while it is memoised no other app can take its id().
+    memo: LRUCache[tuple[Any, ...], tuple[Any, str | None]] = LRUCache(_SIZE)
 
     def route_details(scope: MutableMapping[str, Any]) -> str | None:
-        key = (id(scope["app"]), *_key(scope))
-        found = memo.get(key, _MISSING)
-        if found is _MISSING:
-            found = memo[key] = lookup(scope)
-        return found  # type: ignore[return-value]
+        app = scope["app"]
+        key = (id(app), *_key(scope))
+        found = memo.get(key)
+        if found is None or found[0] is not app:
+            found = memo[key] = (app, lookup(scope))
+        return found[1]
 
     route_details.__wrapped__ = lookup  # type: ignore[attr-defined]
     return route_details
 
 
 def _memo_matching_route_path(lookup: Callable[..., str | None]) -> Callable[..., str | None]:
-    memo: LRUCache[tuple[Any, ...], str | None] = LRUCache(_SIZE)
+    memo: LRUCache[tuple[Any, ...], tuple[Any, str | None]] = LRUCache(_SIZE)
 
     def matching_route_path(scope: Any, routes: Any, route_name: str | None = None) -> str | None:
         if route_name is not None:  # a recursive call into a mounted app: not memoised
             return lookup(scope, routes, route_name)
         key = (id(routes), *_key(scope))
-        found = memo.get(key, _MISSING)
-        if found is _MISSING:
-            found = memo[key] = lookup(scope, routes)
-        return found  # type: ignore[return-value]
+        found = memo.get(key)
+        if found is None or found[0] is not routes:
+            found = memo[key] = (routes, lookup(scope, routes))
+        return found[1]
 
     matching_route_path.__wrapped__ = lookup  # type: ignore[attr-defined]
     return matching_route_path
