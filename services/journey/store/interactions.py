@@ -82,9 +82,9 @@ def _validate(
     Returns a result per item and the valid items by index; replays within the batch are
     duplicates of their first item.
     """
+    # The key of a valid item comes from its model; only a failed one is read from the raw item.
     results: list[Result] = [
-        {"index": i, "key": _key_of(raw), "status": STORED, "id": None, "errors": None}
-        for i, raw in enumerate(raw_items)
+        {"index": i, "key": None, "status": STORED, "id": None, "errors": None} for i in range(len(raw_items))
     ]
     good = list(range(len(raw_items)))
     try:
@@ -93,7 +93,7 @@ def _validate(
         for e in exc.errors():
             loc = e["loc"]
             r = results[int(loc[0])]
-            r["status"] = FAILED
+            r["status"], r["key"] = FAILED, _key_of(raw_items[int(loc[0])])
             r["errors"] = [*(r["errors"] or []), _error(".".join(str(p) for p in loc[1:]) or "item", e["msg"])]
         good = [i for i in good if results[i]["status"] != FAILED]
         models = adapter.validate_python([raw_items[i] for i in good])
@@ -131,10 +131,12 @@ async def _resolve(
     session: AsyncSession, workspace_id: str, results: list[Result], valid: dict[int, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Touchpoint and journey keys in one query each; items naming unknown keys fail."""
-    touchpoints = await _keys(
-        session, "touchpoint", workspace_id, {v.touchpoint for v in valid.values() if v.touchpoint}
-    )
-    journeys = await _keys(session, "journey", workspace_id, {v.journey for v in valid.values() if v.journey})
+    wanted_touchpoints = {v.touchpoint for v in valid.values() if v.touchpoint}
+    wanted_journeys = {v.journey for v in valid.values() if v.journey}
+    touchpoints = await _keys(session, "touchpoint", workspace_id, wanted_touchpoints)
+    journeys = await _keys(session, "journey", workspace_id, wanted_journeys)
+    if wanted_touchpoints <= touchpoints.keys() and wanted_journeys <= journeys.keys():
+        return touchpoints, journeys  # every key known: no item to fail
     for index in list(valid):
         item, r = valid[index], results[index]
         errors = []
