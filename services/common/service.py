@@ -87,10 +87,14 @@ def create_service_app(
         workers = list(setup_workers(app)) if setup_workers is not None else []
         for worker in workers:
             worker.start()
+        thresholds = gc.get_threshold()
         tune_gc()
         try:
             yield
         finally:
+            # As before start-up: a process that starts apps again (tests) collects them as usual.
+            gc.unfreeze()
+            gc.set_threshold(*thresholds)
             for worker in reversed(workers):
                 await worker.stop()
             await relay.stop()
