@@ -60,8 +60,11 @@ def _memo_matching_route_path(lookup: Callable[..., str | None]) -> Callable[...
 
 
 def memoise_route_lookups() -> None:
-    """Wrap both libraries' lookups once per process (idempotent)."""
-    if not hasattr(otel_fastapi._get_route_details, "__wrapped__"):
-        otel_fastapi._get_route_details = _memo_route_details(otel_fastapi._get_route_details)  # type: ignore[assignment]
-    if not hasattr(exporter.get_matching_route_path, "__wrapped__"):
-        exporter.get_matching_route_path = _memo_matching_route_path(exporter.get_matching_route_path)
+    """Wrap both libraries' lookups once per process (idempotent). Should a release rename one,
+    it is left as it is (slower, still right) and the test of this module fails."""
+    details = getattr(otel_fastapi, "_get_route_details", None)
+    if details is not None and not hasattr(details, "__wrapped__"):
+        otel_fastapi._get_route_details = _memo_route_details(details)  # type: ignore[assignment]
+    matching = getattr(exporter, "get_matching_route_path", None)
+    if matching is not None and not hasattr(matching, "__wrapped__"):
+        exporter.get_matching_route_path = _memo_matching_route_path(matching)
