@@ -21,39 +21,40 @@ from cachetools import LRUCache
 _SIZE = 4096  # paths with ids each take an entry; the hot templates stay
 
 
-def _key(scope: MutableMapping[str, Any]) -> tuple[Any, ...]:
-    return (scope.get("type"), scope.get("method"), scope.get("root_path", ""), scope.get("path"))
+class _Memo:
+    """Route templates by owner (app or route list) and what a match depends on. Each entry holds
+    its owner: while it is memoised no other owner can take its id()."""
+
+    def __init__(self) -> None:
+        self._entries: LRUCache[tuple[Any, ...], tuple[Any, str | None]] = LRUCache(_SIZE)
+
+    def get(self, owner: Any, scope: MutableMapping[str, Any], lookup: Callable[[], str | None]) -> str | None:
+        key = (id(owner), scope.get("type"), scope.get("method"), scope.get("root_path", ""), scope.get("path"))
+        found = self._entries.get(key)
+        if found is None or found[0] is not owner:
+            found = self._entries[key] = (owner, lookup())
+        return found[1]
 
 
 def _memo_route_details(
     lookup: Callable[[MutableMapping[str, Any]], str | None],
 ) -> Callable[[MutableMapping[str, Any]], str | None]:
-    # Each entry holds its app: while it is memoised no other app can take its id().
-    memo: LRUCache[tuple[Any, ...], tuple[Any, str | None]] = LRUCache(_SIZE)
+    memo = _Memo()
 
     def route_details(scope: MutableMapping[str, Any]) -> str | None:
-        app = scope["app"]
-        key = (id(app), *_key(scope))
-        found = memo.get(key)
-        if found is None or found[0] is not app:
-            found = memo[key] = (app, lookup(scope))
-        return found[1]
+        return memo.get(scope["app"], scope, lambda: lookup(scope))
 
     route_details.__wrapped__ = lookup  # type: ignore[attr-defined]
     return route_details
 
 
 def _memo_matching_route_path(lookup: Callable[..., str | None]) -> Callable[..., str | None]:
-    memo: LRUCache[tuple[Any, ...], tuple[Any, str | None]] = LRUCache(_SIZE)
+    memo = _Memo()
 
     def matching_route_path(scope: Any, routes: Any, route_name: str | None = None) -> str | None:
         if route_name is not None:  # a recursive call into a mounted app: not memoised
             return lookup(scope, routes, route_name)
-        key = (id(routes), *_key(scope))
-        found = memo.get(key)
-        if found is None or found[0] is not routes:
-            found = memo[key] = (routes, lookup(scope, routes))
-        return found[1]
+        return memo.get(routes, scope, lambda: lookup(scope, routes))
 
     matching_route_path.__wrapped__ = lookup  # type: ignore[attr-defined]
     return matching_route_path
