@@ -126,7 +126,7 @@ class Prepared:
     results: list[Result | None]  # None: valid, to be stored
     rows: list[dict[str, Any]]  # public form of each valid item
     index_of: list[int]  # item index of each row
-    cols: dict[str, list[Any]]  # the rows as the columns of `_INGEST`
+    cols: dict[str, list[Any]]  # the rows as the array parameters of `ingest_ctes`
     first_with_rid: dict[str, tuple[int, str]]  # response_id -> (first index, content hash)
 
 
