@@ -10,6 +10,7 @@ A customer who skips a stage stops there: the funnel is strictly ordered. Events
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,44 +46,61 @@ def events_sql(filters: str, interactions: str = "interaction i") -> str:
 
 
 def per_customer_sql(n_stages: int, entry: str) -> str:
-    """Per customer: t0 (first event at the first stage) and the times at each further stage."""
-    arrays = "".join(f", array_agg(ev.t) FILTER (WHERE ev.k = :k{k}) AS e{k}" for k in range(1, n_stages))
+    """Per customer: t0 (first event at the first stage) and the times at each further stage, sorted."""
+    arrays = "".join(f", array_agg(ev.t ORDER BY ev.t) FILTER (WHERE ev.k = :k{k}) AS e{k}" for k in range(1, n_stages))
     return f"""per_customer AS (
     SELECT ev.customer_id, min(ev.t) FILTER (WHERE ev.k = :k0) AS t0, {entry} AS entry_channel{arrays}
     FROM ev GROUP BY ev.customer_id
 )"""
 
 
-def reached_sql(n_stages: int, window_from: WindowFrom, alias: str = "l") -> tuple[str, list[str]]:
-    """LATERAL joins finding t_k = min(e in E_k, e >= t_{k-1}, within the window) on `per_customer p`;
-    returns the joins and the expressions of t_0 .. t_{n-1} (null from the first stage not reached)."""
-    laterals, times = [], ["p.t0"]
+def stage_times_sql(n_stages: int, modes: Sequence[WindowFrom]) -> str:
+    """A FROM item over `per_customer`: customer_id, entry_channel, t0 and, per window mode, the array
+    `funnel_<mode>` of t_0 .. t_{n-1}, where t_k = min(e in E_k, e >= t_{k-1}, within the window)
+    (null from the first stage not reached).
+
+    E_k is sorted, so t_k is a binary search: width_bucket(x, E_k) counts the elements <= x, and
+    x - 1 µs (timestamps have microsecond resolution) makes it count those < t_{k-1}. One level per
+    stage (OFFSET 0 keeps each a level: flattened, t_k would inline t_{k-1}'s expression, and so on
+    down). Measured: ~55 ms for three stages of 100,000 customers, where a LATERAL min() over the
+    unnested array per stage took ~270 ms.
+    """
+    source = "per_customer"
     for k in range(1, n_stages):
-        start = "p.t0" if window_from == WindowFrom.first_stage else f"{times[-1]}"
-        laterals.append(
-            f"LEFT JOIN LATERAL (SELECT min(x) AS t FROM unnest(p.e{k}) x "
-            f"WHERE x >= {times[-1]} AND x <= {start} + :window) {alias}{k} ON true"
-        )
-        times.append(f"{alias}{k}.t")
-    return " ".join(laterals), times
-
-
-def stage_values_sql(times: list[str]) -> str:
-    """(k, t_k, seconds from t_{k-1}) per stage, for a CROSS JOIN LATERAL (VALUES ...)."""
-    return ", ".join(
-        f"({k}, {t}, {'NULL::float8' if k == 0 else f'extract(epoch FROM {t} - {times[k - 1]})::float8'})"
-        for k, t in enumerate(times)
+        columns = []
+        for mode in modes:
+            previous = "t0" if k == 1 else f"{mode.value}_{k - 1}"
+            start = "t0" if mode == WindowFrom.first_stage else previous
+            first_after = f"e{k}[width_bucket({previous} - interval '1 microsecond', e{k}) + 1]"
+            columns.append(f"CASE WHEN {first_after} <= {start} + :window THEN {first_after} END AS {mode.value}_{k}")
+        source = f"(SELECT s{k}.*, {', '.join(columns)} FROM {source} s{k} OFFSET 0)"
+    arrays = ", ".join(
+        f"ARRAY[t0{''.join(f', {mode.value}_{k}' for k in range(1, n_stages))}]::timestamptz[] AS funnel_{mode.value}"
+        for mode in modes
     )
+    return f"(SELECT customer_id, entry_channel, t0, {arrays} FROM {source} s) AS times"
 
 
-def aggregate_sql(breakdown: Breakdown) -> str:
+def counts_sql(n_stages: int, times: str, *, breakdown: Breakdown, source: str, where: str) -> str:
+    """One aggregate row per group over per-customer stage times (`times`, an array t_0 .. t_{n-1}
+    with nulls from the first stage not reached): n0.. customers per stage, m1.. median seconds
+    from the previous stage.
+
+    One row per group, not one row per customer and stage: unnesting 100,000 customers × stages
+    through a LATERAL VALUES and grouping by stage cost ~5x the aggregate itself (measured).
+    """
     group, join = _GROUP[breakdown]
+    counts = ", ".join(f"count({times}[{k + 1}]) AS n{k}" for k in range(n_stages))
+    medians = "".join(
+        f", percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM {times}[{k + 1}] - {times}[{k}])::float8)"
+        f" AS m{k}"
+        for k in range(1, n_stages)
+    )
     return f"""
-SELECT {group} AS g, r.k, count(*) AS n,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.seconds) AS median_seconds
-FROM reached r {join}
-WHERE r.t IS NOT NULL
-GROUP BY 1, r.k
+SELECT {group} AS g, {counts}{medians}
+FROM {source} r {join}
+WHERE {where}
+GROUP BY 1
 """
 
 
@@ -93,40 +111,20 @@ def funnel_sql(n_stages: int, *, window_from: WindowFrom, breakdown: Breakdown, 
     self-joins of one CTE per stage (whose row estimates led PostgreSQL into nested loops).
     """
     entry = ENTRY_CHANNEL if breakdown == Breakdown.channel else "NULL::text"
-    laterals, times = reached_sql(n_stages, window_from)
+    times = f"r.funnel_{window_from.value}"
     return f"""
 WITH {STEPS_CTE},
 {events_sql(filters)},
 {per_customer_sql(n_stages, entry)},
-reached AS (
-    SELECT p.customer_id, p.entry_channel, v.k, v.t, v.seconds
-    FROM per_customer p {laterals}
-    CROSS JOIN LATERAL (VALUES {stage_values_sql(times)}) AS v(k, t, seconds)
-    WHERE p.t0 IS NOT NULL
-)
-{aggregate_sql(breakdown)}"""
+reached AS (SELECT * FROM {stage_times_sql(n_stages, [window_from])} WHERE t0 IS NOT NULL)
+{counts_sql(n_stages, times, breakdown=breakdown, source="reached", where="true")}"""
 
 
 def rollup_funnel_sql(n_stages: int, *, window_from: WindowFrom, breakdown: Breakdown) -> str:
-    """The same figures over the rollup's per-customer stage times (rollup.py), one row per group
-    with n0.. (customers per stage) and m1.. (median seconds from the previous stage).
-
-    One aggregate row per group, not one row per customer and stage as above: unnesting 100,000
-    customers × stages through a LATERAL VALUES cost ~5x the aggregate itself (measured).
-    """
-    group, join = _GROUP[breakdown]
-    f = f"r.funnel_{window_from.value}"
-    counts = ", ".join(f"count({f}[{k + 1}]) AS n{k}" for k in range(n_stages))
-    medians = "".join(
-        f", percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM {f}[{k + 1}] - {f}[{k}])::float8) AS m{k}"
-        for k in range(1, n_stages)
-    )
-    return f"""
-SELECT {group} AS g, {counts}{medians}
-FROM customer_journey r {join}
-WHERE r.workspace_id = :w AND r.journey_id = :j AND {f}[1] IS NOT NULL
-GROUP BY 1
-"""
+    """The same figures over the rollup's per-customer stage times (rollup.py)."""
+    times = f"r.funnel_{window_from.value}"
+    where = f"r.workspace_id = :w AND r.journey_id = :j AND {times}[1] IS NOT NULL"
+    return counts_sql(n_stages, times, breakdown=breakdown, source="customer_journey", where=where)
 
 
 async def journey_funnel(
@@ -165,12 +163,9 @@ async def journey_funnel(
         sql = funnel_sql(len(scope.stages), window_from=window_from, breakdown=breakdown, filters=filters)
     counts: dict[str | None, dict[int, tuple[int, float | None]]] = defaultdict(dict)
     for r in await session.execute(sa.text(sql), params):
-        if out.source == "rollup":
-            row = r._mapping
-            for k in range(len(scope.stages)):
-                counts[r.g][k] = (row[f"n{k}"], row[f"m{k}"] if k else None)
-        else:
-            counts[r.g][r.k] = (r.n, r.median_seconds)
+        row = r._mapping
+        for k in range(len(scope.stages)):
+            counts[r.g][k] = (row[f"n{k}"], row[f"m{k}"] if k else None)
     if breakdown == Breakdown.none and not counts:
         counts[None] = {}
     for group in sorted(counts, key=lambda g: (g is None, g or "")):

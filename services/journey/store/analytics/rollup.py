@@ -67,8 +67,6 @@ def build_sql(n_stages: int, *, some_customers: bool) -> str:
         SELECT workspace_id, customer_id, touchpoint_id, occurred_at, channel, journey_id FROM interaction
         WHERE workspace_id = :w AND customer_id = cs.id AND (journey_id IS NULL OR journey_id = :j) OFFSET 0) i
 ),"""
-    first_joins, first_times = funnel.reached_sql(n_stages, WindowFrom.first_stage, "a")
-    previous_joins, previous_times = funnel.reached_sql(n_stages, WindowFrom.previous_stage, "b")
     path_columns = []
     for level in PathLevel:
         for collapse in Collapse:
@@ -86,12 +84,7 @@ def build_sql(n_stages: int, *, some_customers: bool) -> str:
 WITH {mine}{funnel.STEPS_CTE},
 {funnel.events_sql(filters, interactions)},
 {funnel.per_customer_sql(n_stages, funnel.ENTRY_CHANNEL)},
-funnels AS (
-    SELECT p.customer_id, p.entry_channel,
-           ARRAY[{", ".join(first_times)}]::timestamptz[] AS funnel_first_stage,
-           ARRAY[{", ".join(previous_times)}]::timestamptz[] AS funnel_previous_stage
-    FROM per_customer p {first_joins} {previous_joins}
-),
+funnels AS (SELECT * FROM {funnel.stage_times_sql(n_stages, list(WindowFrom))}),
 {ctes}
 INSERT INTO customer_journey AS cj (workspace_id, journey_id, customer_id, {columns})
 SELECT :w, :j, f.customer_id, f.funnel_first_stage, f.funnel_previous_stage, f.entry_channel,
