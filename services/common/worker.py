@@ -43,8 +43,7 @@ class LoopWorker(ABC):
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task})  # the loop's end; a cancellation of the caller propagates
 
     async def _run(self) -> None:
         while True:
@@ -56,6 +55,9 @@ class LoopWorker(ABC):
                 log.exception(f"{self.name} failed; retrying")
                 busy = False
             if not busy:
+                # Not asyncio.wait_for: on Python 3.11 a wake() and a cancel() in the same tick made
+                # it return the wait's result and drop the cancellation, so stop() hung.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._idle_seconds)
+                    async with asyncio.timeout(self._idle_seconds):
+                        await self._wake.wait()
                 self._wake.clear()
