@@ -178,6 +178,12 @@ class TestReach:
         body = (await api.get(f"/v1/journeys/{bike['journey']['id']}/reach")).json()
         assert body["journey_customers"] == 8
         assert body["steps"][0]["reach"] == pytest.approx(6 / 8)
+        # in a window: the 6 customers with events before 1.5 h (A and B among them) and H
+        url = f"/v1/journeys/{bike['journey']['id']}/reach"
+        body = (await api.get(url, params={"until": at(1.5)})).json()
+        assert body["journey_customers"] == 7
+        assert [s["customers"] for s in body["steps"]] == [6, 2, 0, 1]
+        assert body["steps"][0]["reach"] == pytest.approx(6 / 7)
 
 
 class TestDna:
