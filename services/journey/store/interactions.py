@@ -1,9 +1,10 @@
 """Ingest of interactions and outcomes: validate per item in Python, then write set-based.
 
 One call: validate every item (collecting per-item errors), drop replays within the batch, resolve
-touchpoint and journey keys in one query each, create unknown customers in one statement, insert
-with `unnest` arrays and `ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING` — the rows not
-returned are replays of earlier batches, acknowledged and never stored twice.
+touchpoint and journey keys in one query each, then write — interactions through a staging COPY
+and one statement that also creates unknown customers (staging.py), outcomes with `unnest` arrays.
+Both insert `ON CONFLICT (workspace_id, event_id) DO NOTHING`: the rows not inserted are replays of
+earlier batches, acknowledged and never stored twice.
 
 This is the hot path of 10,000-item calls, so items and results stay plain dicts after validation
 (no model per row): a pydantic object per row cost more than the insert itself.
@@ -18,17 +19,15 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import orjson
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from services.common.db import driver_connection
-from services.common.ids import new_ids
-from services.journey.models import UNTAGGED, CustomerPublic, InteractionIn, OutcomeIn
+from services.journey.models import CustomerPublic, InteractionIn, OutcomeIn
 from services.journey.store.analytics import rollup
-from services.journey.store.customers import assign, ensure_customers, load_personas
+from services.journey.store.customers import ensure_customers
+from services.journey.store.staging import copy_interactions, json_text
 
 CLOCK_SKEW = timedelta(minutes=5)
 STORED, DUPLICATE, FAILED = "stored", "duplicate", "failed"
@@ -55,8 +54,6 @@ class Ingested:
 class _Kind:
     table: str
     adapter: TypeAdapter[Any]
-    insert: sa.TextClause
-    touchpoint_required: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,22 +170,6 @@ async def _settle(
             r["id"] = stored.get(r["key"])
 
 
-def _json(value: dict[str, Any]) -> str | None:
-    return orjson.dumps(value).decode() if value else None
-
-
-_INSERT_INTERACTIONS = sa.text("""
-INSERT INTO interaction (id, workspace_id, event_id, customer_id, touchpoint_id, channel, occurred_at,
-                         journey_id, properties)
-SELECT u.id, :w, u.event_id, u.customer_id, u.touchpoint_id, u.channel, u.occurred_at, u.journey_id,
-       u.properties::jsonb
-FROM unnest(CAST(:ids AS uuid[]), CAST(:event_ids AS text[]), CAST(:customer_ids AS uuid[]),
-            CAST(:touchpoint_ids AS uuid[]), CAST(:channels AS text[]), CAST(:occurred AS timestamptz[]),
-            CAST(:journey_ids AS uuid[]), CAST(:properties AS text[]))
-     AS u(id, event_id, customer_id, touchpoint_id, channel, occurred_at, journey_id, properties)
-ON CONFLICT (workspace_id, event_id) DO NOTHING
-RETURNING id, event_id
-""")
 _INSERT_OUTCOMES = sa.text("""
 INSERT INTO outcome (id, workspace_id, event_id, customer_id, name, value, currency, touchpoint_id,
                      occurred_at, journey_id, properties)
@@ -202,13 +183,11 @@ FROM unnest(CAST(:ids AS uuid[]), CAST(:event_ids AS text[]), CAST(:customer_ids
 ON CONFLICT (workspace_id, event_id) DO NOTHING
 RETURNING id, event_id
 """)
-INTERACTIONS = _Kind("interaction", TypeAdapter(list[InteractionIn]), _INSERT_INTERACTIONS, True)
-OUTCOMES = _Kind("outcome", TypeAdapter(list[OutcomeIn]), _INSERT_OUTCOMES, False)
+INTERACTIONS = _Kind("interaction", TypeAdapter(list[InteractionIn]))
+OUTCOMES = _Kind("outcome", TypeAdapter(list[OutcomeIn]))
 
 
-def _row(
-    kind: _Kind, item: Any, customer_id: UUID, touchpoints: dict[str, Any], journeys: dict[str, Any]
-) -> dict[str, Any]:
+def _outcome_row(item: Any, customer_id: UUID, touchpoints: dict[str, Any], journeys: dict[str, Any]) -> dict[str, Any]:
     tp = touchpoints.get(item.touchpoint) if item.touchpoint else None
     journey = journeys.get(item.journey) if item.journey else None
     row = {
@@ -222,17 +201,16 @@ def _row(
         "journey": item.journey,
         "journey_id": journey.id if journey else None,
         "properties": item.properties,
-    }
-    if kind is INTERACTIONS:
-        row["channel"] = item.channel.value if item.channel else tp.channel  # type: ignore[union-attr]
-    else:
+        "name": item.name,
         # Decimal as text, as pydantic renders it in JSON (orjson does not encode Decimal)
-        row.update(name=item.name, value=None if item.value is None else str(item.value), currency=item.currency)
+        "value": None if item.value is None else str(item.value),
+        "currency": item.currency,
+    }
     return row
 
 
-def _params(kind: _Kind, workspace_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    params = {
+def _outcome_params(workspace_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
         "w": workspace_id,
         "ids": [r["id"] for r in rows],
         "event_ids": [r["event_id"] for r in rows],
@@ -240,174 +218,11 @@ def _params(kind: _Kind, workspace_id: str, rows: list[dict[str, Any]]) -> dict[
         "touchpoint_ids": [r["touchpoint_id"] for r in rows],
         "occurred": [r["occurred_at"] for r in rows],
         "journey_ids": [r["journey_id"] for r in rows],
-        "properties": [_json(r["properties"]) for r in rows],
+        "properties": [json_text(r["properties"]) for r in rows],
+        "names": [r["name"] for r in rows],
+        "values": [None if r["value"] is None else Decimal(r["value"]) for r in rows],
+        "currencies": [r["currency"] for r in rows],
     }
-    if kind is INTERACTIONS:
-        params["channels"] = [r["channel"] for r in rows]
-    else:
-        params.update(
-            names=[r["name"] for r in rows],
-            values=[None if r["value"] is None else Decimal(r["value"]) for r in rows],
-            currencies=[r["currency"] for r in rows],
-        )
-    return params
-
-
-_STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS interaction_stage (
-    id uuid, event_id varchar, customer varchar, new_customer_id uuid, touchpoint_id uuid, channel varchar,
-    occurred_at timestamptz, journey_id uuid, properties jsonb
-) ON COMMIT DELETE ROWS
-"""
-_STAGING_COLUMNS = [
-    "id",
-    "event_id",
-    "customer",
-    "new_customer_id",
-    "touchpoint_id",
-    "channel",
-    "occurred_at",
-    "journey_id",
-    "properties",
-]
-# Customers, interactions and the rollup in one statement, so the 10,000 customer ids never travel
-# to Python and back. Unknown customers are created (empty profile, the persona matched on it,
-# $3/$4) with the id staged for them. A customer created by a concurrent transaction after this
-# statement's snapshot is in neither `known` nor `created`: its items are not inserted here and
-# the caller sends them again (see _insert_staged). The new customer × touchpoint pairs (reach's
-# rollup) are inserted in key order, so concurrent ingests meeting the same pairs wait on each
-# other in one order (no deadlock).
-_FROM_STAGING = """
-WITH known AS (
-    SELECT c.id, c.external_id FROM customer c
-    WHERE c.workspace_id = $1 AND c.external_id IN (SELECT customer FROM interaction_stage)
-), created AS (
-    INSERT INTO customer (id, workspace_id, external_id, profile, consents, channel_preferences, existing_customer,
-                          persona_id, persona_rule)
-    SELECT DISTINCT ON (s.customer) s.new_customer_id, $1, s.customer, '{}', '[]', '[]', false, $3, $4
-    FROM interaction_stage s WHERE s.customer NOT IN (SELECT external_id FROM known)
-    ORDER BY s.customer
-    ON CONFLICT (workspace_id, external_id) DO NOTHING
-    RETURNING id, external_id, created_at
-), ids AS (
-    SELECT id, external_id FROM known UNION ALL SELECT id, external_id FROM created
-), ins AS (
-    INSERT INTO interaction (id, workspace_id, event_id, customer_id, touchpoint_id, channel, occurred_at,
-                             journey_id, properties)
-    SELECT s.id, $1, s.event_id, ids.id, s.touchpoint_id, s.channel, s.occurred_at, s.journey_id, s.properties
-    FROM interaction_stage s JOIN ids ON ids.external_id = s.customer
-    ON CONFLICT (workspace_id, event_id) DO NOTHING
-    RETURNING event_id, customer_id, touchpoint_id, journey_id
-), met AS (
-    INSERT INTO customer_touchpoint (workspace_id, touchpoint_id, customer_id, journey_tag)
-    SELECT DISTINCT $1, touchpoint_id, customer_id, COALESCE(journey_id, $2) FROM ins
-    ORDER BY 2, 3, 4
-    ON CONFLICT DO NOTHING
-)
-SELECT true AS stored, event_id AS key, customer_id AS id, NULL::timestamptz AS created_at FROM ins
-UNION ALL
-SELECT false, external_id, id, created_at FROM created
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class _Staged:
-    stored: dict[str, str]  # event_id -> customer_id of the rows inserted
-    created: list[tuple[str, str, datetime]]  # customers created: external_id, id, created_at
-
-
-async def _insert_staged(
-    raw: Any, workspace_id: str, records: list[tuple[Any, ...]], assigned: Any, *, attempts: int = 3
-) -> _Staged:
-    await raw.copy_records_to_table("interaction_stage", records=records, columns=_STAGING_COLUMNS)
-    rows = await raw.fetch(_FROM_STAGING, workspace_id, UNTAGGED, assigned.persona_id, assigned.rule)
-    await raw.execute("TRUNCATE interaction_stage")  # a second ingest in this transaction starts empty
-    # Ids as text: asyncpg's own UUID type is not the uuid.UUID orjson (events) encodes.
-    out = _Staged(
-        {r["key"]: str(r["id"]) for r in rows if r["stored"]},
-        [(r["key"], str(r["id"]), r["created_at"]) for r in rows if not r["stored"]],
-    )
-    missing = [rec for rec in records if rec[1] not in out.stored]
-    if missing:
-        # Not inserted: a replay (the row exists) or a customer created concurrently after the
-        # statement's snapshot. The latter are visible to a new statement: send them again.
-        existing = {
-            r["event_id"]
-            for r in await raw.fetch(
-                "SELECT event_id FROM interaction WHERE workspace_id = $1 AND event_id = ANY($2::text[])",
-                workspace_id,
-                [rec[1] for rec in missing],
-            )
-        }
-        retry = [rec for rec in missing if rec[1] not in existing]
-        if retry:
-            if attempts <= 1:
-                raise RuntimeError(f"{len(retry)} interactions found no customer after repeated attempts")
-            again = await _insert_staged(raw, workspace_id, retry, assigned, attempts=attempts - 1)
-            out.stored.update(again.stored)
-            out.created.extend(again.created)
-    return out
-
-
-async def _copy_interactions(
-    session: AsyncSession,
-    workspace_id: str,
-    valid: dict[int, Any],
-    touchpoints: dict[str, Any],
-    journeys: dict[str, Any],
-) -> tuple[list[dict[str, Any]], list[CustomerPublic | dict[str, Any]]]:
-    """COPY the items into a per-connection temp table, then one statement creates the unknown
-    customers, inserts the interactions (ON CONFLICT DO NOTHING: replays are not inserted) and
-    records the new customer × touchpoint pairs. Returns the stored rows (InteractionPublic shape)
-    and the created customers (CustomerPublic shape).
-
-    The temp table lives as long as the pooled connection and is emptied at every commit; it
-    runs on the session's connection, inside the request transaction.
-    """
-    personas = await load_personas(session, workspace_id=workspace_id)
-    assigned = assign(personas, {})
-    raw = await driver_connection(session)
-    await raw.execute(_STAGING)
-    # A new id per distinct customer, used if the customer is unknown.
-    customers = dict.fromkeys(item.customer for item in valid.values())
-    customer_ids = dict(zip(customers, new_ids(len(customers)), strict=True))
-    records: list[tuple[Any, ...]] = []
-    for item, id_ in zip(valid.values(), new_ids(len(valid)), strict=True):
-        tp = touchpoints[item.touchpoint]
-        journey = journeys[item.journey].id if item.journey else None
-        records.append((
-            id_, item.event_id, item.customer, customer_ids[item.customer], tp.id,
-            item.channel.value if item.channel else tp.channel, item.occurred_at, journey, _json(item.properties),
-        ))  # fmt: skip
-    staged = await _insert_staged(raw, workspace_id, records, assigned)
-    stored: list[dict[str, Any]] = []
-    for (id_, event_id, customer, _, tp_id, channel, occurred_at, journey_id, _), item in zip(
-        records, valid.values(), strict=True
-    ):
-        customer_id = staged.stored.get(event_id)
-        if customer_id is not None:
-            stored.append({
-                "id": id_, "event_id": event_id, "customer": customer, "customer_id": customer_id,
-                "touchpoint": item.touchpoint, "touchpoint_id": tp_id, "occurred_at": occurred_at,
-                "journey": item.journey, "journey_id": journey_id, "properties": item.properties, "channel": channel,
-            })  # fmt: skip
-    created: list[CustomerPublic | dict[str, Any]] = [
-        {
-            "id": id_,
-            "external_id": external_id,
-            "profile": {},
-            "consents": [],
-            "channel_preferences": [],
-            "existing_customer": False,
-            "persona_id": assigned.persona_id,
-            "persona_key": assigned.persona_key,
-            "persona_rule": assigned.rule,
-            "created_at": created_at,
-            "updated_at": created_at,
-        }
-        for external_id, id_, created_at in staged.created
-    ]
-    return stored, created
 
 
 async def _record(
@@ -419,7 +234,7 @@ async def _record(
     stored_ids: dict[str, UUID] = {}
     if valid:
         if kind is INTERACTIONS:
-            out.stored, out.created_customers = await _copy_interactions(
+            out.stored, out.created_customers = await copy_interactions(
                 session, workspace_id, valid, touchpoints, journeys
             )
             touched: dict[UUID, set[UUID]] = {}
@@ -431,8 +246,10 @@ async def _record(
                 session, workspace_id=workspace_id, external_ids=[v.customer for v in valid.values()]
             )
             out.created_customers = list(created)
-            rows = [_row(kind, v, customer_ids[v.customer], touchpoints, journeys) for v in valid.values()]
-            inserted = {r.event_id for r in await session.execute(kind.insert, _params(kind, workspace_id, rows))}
+            rows = [_outcome_row(v, customer_ids[v.customer], touchpoints, journeys) for v in valid.values()]
+            inserted = {
+                r.event_id for r in await session.execute(_INSERT_OUTCOMES, _outcome_params(workspace_id, rows))
+            }
             out.stored = [r for r in rows if r["event_id"] in inserted]
         stored_ids = {r["event_id"]: r["id"] for r in out.stored}
     await _settle(session, kind.table, workspace_id, results, stored_ids)
