@@ -38,7 +38,7 @@ from services.journey.models import (
     TouchpointPublic,
     TouchpointUpdate,
 )
-from services.journey.store import catalogue, journeys, maps
+from services.journey.store import catalogue, journeys, maps, steps
 
 Reader = Annotated[Caller, caller_with("journeys:read")]
 Writer = Annotated[Caller, caller_with("journeys:write")]
@@ -332,7 +332,7 @@ async def add_step(
     caller: Writer, idem: IdempotencyDep, session: SessionDep, journey_id: JourneyId, body: StepCreate
 ) -> Response:
     """Place a touchpoint in a stage of the journey."""
-    row = await journeys.add_step(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)
+    row = await steps.add_step(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)
     public = StepPublic.model_validate(row)
     await emit(session, workspace_id=caller.workspace_id, type="journey.step.added", data=public)
     return await idem.respond(public)
@@ -348,7 +348,7 @@ async def list_steps(
     limit: LimitQuery = 50,
 ) -> Page[StepPublic]:
     """Steps by journey or touchpoint ids (which journeys does a touchpoint serve?)."""
-    page = await journeys.list_steps(
+    page = await steps.list_steps(
         session,
         workspace_id=caller.workspace_id,
         journey_ids=journey_ids,
@@ -364,7 +364,7 @@ async def update_step(
     caller: Writer, session: SessionDep, journey_id: JourneyId, step_id: StepId, body: StepUpdate
 ) -> StepPublic:
     """Move a step (stage, position) or change its moment-of-truth flag and expected emotion."""
-    row = await journeys.update_step(
+    row = await steps.update_step(
         session, workspace_id=caller.workspace_id, journey_id=journey_id, step_id=step_id, data=body
     )
     public = StepPublic.model_validate(row)
@@ -375,7 +375,7 @@ async def update_step(
 @router.delete("/journeys/{journey_id}/steps/{step_id}", status_code=204, tags=["steps"])
 async def remove_step(caller: Writer, session: SessionDep, journey_id: JourneyId, step_id: StepId) -> None:
     """Remove a step from the journey (the touchpoint stays in the catalogue)."""
-    row = await journeys.remove_step(session, workspace_id=caller.workspace_id, journey_id=journey_id, step_id=step_id)
+    row = await steps.remove_step(session, workspace_id=caller.workspace_id, journey_id=journey_id, step_id=step_id)
     await emit(
         session, workspace_id=caller.workspace_id, type="journey.step.removed", data=StepPublic.model_validate(row)
     )

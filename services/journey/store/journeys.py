@@ -1,4 +1,4 @@
-"""Every query on journeys and their maps: journeys, stages and steps.
+"""Every query on journeys and their stages (steps: steps.py).
 
 Scoped by workspace here, never left to handlers. Structure edits lock the journey row, so
 concurrent edits of one journey's stages and steps run one at a time and positions stay dense.
@@ -9,7 +9,6 @@ from __future__ import annotations
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -27,9 +26,6 @@ from services.journey.models import (
     Stage,
     StageCreate,
     StageUpdate,
-    StepCreate,
-    StepUpdate,
-    Touchpoint,
 )
 from services.journey.store._rows import get_scoped, insert_row, text_filter, update_row
 
@@ -202,7 +198,8 @@ async def list_stages(session: AsyncSession, *, journey_id: UUID) -> list[Stage]
     )
 
 
-async def _renumber(session: AsyncSession, table_name: str, ordered_ids: list[UUID]) -> None:
+async def renumber(session: AsyncSession, table_name: str, ordered_ids: list[UUID]) -> None:
+    """Stages or steps (`table_name`) take the positions 0.. in the order of `ordered_ids`."""
     # Positions are unique (deferred): renumber the whole list in one statement (one trigger run).
     if not ordered_ids:
         return
@@ -214,7 +211,8 @@ async def _renumber(session: AsyncSession, table_name: str, ordered_ids: list[UU
     )
 
 
-def _place(ids: list[UUID], item: UUID, position: int | None) -> list[UUID]:
+def place(ids: list[UUID], item: UUID, position: int | None) -> list[UUID]:
+    """`ids` in order with `item` moved to `position` (the end when None)."""
     rest = [i for i in ids if i != item]
     at = len(rest) if position is None else min(position, len(rest))
     return [*rest[:at], item, *rest[at:]]
@@ -229,7 +227,7 @@ async def add_stage(session: AsyncSession, *, workspace_id: str, journey_id: UUI
     session.add(row)
     await session.flush()
     if data.position is not None and data.position < len(stages):  # appended rows are already in place
-        await _renumber(session, "stage", _place([s.id for s in stages], row.id, data.position))
+        await renumber(session, "stage", place([s.id for s in stages], row.id, data.position))
     return await _stages_after_change(session, journey_id=journey_id)
 
 
@@ -257,7 +255,7 @@ async def update_stage(
     await session.flush()
     if data.position is not None:
         ids = [s.id for s in await list_stages(session, journey_id=journey_id)]
-        await _renumber(session, "stage", _place(ids, stage_id, data.position))
+        await renumber(session, "stage", place(ids, stage_id, data.position))
     return await _stages_after_change(session, journey_id=journey_id)
 
 
@@ -276,7 +274,7 @@ async def remove_stage(session: AsyncSession, *, workspace_id: str, journey_id: 
     await session.delete(row)
     await session.flush()
     remaining = [s.id for s in await list_stages(session, journey_id=journey_id)]
-    await _renumber(session, "stage", remaining)
+    await renumber(session, "stage", remaining)
     return row
 
 
@@ -285,142 +283,3 @@ async def _stages_after_change(session: AsyncSession, *, journey_id: UUID) -> li
     for s in stages:
         await session.refresh(s)
     return stages
-
-
-# Steps ------------------------------------------------------------------------------------------
-
-
-async def _steps_in(session: AsyncSession, *, stage_id: UUID) -> list[UUID]:
-    return list(
-        (
-            await session.execute(
-                sa.select(col(JourneyStep.id))
-                .where(col(JourneyStep.stage_id) == stage_id)
-                .order_by(col(JourneyStep.position))
-            )
-        )
-        .scalars()
-        .all()
-    )
-
-
-async def _check_step_refs(
-    session: AsyncSession, *, workspace_id: str, journey_id: UUID, stage_id: UUID | None, touchpoint_id: UUID | None
-) -> None:
-    errors = []
-    if stage_id is not None:
-        owner = await session.scalar(
-            sa.select(col(Stage.journey_id)).where(col(Stage.id) == stage_id, col(Stage.workspace_id) == workspace_id)
-        )
-        if owner != journey_id:
-            errors.append(
-                {"field": "body.stage_id", "message": f"stage {stage_id} is not a stage of journey {journey_id}"}
-            )
-    if touchpoint_id is not None:
-        found = await session.scalar(
-            sa.select(col(Touchpoint.id)).where(
-                col(Touchpoint.id) == touchpoint_id, col(Touchpoint.workspace_id) == workspace_id
-            )
-        )
-        if found is None:
-            errors.append(
-                {
-                    "field": "body.touchpoint_id",
-                    "message": f"no touchpoint {touchpoint_id} in this workspace's catalogue",
-                }
-            )
-    if errors:
-        raise Unprocessable("; ".join(e["message"] for e in errors), errors=errors)
-
-
-async def add_step(session: AsyncSession, *, workspace_id: str, journey_id: UUID, data: StepCreate) -> JourneyStep:
-    await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
-    await _check_step_refs(
-        session,
-        workspace_id=workspace_id,
-        journey_id=journey_id,
-        stage_id=data.stage_id,
-        touchpoint_id=data.touchpoint_id,
-    )
-    existing = await _steps_in(session, stage_id=data.stage_id)
-    row = JourneyStep(
-        workspace_id=workspace_id,
-        journey_id=journey_id,
-        position=len(existing),
-        **data.model_dump(exclude={"position"}),
-    )
-    session.add(row)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
-        raise Conflict(
-            f"Touchpoint {data.touchpoint_id} already sits in stage {data.stage_id} of this journey."
-        ) from None
-    if data.position is not None and data.position < len(existing):  # appended rows are already in place
-        await _renumber(session, "journey_step", _place(existing, row.id, data.position))
-    await session.refresh(row)
-    return row
-
-
-async def _step(session: AsyncSession, *, workspace_id: str, journey_id: UUID, step_id: UUID) -> JourneyStep:
-    await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
-    row = await session.scalar(
-        sa.select(JourneyStep).where(col(JourneyStep.id) == step_id, col(JourneyStep.journey_id) == journey_id)
-    )
-    if row is None:
-        raise NotFound(f"Journey {journey_id} has no step {step_id}.")
-    return row
-
-
-async def update_step(
-    session: AsyncSession, *, workspace_id: str, journey_id: UUID, step_id: UUID, data: StepUpdate
-) -> JourneyStep:
-    row = await _step(session, workspace_id=workspace_id, journey_id=journey_id, step_id=step_id)
-    changes = data.model_dump(exclude_unset=True, exclude={"position", "stage_id"})
-    old_stage = row.stage_id
-    new_stage = data.stage_id or old_stage
-    if new_stage != old_stage:
-        await _check_step_refs(
-            session, workspace_id=workspace_id, journey_id=journey_id, stage_id=new_stage, touchpoint_id=None
-        )
-        changes["stage_id"] = new_stage
-        changes["position"] = 1_000_000  # parked at the end until renumbered below
-    try:
-        await update_row(session, row, changes, what="step")
-    except IntegrityError:
-        raise Conflict(f"Touchpoint {row.touchpoint_id} already sits in stage {new_stage} of this journey.") from None
-    if new_stage != old_stage:
-        await _renumber(session, "journey_step", await _steps_in(session, stage_id=old_stage))
-    if new_stage != old_stage or data.position is not None:
-        await _renumber(
-            session, "journey_step", _place(await _steps_in(session, stage_id=new_stage), row.id, data.position)
-        )
-    await session.refresh(row)
-    return row
-
-
-async def remove_step(session: AsyncSession, *, workspace_id: str, journey_id: UUID, step_id: UUID) -> JourneyStep:
-    row = await _step(session, workspace_id=workspace_id, journey_id=journey_id, step_id=step_id)
-    await session.delete(row)
-    await session.flush()
-    await _renumber(session, "journey_step", await _steps_in(session, stage_id=row.stage_id))
-    return row
-
-
-async def list_steps(
-    session: AsyncSession,
-    *,
-    workspace_id: str,
-    journey_ids: list[UUID] | None,
-    touchpoint_ids: list[UUID] | None,
-    cursor: str | None,
-    limit: int,
-) -> Page[JourneyStep]:
-    stmt = sa.select(JourneyStep).where(col(JourneyStep.workspace_id) == workspace_id)
-    if journey_ids:
-        stmt = stmt.where(col(JourneyStep.journey_id).in_(journey_ids))
-    if touchpoint_ids:
-        stmt = stmt.where(col(JourneyStep.touchpoint_id).in_(touchpoint_ids))
-    rows = (await session.execute(keyset(stmt, col(JourneyStep.id), cursor=cursor, limit=limit))).scalars().all()
-    return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
