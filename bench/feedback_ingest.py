@@ -4,8 +4,10 @@
    the survey version, rollup, closed-loop rules and outbox included) next to a minimal endpoint doing
    one raw asyncpg INSERT, on the same stack (the kit's service app: auth, rate limit, request ids,
    metrics, tracing) and, for scale, on bare FastAPI; target ≥ 0.8× of the same-stack reference.
-2. `POST /v1/responses/bulk` (10,000 per call) rows/s next to raw asyncpg COPY of as many rows, the two
-   alternating call by call; target ≥ 0.5×.
+2. `POST /v1/responses/bulk` (10,000 per call) rows/s next to raw asyncpg COPY of as many rows into a
+   table with a primary key only (the target's reference), and, for scale, next to a COPY of the rows
+   it stored into a table shaped like `response` (its columns and 7 indexes); the sides alternate
+   call by call; target ≥ 0.5× of the first.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from services.common.db import asyncpg_dsn
 
 CONNECTIONS, SECONDS, WARMUP_SECONDS = 64, 10, 3
 BULK_SIZE, BULK_CALLS = 10_000, 5
+_COLUMNS = (
+    "SELECT attname FROM pg_attribute WHERE attrelid = 'response'::regclass AND attnum > 0 AND NOT attisdropped "
+    "ORDER BY attnum"
+)
 
 
 LUA = Path(__file__).with_name("post_response.lua")
@@ -112,12 +118,19 @@ async def main(env: BenchEnv) -> None:
             print(f"  ratio to the same stack : {a['rps'] / st['rps']:.2f}x (target >= 0.8x)")
             print(f"  ratio to bare FastAPI   : {a['rps'] / r['rps']:.2f}x")
 
-        # 2. bulk: each API call is followed by a COPY of as many rows into the reference table, so
-        # both sides see the same phase of the shared machine; bodies and records are built before
-        # the clock starts on both sides.
+        # 2. bulk: each API call is followed by a COPY of as many rows into the reference table (only
+        # a primary key), and by a COPY of the rows it stored into a scratch table shaped like
+        # `response` (same columns and indexes), so all sides see the same phase of the shared
+        # machine; bodies and records are built before the clock starts on every side.
         conn = await asyncpg.connect(asyncpg_dsn(env.database_url(ref_db)))
+        own = await asyncpg.connect(asyncpg_dsn(env.database_url("bench_feedback_ingest")))
+        await own.execute("DROP TABLE IF EXISTS response_scratch")
+        await own.execute("CREATE TABLE response_scratch (LIKE response INCLUDING ALL)")
+        columns = [r["attname"] for r in await own.fetch(_COLUMNS)]
+        select = ", ".join(f"{c}::text" if c in ("answers", "metadata", "themes") else c for c in columns)
         api_calls: list[float] = []
         copy_calls: list[float] = []
+        shaped_calls: list[float] = []
         api_rows = 0
         try:
             for call in range(BULK_CALLS):
@@ -139,14 +152,33 @@ async def main(env: BenchEnv) -> None:
                 async with conn.transaction():
                     await conn.copy_records_to_table("ref_response", records=records)
                 copy_calls.append(time.perf_counter() - t0)
+                stored = [
+                    tuple(r)
+                    for r in await own.fetch(
+                        f"SELECT {select} FROM response WHERE workspace_id = $1 AND response_id LIKE $2",
+                        workspace,
+                        f"bulk{call}-%",
+                    )
+                ]
+                t0 = time.perf_counter()
+                async with own.transaction():
+                    await own.copy_records_to_table("response_scratch", records=stored, columns=columns)
+                shaped_calls.append(time.perf_counter() - t0)
+            await own.execute("DROP TABLE response_scratch")
         finally:
             await conn.close()
+            await own.close()
     assert api_rows == BULK_SIZE * BULK_CALLS, api_rows
     bulk_rps, copy_rps = api_rows / sum(api_calls), api_rows / sum(copy_calls)
+    shaped_rps = api_rows / sum(shaped_calls)
     print(f"bulk ingest, {BULK_CALLS} calls x {BULK_SIZE} rows, API call and COPY alternate:")
     print(
         f"  POST /v1/responses/bulk : {bulk_rps:9.0f} rows/s, median call {median(api_calls) * 1000:.0f} ms "
         "(JSON over HTTP, validation, rollups, rules, cases, outbox)"
     )
-    print(f"  raw asyncpg COPY        : {copy_rps:9.0f} rows/s, median call {median(copy_calls) * 1000:.0f} ms")
+    print(f"  raw asyncpg COPY        : {copy_rps:9.0f} rows/s, median call {median(copy_calls) * 1000:.0f} ms "
+          "(a table with a primary key only)")  # fmt: skip
+    print(f"  COPY, response's shape  : {shaped_rps:9.0f} rows/s, median call {median(shaped_calls) * 1000:.0f} ms "
+          "(the stored rows, into a table with response's columns and indexes)")  # fmt: skip
     print(f"  ratio                   : {bulk_rps / copy_rps:.2f}x (target >= 0.5x)")
+    print(f"  ratio to response-shaped: {bulk_rps / shaped_rps:.2f}x")
