@@ -21,6 +21,7 @@ from services.journey.models import (
     PathLevel,
     Paths,
     Reach,
+    SourceChoice,
     Timeline,
     WindowFrom,
 )
@@ -31,6 +32,13 @@ Reader = Annotated[Caller, caller_with("journeys:read")]
 JourneyId = Annotated[UUID, Path(description="The journey's id.")]
 Since = Annotated[datetime | None, Query(description="Only events at or after this time.")]
 Until = Annotated[datetime | None, Query(description="Only events before this time.")]
+FromSource = Annotated[
+    SourceChoice,
+    Query(
+        description="auto: the per-customer rollup when it is current and can answer, else the interactions; "
+        "events: always computed from the interactions (slower; to check the rollup against them).",
+    ),
+]
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
 
@@ -64,6 +72,7 @@ async def get_journey_funnel(
     since: Since = None,
     until: Until = None,
     breakdown: Annotated[Breakdown, Query(description="One funnel per persona or per entry channel.")] = Breakdown.none,
+    source: FromSource = SourceChoice.auto,
 ) -> Funnel:
     """Customers reaching each stage in order: conversion, drop-off, median time between stages."""
     return await funnel.journey_funnel(
@@ -75,6 +84,7 @@ async def get_journey_funnel(
         since=since,
         until=until,
         breakdown=breakdown,
+        source=source,
     )
 
 
@@ -91,6 +101,7 @@ async def get_journey_paths(
     max_length: Annotated[int, Query(ge=1, le=50, description="Cut paths after this many nodes.")] = 10,
     since: Since = None,
     until: Until = None,
+    source: FromSource = SourceChoice.auto,
 ) -> Paths:
     """The top-k paths with counts, as nodes and links for a Sankey diagram."""
     return await paths.journey_paths(
@@ -103,6 +114,7 @@ async def get_journey_paths(
         max_length=max_length,
         since=since,
         until=until,
+        source=source,
     )
 
 

@@ -97,9 +97,16 @@ class Timeline(Shape):
 
 Source = Literal["rollup", "events"]
 SOURCE_DESCRIPTION = (
-    "rollup: read from the per-customer rollup kept on ingest (no time range, default window); "
-    "events: computed from the raw interactions."
+    "rollup: read from the per-customer rollup kept on ingest (funnel: any request but a channel "
+    "breakdown with `since`; paths: no time range); events: computed from the raw interactions."
 )
+
+
+class SourceChoice(enum.StrEnum):
+    """Where a funnel or paths request may be answered from."""
+
+    auto = "auto"  # the rollup when it is current and can answer, else the interactions
+    events = "events"  # always the interactions: slower; to check the rollup against them
 
 
 class WindowFrom(enum.StrEnum):

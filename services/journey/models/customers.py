@@ -339,7 +339,8 @@ class JourneyRollup(JourneyTable, table=True):
 
 class CustomerJourney(JourneyTable, table=True):
     """Per journey and customer: the funnel and path results of that one customer under the default
-    parameters, computed by the same SQL as the raw-event queries (store/analytics/rollup.py).
+    parameters, and the customer's stage events for any other funnel, computed by the same SQL as
+    the raw-event queries (store/analytics/rollup.py).
 
     Funnel and paths over a journey then read one row per customer instead of every event. The
     ingest recomputes the rows of the customers it touched; a model change makes the whole journey
@@ -368,6 +369,14 @@ class CustomerJourney(JourneyTable, table=True):
         sa_type=sa.ARRAY(sa.DateTime(timezone=True)), description="window counted from the previous stage"
     )
     entry_channel: str | None = None
+    # Every event at the journey's stages, for funnels with a time range or another window: the
+    # times of stage k (0 = the first), sorted, are stage_times[stage_bounds[k + 1] + 1 : stage_bounds[k + 2]].
+    stage_times: list[datetime] = sqlmodel.Field(
+        sa_type=sa.ARRAY(sa.DateTime(timezone=True)), description="per stage, its event times, sorted"
+    )
+    stage_bounds: list[int] = sqlmodel.Field(
+        sa_type=sa.ARRAY(sa.Integer), description="where each stage's times start in stage_times"
+    )
     # Paths, cut at the longest max_length a request may ask for.
     stages_none: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
     stages_repeats: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))

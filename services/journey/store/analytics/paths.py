@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.journey.models import Collapse, PathCount, PathLevel, Paths, SankeyLink, SankeyNode, Source
+from services.journey.models import Collapse, PathCount, PathLevel, Paths, SankeyLink, SankeyNode, Source, SourceChoice
 from services.journey.store.analytics import rollup
 from services.journey.store.analytics._scope import event_filter, journey_scope, time_range
 
@@ -91,15 +91,18 @@ async def journey_paths(
     max_length: int,
     since: datetime | None,
     until: datetime | None,
+    source: SourceChoice = SourceChoice.auto,
 ) -> Paths:
     scope = await journey_scope(session, workspace_id=workspace_id, journey_id=journey_id)
     since, until = time_range(since, until)
     params: dict[str, Any] = {"w": workspace_id, "j": journey_id, "k": top, "max_length": max_length}
-    source: Source = "events"
-    if rollup.answers(since=since, until=until) and await rollup.ensure_current(
-        session, workspace_id=workspace_id, journey_id=journey_id, scope=scope
+    answered_from: Source = "events"
+    if (
+        source == SourceChoice.auto
+        and rollup.answers(since=since, until=until)
+        and await rollup.ensure_current(session, workspace_id=workspace_id, journey_id=journey_id, scope=scope)
     ):
-        source, sql = "rollup", rollup_paths_sql(level, collapse)
+        answered_from, sql = "rollup", rollup_paths_sql(level, collapse)
     else:
         sql = paths_sql(level, collapse, event_filter("i", since, until, params))
     rows = (await session.execute(sa.text(sql), params)).all()
@@ -122,5 +125,5 @@ async def journey_paths(
         paths=paths,
         nodes=[SankeyNode(id=f"{d}:{k}", key=k, depth=d, customers=n) for (d, k), n in sorted(node_counts.items())],
         links=[SankeyLink(source=s, target=t, customers=n) for (s, t), n in sorted(link_counts.items())],
-        source=source,
+        source=answered_from,
     )

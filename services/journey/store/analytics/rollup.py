@@ -11,9 +11,10 @@ concerned, so the two sources cannot drift apart:
   the rollup rebuilds it (`ensure_current`), and answers from the events while another transaction
   holds the rebuild.
 
-What the rollup answers: any request without a time range, with the default conversion window
-(either window mode, every breakdown; every path level and collapse mode, any max_length). Other
-requests are computed from the interactions.
+What the rollup answers: every funnel but a channel breakdown with `since` — under the default
+window and no time range from the stage times kept per customer, otherwise from the stage events
+kept per customer (`stage_times`) — and every path request without a time range (every level and
+collapse mode, any max_length). Other requests are computed from the interactions.
 
 Concurrency: the journey's `journey_rollup` row is the lock. The ingest takes it (in journey id
 order, after its other writes) before recomputing customers, and recomputes in a later statement
@@ -41,12 +42,15 @@ _COLUMNS = [
     "funnel_first_stage",
     "funnel_previous_stage",
     "entry_channel",
+    "stage_times",
+    "stage_bounds",
     *(f"{level.value}_{collapse.value}" for level in PathLevel for collapse in Collapse),
 ]
 
 
 def answers(*, since: datetime | None, until: datetime | None, window_hours: float = DEFAULT_WINDOW_HOURS) -> bool:
-    """Whether a request with these parameters can be answered from the rollup."""
+    """Whether the results kept per customer answer a request with these parameters: paths, and the
+    funnel's precomputed stage times (other funnels are computed from the kept stage events)."""
     return since is None and until is None and window_hours == DEFAULT_WINDOW_HOURS
 
 
@@ -83,11 +87,14 @@ def build_sql(n_stages: int, *, some_customers: bool) -> str:
     return f"""
 WITH {mine}{funnel.STEPS_CTE},
 {funnel.events_sql(filters, interactions)},
-{funnel.per_customer_sql(n_stages, funnel.ENTRY_CHANNEL)},
-funnels AS (SELECT * FROM {funnel.stage_times_sql(n_stages, list(WindowFrom))}),
+{funnel.per_customer_sql(n_stages, funnel.ENTRY_CHANNEL, first_stage_times=True)},
+funnels AS (
+    SELECT * FROM {funnel.stage_times_sql(n_stages, list(WindowFrom), also=", " + funnel.stage_events_sql(n_stages))}
+),
 {ctes}
 INSERT INTO customer_journey AS cj (workspace_id, journey_id, customer_id, {columns})
 SELECT :w, :j, f.customer_id, f.funnel_first_stage, f.funnel_previous_stage, f.entry_channel,
+       f.stage_times, f.stage_bounds,
        {", ".join(path_columns)}
 FROM funnels f JOIN stages_paths USING (customer_id) JOIN touchpoints_paths USING (customer_id)
 ON CONFLICT (workspace_id, journey_id, customer_id) DO UPDATE SET
