@@ -302,10 +302,11 @@ FUNNEL_PARAMS: list[dict[str, Any]] = [
     if not (b == "channel" and "since" in r)
 ]
 PATH_PARAMS: list[dict[str, Any]] = [
-    {"level": level, "collapse": collapse, "max_length": n}
+    {"level": level, "collapse": collapse, "max_length": n, **r}
     for level in ("stages", "touchpoints")
     for collapse in ("none", "repeats", "revisits")
     for n in (2, 10)
+    for r in ({}, {"since": at(0.75)}, {"until": at(2)}, {"since": at(1), "until": at(5)})
 ]
 
 

@@ -97,8 +97,8 @@ class Timeline(Shape):
 
 Source = Literal["rollup", "events"]
 SOURCE_DESCRIPTION = (
-    "rollup: read from the per-customer rollup kept on ingest (funnel: any request but a channel "
-    "breakdown with `since`; paths: no time range); events: computed from the raw interactions."
+    "rollup: read from the per-customer rollup kept on ingest (every request but a funnel with a "
+    "channel breakdown and `since`); events: computed from the raw interactions."
 )
 
 

@@ -377,10 +377,13 @@ class CustomerJourney(JourneyTable, table=True):
     stage_bounds: list[int] = sqlmodel.Field(
         sa_type=sa.ARRAY(sa.Integer), description="where each stage's times start in stage_times"
     )
-    # Paths, cut at the longest max_length a request may ask for.
+    # Paths, collapsed and cut at the longest max_length a request may ask for; `none` uncut, with
+    # the time of each node in `<level>_times`, so a time range can be cut out of it.
     stages_none: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
     stages_repeats: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
     stages_revisits: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
     touchpoints_none: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
     touchpoints_repeats: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
     touchpoints_revisits: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
+    stages_times: list[datetime] = sqlmodel.Field(sa_type=sa.ARRAY(sa.DateTime(timezone=True)))
+    touchpoints_times: list[datetime] = sqlmodel.Field(sa_type=sa.ARRAY(sa.DateTime(timezone=True)))

@@ -84,3 +84,11 @@ def event_filter(alias: str, since: datetime | None, until: datetime | None, par
         sql += f" AND {alias}.occurred_at < :until"
         params["until"] = until
     return sql
+
+
+def count_before(t: str, times: str) -> str:
+    """SQL: how many elements of the sorted timestamptz array `times` are before `t` — a binary
+    search. width_bucket(x, times) counts the elements <= x; timestamps have microsecond
+    resolution, so those < t are those <= t - 1 µs. Then `times[count_before(t) + 1]` is the first
+    at or after t (null if none) and `times[1 : count_before(t)]` those before it."""
+    return f"width_bucket({t} - interval '1 microsecond', {times})"

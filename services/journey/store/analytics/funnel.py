@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.journey.models import Breakdown, Funnel, FunnelGroup, FunnelStage, SourceChoice, WindowFrom
 from services.journey.store.analytics import rollup
-from services.journey.store.analytics._scope import event_filter, journey_scope, time_range
+from services.journey.store.analytics._scope import count_before, event_filter, journey_scope, time_range
 
 ENTRY_CHANNEL = "(array_agg(ev.channel ORDER BY ev.t) FILTER (WHERE ev.k = :k0))[1]"
 _GROUP = {
@@ -75,11 +75,10 @@ def rollup_events_sql(n_stages: int, *, since: bool, until: bool) -> str:
     """A subquery shaped like `per_customer` (customer_id, entry_channel, t0, e1 ..) over the rollup's
     stage events: stage k's events cut at :until (when set), t0 the first stage-0 event at or after
     :since (when set). Later stages need no cut at :since: t_k >= t_{k-1} >= t0 >= since."""
-    just_before = "- interval '1 microsecond'"  # width_bucket counts elements <= x: < t is <= t - 1 µs
     # Parenthesised: a[i:j][k:l] would be a slice of a 2-dimensional array (empty here).
     events = [f"(r.stage_times[r.stage_bounds[{k + 1}] + 1 : r.stage_bounds[{k + 2}]])" for k in range(n_stages)]
     if until:
-        events = [f"({e}[1 : width_bucket(CAST(:until AS timestamptz) {just_before}, {e})])" for e in events]
+        events = [f"({e}[1 : {count_before('CAST(:until AS timestamptz)', e)}])" for e in events]
     columns = ", ".join(f"{e} AS e{k}" for k, e in enumerate(events))
     # Stage 0's first and last times are plain subscripts: customers without a stage-0 event in the
     # range are left out before any slicing (a month of three: ~300 -> ~150 ms over 100,000).
@@ -90,7 +89,7 @@ def rollup_events_sql(n_stages: int, *, since: bool, until: bool) -> str:
         where += " AND r.stage_times[1] < :until"
     sliced = f"""(SELECT r.customer_id, r.entry_channel, {columns} FROM customer_journey r
       WHERE r.workspace_id = :w AND r.journey_id = :j AND {where} OFFSET 0)"""
-    first = f"c.e0[width_bucket(CAST(:since AS timestamptz) {just_before}, c.e0) + 1]" if since else "c.e0[1]"
+    first = f"c.e0[{count_before('CAST(:since AS timestamptz)', 'c.e0')} + 1]" if since else "c.e0[1]"
     rest = "".join(f", c.e{k}" for k in range(1, n_stages))
     return f"(SELECT c.customer_id, c.entry_channel, {first} AS t0{rest} FROM {sliced} c OFFSET 0)"
 
@@ -101,18 +100,17 @@ def stage_times_sql(n_stages: int, modes: Sequence[WindowFrom], source: str = "p
     `funnel_<mode>` of t_0 .. t_{n-1}, where t_k = min(e in E_k, e >= t_{k-1}, within the window)
     (null from the first stage not reached).
 
-    E_k is sorted, so t_k is a binary search: width_bucket(x, E_k) counts the elements <= x, and
-    x - 1 µs (timestamps have microsecond resolution) makes it count those < t_{k-1}. One level per
-    stage (OFFSET 0 keeps each a level: flattened, t_k would inline t_{k-1}'s expression, and so on
-    down). Measured: ~55 ms for three stages of 100,000 customers, where a LATERAL min() over the
-    unnested array per stage took ~270 ms.
+    E_k is sorted, so t_k is a binary search (`count_before`). One level per stage (OFFSET 0 keeps
+    each a level: flattened, t_k would inline t_{k-1}'s expression, and so on down). Measured:
+    ~55 ms for three stages of 100,000 customers, where a LATERAL min() over the unnested array per
+    stage took ~270 ms.
     """
     for k in range(1, n_stages):
         columns = []
         for mode in modes:
             previous = "t0" if k == 1 else f"{mode.value}_{k - 1}"
             start = "t0" if mode == WindowFrom.first_stage else previous
-            first_after = f"e{k}[width_bucket({previous} - interval '1 microsecond', e{k}) + 1]"
+            first_after = f"e{k}[{count_before(previous, f'e{k}')} + 1]"
             columns.append(f"CASE WHEN {first_after} <= {start} + :window THEN {first_after} END AS {mode.value}_{k}")
         source = f"(SELECT s{k}.*, {', '.join(columns)} FROM {source} s{k} OFFSET 0)"
     arrays = ", ".join(

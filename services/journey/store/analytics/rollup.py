@@ -13,8 +13,9 @@ concerned, so the two sources cannot drift apart:
 
 What the rollup answers: every funnel but a channel breakdown with `since` — under the default
 window and no time range from the stage times kept per customer, otherwise from the stage events
-kept per customer (`stage_times`) — and every path request without a time range (every level and
-collapse mode, any max_length). Other requests are computed from the interactions.
+kept per customer (`stage_times`) — and every path request: without a time range from the paths
+kept per level and collapse mode, with one from the nodes and times kept per level. Other
+requests are computed from the interactions.
 
 Concurrency: the journey's `journey_rollup` row is the lock. The ingest takes it (in journey id
 order, after its other writes) before recomputing customers, and recomputes in a later statement
@@ -44,13 +45,13 @@ _COLUMNS = [
     "entry_channel",
     "stage_times",
     "stage_bounds",
-    *(f"{level.value}_{collapse.value}" for level in PathLevel for collapse in Collapse),
+    *(f"{level.value}_{part}" for level in PathLevel for part in [*(c.value for c in Collapse), "times"]),
 ]
 
 
 def answers(*, since: datetime | None, until: datetime | None, window_hours: float = DEFAULT_WINDOW_HOURS) -> bool:
-    """Whether the results kept per customer answer a request with these parameters: paths, and the
-    funnel's precomputed stage times (other funnels are computed from the kept stage events)."""
+    """Whether the results kept per customer answer a request with these parameters as they are
+    (no time range, the default window); other requests are computed from the kept events."""
     return since is None and until is None and window_hours == DEFAULT_WINDOW_HOURS
 
 
@@ -75,13 +76,18 @@ def build_sql(n_stages: int, *, some_customers: bool) -> str:
     for level in PathLevel:
         for collapse in Collapse:
             path_columns.append(f"{level.value}_paths.{collapse.value} AS {level.value}_{collapse.value}")
+        path_columns.append(f"{level.value}_paths.times AS {level.value}_times")
     path_ctes = []
     for level in PathLevel:
-        collapses = ", ".join(f"{paths.path_sql(c, str(MAX_PATH))} AS {c.value}" for c in Collapse)
+        # Every node uncut (collapse none) with its time: a time range slices them (paths.py).
+        collapses = ", ".join(
+            f"{paths.path_sql(c, None if c == Collapse.none else str(MAX_PATH))} AS {c.value}" for c in Collapse
+        )
         path_ctes.append(
             f"{paths.nodes_sql(level, f'{level.value}_nodes')},\n"
             f"{paths.events_sql(f'{level.value}_ev', f'{level.value}_nodes', filters, interactions)},\n"
-            f"{level.value}_paths AS (SELECT customer_id, {collapses} FROM {level.value}_ev GROUP BY customer_id)"
+            f"{level.value}_paths AS (SELECT customer_id, {collapses}, {paths.PATH_TIMES} AS times "
+            f"FROM {level.value}_ev GROUP BY customer_id)"
         )
     columns, ctes = ", ".join(_COLUMNS), ",\n".join(path_ctes)
     return f"""
