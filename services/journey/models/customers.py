@@ -133,7 +133,7 @@ class Customer(JourneyTable, table=True):
     __tablename__ = "customer"
     __table_args__ = (
         sa.UniqueConstraint("workspace_id", "external_id", name="uq_customer_external_id"),
-        sa.Index("ix_customer_persona", "workspace_id", "persona_id"),
+        sa.Index("ix_customer_persona", "persona_id"),  # not workspace-first: see migration 0009
     )
     id: UUID = sqlmodel.Field(default_factory=uuid7, primary_key=True)
     workspace_id: str

@@ -43,21 +43,27 @@ _STAGING_COLUMNS = [
     "properties",
 ]
 # Customers, interactions and the rollup in one statement, so the 10,000 customer ids never travel
-# to Python and back. Unknown customers are created (empty profile, the persona matched on it,
-# $3/$4) with the id staged for them. A customer created by a concurrent transaction after this
-# statement's snapshot is in neither `known` nor `created`: its items are not inserted here and
-# the caller sends them again (see _insert_staged). The new customer × touchpoint pairs (reach's
-# rollup) are inserted in key order, so concurrent ingests meeting the same pairs wait on each
-# other in one order (no deadlock).
+# to Python and back. Known customers: one probe of uq_customer_external_id per staged customer
+# (LATERAL, OFFSET 0 keeps it so). For a workspace the statistics do not know yet (a new tenant,
+# before autovacuum's next ANALYZE: estimated at one customer) a free join scanned all of the
+# workspace's customers once per staged row, 4-11 s per call at 20,000 customers (see also
+# migration 0009); the probes take ~20 ms. Unknown customers are created (empty profile, the
+# persona matched on it, $3/$4) with the id staged for them. A customer created by a concurrent
+# transaction after this statement's snapshot is in neither `known` nor `created`: its items are
+# not inserted here and the caller sends them again (see _insert_staged). The new customer ×
+# touchpoint pairs (reach's rollup) are inserted in key order, so concurrent ingests meeting the
+# same pairs wait on each other in one order (no deadlock).
 _FROM_STAGING = """
 WITH known AS (
-    SELECT c.id, c.external_id FROM customer c
-    WHERE c.workspace_id = $1 AND c.external_id IN (SELECT customer FROM interaction_stage)
+    SELECT c.id, c.external_id FROM (SELECT DISTINCT customer FROM interaction_stage) s
+    CROSS JOIN LATERAL (
+        SELECT c.id, c.external_id FROM customer c WHERE c.workspace_id = $1 AND c.external_id = s.customer OFFSET 0
+    ) c
 ), created AS (
     INSERT INTO customer (id, workspace_id, external_id, profile, consents, channel_preferences, existing_customer,
                           persona_id, persona_rule)
     SELECT DISTINCT ON (s.customer) s.new_customer_id, $1, s.customer, '{}', '[]', '[]', false, $3, $4
-    FROM interaction_stage s WHERE s.customer NOT IN (SELECT external_id FROM known)
+    FROM interaction_stage s WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.external_id = s.customer)
     ORDER BY s.customer
     ON CONFLICT (workspace_id, external_id) DO NOTHING
     RETURNING id, external_id, created_at
