@@ -77,13 +77,17 @@ def time_range(since: datetime | None, until: datetime | None) -> tuple[datetime
 def event_filter(alias: str, since: datetime | None, until: datetime | None, params: dict[str, Any]) -> str:
     """SQL conditions for a journey's events in [since, until); fills params."""
     sql = f" AND {alias}.workspace_id = :w AND ({alias}.journey_id IS NULL OR {alias}.journey_id = :j)"
+    bind_range(params, since, until)
     if since is not None:
         sql += f" AND {alias}.occurred_at >= :since"
-        params["since"] = since
     if until is not None:
         sql += f" AND {alias}.occurred_at < :until"
-        params["until"] = until
     return sql
+
+
+def bind_range(params: dict[str, Any], since: datetime | None, until: datetime | None) -> None:
+    """`:since` and `:until` for the statements that use them (set bounds only)."""
+    params.update({k: v for k, v in (("since", since), ("until", until)) if v is not None})
 
 
 def count_before(t: str, times: str) -> str:

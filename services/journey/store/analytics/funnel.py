@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.journey.models import Breakdown, Funnel, FunnelGroup, FunnelStage, SourceChoice, WindowFrom
 from services.journey.store.analytics import rollup
-from services.journey.store.analytics._scope import count_before, event_filter, journey_scope, time_range
+from services.journey.store.analytics._scope import bind_range, count_before, event_filter, journey_scope, time_range
 
 ENTRY_CHANNEL = "(array_agg(ev.channel ORDER BY ev.t) FILTER (WHERE ev.k = :k0))[1]"
 _GROUP = {
@@ -150,13 +150,17 @@ def funnel_sql(n_stages: int, *, window_from: WindowFrom, breakdown: Breakdown, 
     self-joins of one CTE per stage (whose row estimates led PostgreSQL into nested loops).
     """
     entry = ENTRY_CHANNEL if breakdown == Breakdown.channel else "NULL::text"
-    times = f"r.funnel_{window_from.value}"
     return f"""
 WITH {STEPS_CTE},
 {events_sql(filters)},
 {per_customer_sql(n_stages, entry)},
-reached AS (SELECT * FROM {stage_times_sql(n_stages, [window_from])} WHERE t0 IS NOT NULL)
-{counts_sql(n_stages, times, breakdown=breakdown, source="reached", where="true")}"""
+{_reached_counts_sql(n_stages, window_from, breakdown, "per_customer")}"""
+
+
+def _reached_counts_sql(n_stages: int, window_from: WindowFrom, breakdown: Breakdown, source: str) -> str:
+    """The `reached` CTE (stage times of the customers who entered) over `source`, and the counts."""
+    return f"""reached AS (SELECT * FROM {stage_times_sql(n_stages, [window_from], source)} WHERE t0 IS NOT NULL)
+{counts_sql(n_stages, f"r.funnel_{window_from.value}", breakdown=breakdown, source="reached", where="true")}"""
 
 
 def rollup_funnel_sql(n_stages: int, *, window_from: WindowFrom, breakdown: Breakdown) -> str:
@@ -173,9 +177,7 @@ def rollup_events_funnel_sql(
     """The same figures for any window and time range over the rollup's per-customer stage events:
     one row per customer instead of every interaction, no sort of the events."""
     source = rollup_events_sql(n_stages, since=since, until=until)
-    return f"""
-WITH reached AS (SELECT * FROM {stage_times_sql(n_stages, [window_from], source)} WHERE t0 IS NOT NULL)
-{counts_sql(n_stages, f"r.funnel_{window_from.value}", breakdown=breakdown, source="reached", where="true")}"""
+    return f"WITH {_reached_counts_sql(n_stages, window_from, breakdown, source)}"
 
 
 async def journey_funnel(
@@ -216,7 +218,7 @@ async def journey_funnel(
         if rollup.answers(since=since, until=until, window_hours=window_hours):
             sql = rollup_funnel_sql(n_stages, window_from=window_from, breakdown=breakdown)  # kept on ingest
         else:
-            params.update({k: v for k, v in (("since", since), ("until", until)) if v is not None})
+            bind_range(params, since, until)
             sql = rollup_events_funnel_sql(
                 n_stages, window_from=window_from, breakdown=breakdown, since=since is not None, until=until is not None
             )

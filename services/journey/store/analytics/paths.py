@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.journey.models import Collapse, PathCount, PathLevel, Paths, SankeyLink, SankeyNode, Source, SourceChoice
 from services.journey.store.analytics import rollup
-from services.journey.store.analytics._scope import count_before, event_filter, journey_scope, time_range
+from services.journey.store.analytics._scope import bind_range, count_before, event_filter, journey_scope, time_range
 
 _NODES = {
     # A touchpoint placed in two stages of the journey appears once per event at the touchpoint level
@@ -64,24 +64,28 @@ def nodes_sql(level: PathLevel, name: str = "nodes") -> str:
     return f"{name} AS ({_NODES[level]})"
 
 
+def top_paths_sql(per_customer: str) -> str:
+    """The top :k paths with their counts and the total, from a query of one `path` per customer."""
+    return f"""
+SELECT path, count(*) AS n, sum(count(*)) OVER () AS total
+FROM ({per_customer}) per_customer
+GROUP BY path ORDER BY n DESC, path LIMIT :k
+"""
+
+
 def paths_sql(level: PathLevel, collapse: Collapse, filters: str) -> str:
     return f"""
 WITH {nodes_sql(level)},
-{events_sql("ev", "nodes", filters)},
-per_customer AS (SELECT customer_id, {path_sql(collapse)} AS path FROM ev GROUP BY customer_id)
-SELECT path, count(*) AS n, sum(count(*)) OVER () AS total
-FROM per_customer GROUP BY path ORDER BY n DESC, path LIMIT :k
-"""
+{events_sql("ev", "nodes", filters)}
+{top_paths_sql(f"SELECT customer_id, {path_sql(collapse)} AS path FROM ev GROUP BY customer_id")}"""
 
 
 def rollup_paths_sql(level: PathLevel, collapse: Collapse) -> str:
     """The same counts over the rollup's per-customer paths (rollup.py)."""
-    return f"""
-SELECT path, count(*) AS n, sum(count(*)) OVER () AS total
-FROM (SELECT cj.{level.value}_{collapse.value}[1:CAST(:max_length AS int)] AS path FROM customer_journey cj
-      WHERE cj.workspace_id = :w AND cj.journey_id = :j) per_customer
-GROUP BY path ORDER BY n DESC, path LIMIT :k
-"""
+    return top_paths_sql(
+        f"SELECT cj.{level.value}_{collapse.value}[1:CAST(:max_length AS int)] AS path FROM customer_journey cj "
+        "WHERE cj.workspace_id = :w AND cj.journey_id = :j"
+    )
 
 
 # A path cut to a time range, collapsed (`s.nodes`: the customer's nodes in the range, in order).
@@ -101,14 +105,10 @@ def rollup_range_paths_sql(level: PathLevel, collapse: Collapse, *, since: bool,
     nodes, times = f"cj.{level.value}_{Collapse.none.value}", f"cj.{level.value}_times"
     first = f"{count_before('CAST(:since AS timestamptz)', times)} + 1" if since else "1"
     last = count_before("CAST(:until AS timestamptz)", times) if until else f"cardinality({times})"
-    return f"""
-SELECT path, count(*) AS n, sum(count(*)) OVER () AS total
-FROM (SELECT ({_COLLAPSE_SLICE[collapse]})[1:CAST(:max_length AS int)] AS path
+    return top_paths_sql(f"""SELECT ({_COLLAPSE_SLICE[collapse]})[1:CAST(:max_length AS int)] AS path
       FROM (SELECT ({nodes}[{first} : {last}]) AS nodes FROM customer_journey cj
             WHERE cj.workspace_id = :w AND cj.journey_id = :j OFFSET 0) s
-      WHERE cardinality(s.nodes) > 0) per_customer
-GROUP BY path ORDER BY n DESC, path LIMIT :k
-"""
+      WHERE cardinality(s.nodes) > 0""")
 
 
 async def journey_paths(
@@ -135,7 +135,7 @@ async def journey_paths(
         if rollup.answers(since=since, until=until):
             sql = rollup_paths_sql(level, collapse)
         else:
-            params.update({k: v for k, v in (("since", since), ("until", until)) if v is not None})
+            bind_range(params, since, until)
             sql = rollup_range_paths_sql(level, collapse, since=since is not None, until=until is not None)
     else:
         sql = paths_sql(level, collapse, event_filter("i", since, until, params))
