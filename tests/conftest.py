@@ -57,6 +57,19 @@ def servers() -> Iterator[Servers]:
                 pg.cleanup()
 
 
+@pytest.fixture
+def own_nats() -> Iterator[str]:
+    """A NATS server of the test's own, for a test that starts a second copy of a service: on the
+    session's server its durable consumers would share the session app's messages."""
+    with tempfile.TemporaryDirectory(prefix="jg-nats-") as tmp:
+        port = free_port()
+        proc = start_nats(Path(tmp), port)
+        try:
+            yield f"nats://127.0.0.1:{port}"
+        finally:
+            stop_process(proc)
+
+
 @dataclass(frozen=True)
 class Keys:
     private: str

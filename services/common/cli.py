@@ -1,16 +1,34 @@
-"""`journeygraph`: the developer's command (up, token)."""
+"""`journeygraph`: the developer's and operator's command (up, token, events)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
 
+import orjson
 import typer
+from uvicorn.importer import import_from_string
 
 from services.common.auth import SCOPES, mint_token
-from services.common.runtime import Runtime, home_dir, load_or_create_keys
+from services.common.consumer import Runner
+from services.common.db import create_engine, create_sessionmaker
+from services.common.dead_letters import list_dead_letters, replay_dead_letter
+from services.common.runtime import NATS_PORT, SERVICES, Runtime, home_dir, load_or_create_keys
 
 app = typer.Typer(help="journeygraph: customer journey management backend.", no_args_is_help=True)
+events = typer.Typer(
+    help="A service's events: dead letters (list, replay) and consumers rebuilt from the stream. Run it "
+    "with the service's environment (its <PREFIX>DATABASE_URL and NATS_URL), or against `make run`'s "
+    "embedded servers when those are not set.",
+    no_args_is_help=True,
+)
+app.add_typer(events, name="events")
+T = TypeVar("T")
+ServiceName = Annotated[str, typer.Argument(help=f"One of: {', '.join(s.name for s in SERVICES)}.")]
 
 
 @app.command()
@@ -39,6 +57,94 @@ def token(
         raise typer.BadParameter(f"unknown scope(s) {', '.join(unknown)}; use {', '.join(SCOPES)}")
     private, _ = load_or_create_keys(home or home_dir())
     typer.echo(mint_token(private, workspace=workspace, scopes=chosen, subject=subject, ttl_seconds=hours * 3600))
+
+
+def _with_service(name: str, home: Path | None, work: Callable[[Any, dict[str, Runner]], Awaitable[T]]) -> T:
+    """Run `work(sessionmaker, runners)` against the service's database (its settings from the
+    environment; `make run`'s embedded servers for what is not set)."""
+    spec = next((s for s in SERVICES if s.name == name), None)
+    if spec is None:
+        raise typer.BadParameter(f"unknown service {name!r}; use {', '.join(s.name for s in SERVICES)}")
+    home = home or home_dir()
+    os.environ.setdefault(
+        f"{spec.env_prefix}DATABASE_URL", f"postgresql+asyncpg://postgres@/journeygraph_{name}?host={home / 'pg'}"
+    )
+    os.environ.setdefault(f"{spec.env_prefix}NATS_URL", f"nats://127.0.0.1:{NATS_PORT}")
+    os.environ.setdefault(f"{spec.env_prefix}AUTH_PUBLIC_KEY", load_or_create_keys(home)[1])
+    service = import_from_string(spec.app)()  # the app, not started: its settings and consumers
+
+    async def run() -> T:
+        engine = create_engine(service.state.settings.database_url, pool_size=2)
+        sessionmaker = create_sessionmaker(engine)
+        runners: dict[str, Runner] = service.state.runners
+        for runner in runners.values():
+            runner.bind(sessionmaker)
+        try:
+            return await work(sessionmaker, runners)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+HomeOption = Annotated[Path | None, typer.Option(help="`make run`'s data folder, for its embedded servers.")]
+
+
+@events.command("dead-letters")
+def show_dead_letters(
+    service: ServiceName,
+    workspace: Annotated[str | None, typer.Option(help="Only this workspace's.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
+    home: HomeOption = None,
+) -> None:
+    """List parked events (oldest first), one JSON object per line."""
+
+    async def work(sessionmaker: Any, runners: dict[str, Runner]) -> None:
+        async with sessionmaker() as session:
+            page = await list_dead_letters(session, workspace_id=workspace, consumer=None, cursor=None, limit=limit)
+        for item in page.items:
+            typer.echo(orjson.dumps(item.model_dump(mode="json", exclude={"event"})).decode())
+
+    _with_service(service, home, work)
+
+
+@events.command("replay")
+def replay_dead_letters(
+    service: ServiceName,
+    ids: Annotated[list[UUID], typer.Argument(help="Dead letter ids.")],
+    home: HomeOption = None,
+) -> None:
+    """Publish or apply parked events again (each removed once it succeeds)."""
+
+    async def work(sessionmaker: Any, runners: dict[str, Runner]) -> None:
+        for dead_letter_id in ids:
+            done = await replay_dead_letter(sessionmaker, runners, dead_letter_id=dead_letter_id, workspace_id=None)
+            typer.echo(f"{done.id}: replayed to the {done.replayed_to}")
+
+    _with_service(service, home, work)
+
+
+@events.command("rebuild")
+def rebuild_consumer(
+    service: ServiceName,
+    consumer: Annotated[str, typer.Argument(help="The consumer whose projection to rebuild.")],
+    home: HomeOption = None,
+) -> None:
+    """Empty a consumer's projection and apply its stream again from the start (the service may run)."""
+    import nats
+
+    async def work(sessionmaker: Any, runners: dict[str, Runner]) -> None:
+        runner = runners.get(consumer)
+        if runner is None:
+            raise typer.BadParameter(f"no consumer {consumer!r}; this service has {', '.join(sorted(runners))}")
+        nc = await nats.connect(os.environ[f"{next(s for s in SERVICES if s.name == service).env_prefix}NATS_URL"])
+        try:
+            applied = await runner.replay(nc)
+        finally:
+            await nc.close()
+        typer.echo(f"{consumer}: {applied} events applied from the start of the stream")
+
+    _with_service(service, home, work)
 
 
 if __name__ == "__main__":

@@ -1,130 +1,353 @@
-"""Durable, idempotent event consumers on FastStream + JetStream.
+"""Durable, idempotent event consumers on FastStream + JetStream: the one mechanism that builds every
+projection (derived data) and runs every reaction to an event.
 
-Each consumer is a durable pull consumer (a queue shared by all replicas of the service). A message
-is handled in one database transaction that also records its event id in `inbox_event`, so a
-redelivered event has one effect. A failing handler is retried with exponential backoff (NAK with
-delay); after `max_attempts` deliveries the event is parked in `dead_letter` and acknowledged.
+- Each `Consumer` is a durable pull consumer of one stream, shared by all replicas of the service. It
+  takes bounded batches and applies each in one database transaction that also records the event
+  ids in `inbox_event` (a redelivered event has no second effect) and, per workspace, the time of the
+  last event applied (`projection_state.as_of`: what a read answers "complete up to").
+- While a batch runs, JetStream is told it is still in progress, so a long batch is not redelivered.
+- A batch that fails is applied again one event at a time: a failing event is retried with
+  exponential backoff (NAK with delay), and after `max_attempts` deliveries it is parked in
+  `dead_letter` and acknowledged; the others go on.
+- `replay` rebuilds a consumer's projection from the start of the stream (its `reset` statements
+  empty it first); the live consumer keeps running meanwhile (an advisory lock orders the two).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import structlog
-from faststream import AckPolicy
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream import AckPolicy, Context
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsBatchMessage
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from prometheus_client import Histogram
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.events import Event, decode_event, stream_for
+from services.common.ids import new_ids
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("journeygraph.consumer")
 
-Handler = Callable[[AsyncSession, Event[dict[str, Any]]], Awaitable[None]]
+Apply = Callable[[AsyncSession, list[Event[dict[str, Any]]]], Awaitable[None]]
 
-_CLAIM = text(
-    "INSERT INTO inbox_event (consumer, event_id) VALUES (:consumer, :event_id) "
-    "ON CONFLICT DO NOTHING RETURNING event_id"
+LAG = Histogram(
+    "journeygraph_projection_lag_seconds",
+    "From an event's occurred_at to its consumer's commit of it.",
+    ["consumer"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
-_PARK = text(
-    "INSERT INTO dead_letter (consumer, event_id, subject, payload, error, attempts) "
-    "VALUES (:consumer, :event_id, :subject, :payload, :error, :attempts)"
-)
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """A durable consumer of one stream (`journey`, `feedback`, ...). `apply` gets the new events of
+    `types` (every type when None) in stream order, inside the batch's transaction. `reset` empties
+    what it builds before a replay from the start (nothing: a replay only adds what is missing)."""
+
+    name: str
+    stream: str
+    apply: Apply
+    types: frozenset[str] | None = None
+    reset: tuple[str, ...] = ()
 
 
 def backoff_seconds(attempt: int, *, base: float = 0.5, cap: float = 300.0) -> float:
     return float(min(cap, base * 2 ** max(0, attempt - 1)))
 
 
-def add_consumer(
-    broker: NatsBroker,
-    *,
-    name: str,
-    subject: str,
-    handler: Handler,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    max_attempts: int = 8,
-) -> None:
-    """Register `handler` for `subject` as the durable consumer `name` (replays from the start)."""
+_LOCK_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtext(:c))")
+_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:c))")
+_CLAIM = text(
+    "INSERT INTO inbox_event (consumer, event_id) SELECT :c, e FROM unnest(CAST(:ids AS uuid[])) e "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
+)
+_AS_OF = text(
+    "INSERT INTO projection_state AS p (consumer, workspace_id, as_of, applied_at) "
+    "SELECT :c, w, max(t), now() FROM unnest(CAST(:ws AS text[]), CAST(:ts AS timestamptz[])) AS e(w, t) "
+    "GROUP BY w ORDER BY w "
+    "ON CONFLICT (consumer, workspace_id) DO UPDATE SET as_of = greatest(p.as_of, EXCLUDED.as_of), applied_at = now()"
+)
+_PARK = text(
+    "INSERT INTO dead_letter (id, consumer, workspace_id, event_id, subject, payload, error, attempts) "
+    "VALUES (:id, :consumer, :workspace_id, :event_id, :subject, :payload, :error, :attempts)"
+)
 
-    async def consume(msg: NatsMessage) -> None:
-        body = msg.raw_message.data  # the raw envelope: decoded and validated by us, below
-        attempt = msg.raw_message.metadata.num_delivered
-        ctx = propagate.extract(dict(msg.headers or {}))
-        token = otel_context.attach(ctx)
-        try:
-            await _consume(body, msg, attempt)
-        finally:
-            otel_context.detach(token)
 
-    async def _consume(body: bytes, msg: NatsMessage, attempt: int) -> None:
-        try:
-            event = decode_event(body)
-        except Exception as exc:  # a message no one can read is parked, not retried forever
-            await _park(None, msg, body, f"undecodable event: {exc}", attempt)
+class Runner:
+    """How a consumer applies events: live batches, one by one after a failure, a replay, a dead letter."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        max_attempts: int = 8,
+        heartbeat_seconds: float = 10.0,
+    ) -> None:
+        self.consumer = consumer
+        self._bound = sessionmaker
+        self._max_attempts = max_attempts
+        self._heartbeat = heartbeat_seconds
+
+    def bind(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        """The database it applies to (the service's, once its lifespan made the engine)."""
+        self._bound = sessionmaker
+
+    @property
+    def _sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        if self._bound is None:
+            raise RuntimeError(f"consumer {self.name} has no database yet (bind it first)")
+        return self._bound
+
+    @property
+    def name(self) -> str:
+        return self.consumer.name
+
+    async def apply(self, session: AsyncSession, events: Sequence[Event[dict[str, Any]]]) -> int:
+        """Apply the events in the caller's transaction: claim them in the inbox, hand the new ones of
+        the consumer's types to `apply`, advance `as_of`. Returns how many were new."""
+        c = self.consumer
+        await session.execute(_LOCK_SHARED, {"c": c.name})
+        wanted = [e for e in events if c.types is None or e.type in c.types]
+        new: list[Event[dict[str, Any]]] = []
+        if wanted:
+            claimed = set((await session.execute(_CLAIM, {"c": c.name, "ids": [e.id for e in wanted]})).scalars())
+            for e in wanted:  # a batch may hold an event twice (a redelivery): the first copy counts
+                if e.id in claimed:
+                    claimed.discard(e.id)
+                    new.append(e)
+            if new:
+                await c.apply(session, new)
+        await session.execute(
+            _AS_OF, {"c": c.name, "ws": [e.workspace_id for e in events], "ts": [e.occurred_at for e in events]}
+        )
+        return len(new)
+
+    async def apply_now(self, events: Sequence[Event[dict[str, Any]]]) -> int:
+        async with self._sessionmaker() as session, session.begin():
+            return await self.apply(session, events)
+
+    async def consume(self, msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
+        """The live path: one fetched batch of raw messages, acknowledged (or NAKed) one by one."""
+        raws: list[Msg] = list(msg.raw_message)
+        async with self._in_progress(raws):
+            await self._consume(raws)
+
+    async def _consume(self, raws: list[Msg]) -> None:
+        decoded: list[tuple[Msg, Event[dict[str, Any]]]] = []
+        for raw in raws:
+            try:
+                decoded.append((raw, decode_event(raw.data)))
+            except Exception as exc:  # a message no one can read is parked, not retried forever
+                await self._park(raw, None, f"undecodable event: {exc}")
+        if not decoded:
             return
+        done: list[tuple[Msg, Event[dict[str, Any]]]] = []
         try:
-            with tracer.start_as_current_span(f"consume {event.type}"):
-                async with sessionmaker() as session, session.begin():
-                    claimed = (await session.execute(_CLAIM, {"consumer": name, "event_id": event.id})).first()
-                    if claimed is not None:
-                        await handler(session, event)
-            await msg.ack()
+            with self._span(decoded):
+                await self.apply_now([e for _, e in decoded])
+            done = decoded
         except Exception as exc:
-            if attempt >= max_attempts:
-                log.exception("event parked", consumer=name, event_id=str(event.id), attempts=attempt)
-                await _park(event, msg, body, repr(exc), attempt)
-            else:
-                delay = backoff_seconds(attempt)
-                log.warning(
-                    "event failed; will retry",
-                    consumer=name,
-                    event_id=str(event.id),
-                    attempt=attempt,
-                    retry_in=delay,
-                    error=repr(exc),
-                )
-                await msg.nack(delay=delay)
+            log.warning("batch failed; applying its events one by one", consumer=self.name, error=repr(exc))
+            for raw, event in decoded:
+                try:
+                    with self._span([(raw, event)]):
+                        await self.apply_now([event])
+                    done.append((raw, event))
+                except Exception as one:
+                    await self._retry_or_park(raw, event, one)
+        now = time.time()
+        for raw, event in done:
+            await raw.ack()
+            LAG.labels(self.name).observe(max(0.0, now - event.occurred_at.timestamp()))
+
+    async def _retry_or_park(self, raw: Msg, event: Event[dict[str, Any]], error: Exception) -> None:
+        attempt = raw.metadata.num_delivered or 1
+        if attempt >= self._max_attempts:
+            log.error("event parked", consumer=self.name, event_id=str(event.id), attempts=attempt, error=repr(error))
+            await self._park(raw, event, repr(error), attempts=attempt)
+            return
+        delay = backoff_seconds(attempt)
+        log.warning(
+            "event failed; will retry",
+            consumer=self.name,
+            event_id=str(event.id),
+            attempt=attempt,
+            retry_in=delay,
+            error=repr(error),
+        )
+        await raw.nak(delay=delay)
 
     async def _park(
-        event: Event[dict[str, Any]] | None, msg: NatsMessage, body: bytes, error: str, attempt: int
+        self, raw: Msg, event: Event[dict[str, Any]] | None, error: str, *, attempts: int | None = None
     ) -> None:
-        async with sessionmaker() as session, session.begin():
+        await self.park(
+            subject=raw.subject,
+            payload=raw.data,
+            event=event,
+            error=error,
+            attempts=attempts or raw.metadata.num_delivered or 1,
+        )
+        await raw.ack()
+
+    async def park(
+        self, *, subject: str, payload: bytes, event: Event[dict[str, Any]] | None, error: str, attempts: int
+    ) -> None:
+        async with self._sessionmaker() as session, session.begin():
             await session.execute(
                 _PARK,
                 {
-                    "consumer": name,
+                    "id": new_ids(1)[0],
+                    "consumer": self.name,
+                    "workspace_id": event.workspace_id if event else None,
                     "event_id": event.id if event else None,
-                    "subject": msg.raw_message.subject,
-                    "payload": body,
-                    "error": error,
-                    "attempts": attempt,
+                    "subject": subject,
+                    "payload": payload,
+                    "error": error[:2000],
+                    "attempts": attempts,
                 },
             )
-        await msg.ack()
 
-    broker.subscriber(
-        subject,
-        stream=JStream(stream_for(subject), declare=False),
-        durable=name,
-        pull_sub=PullSub(batch_size=50, timeout=1.0),
-        config=ConsumerConfig(
-            durable_name=name,
-            deliver_policy=DeliverPolicy.ALL,
-            max_deliver=max_attempts + 1,
-            ack_wait=60,
-        ),
-        ack_policy=AckPolicy.MANUAL,
-    )(consume)
+    @contextlib.asynccontextmanager
+    async def _in_progress(self, raws: list[Msg]) -> AsyncIterator[None]:
+        """Tell JetStream every `heartbeat_seconds` that the batch is being worked on."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self._heartbeat)
+                for raw in raws:
+                    with contextlib.suppress(Exception):  # already acknowledged: nothing to extend
+                        await raw.in_progress()
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _span(self, decoded: Sequence[tuple[Msg, Event[dict[str, Any]]]]) -> Any:
+        links = []
+        for raw, _ in decoded[:32]:
+            span_context = trace.get_current_span(propagate.extract(dict(raw.headers or {}))).get_span_context()
+            if span_context.is_valid:
+                links.append(trace.Link(span_context))
+        return tracer.start_as_current_span(f"apply {self.name}", links=links, attributes={"events": len(decoded)})
+
+    async def reset(self) -> None:
+        """Empty what the consumer built, its inbox and its as_of, in one transaction."""
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(_LOCK, {"c": self.name})
+            for statement in self.consumer.reset:
+                await session.execute(text(statement))
+            for table in ("inbox_event", "projection_state"):
+                await session.execute(text(f"DELETE FROM {table} WHERE consumer = :c"), {"c": self.name})
+
+    async def replay(self, nc: NATS, *, batch_size: int = 500) -> int:
+        """Rebuild from the start of the stream: reset, then apply every event published so far
+        (an event that fails twice is parked). Returns how many events were new."""
+        await self.reset()
+        js = nc.jetstream()
+        stream = stream_for(f"{self.consumer.stream}.x")
+        last = (await js.stream_info(stream)).state.last_seq
+        if not last:
+            return 0
+        sub = await js.pull_subscribe(
+            f"{self.consumer.stream}.>",
+            stream=stream,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=300),
+        )
+        applied, seen = 0, 0
+        try:
+            while seen < last:
+                batch: list[tuple[bytes, Event[dict[str, Any]]]] = []
+                for raw in await sub.fetch(batch_size, timeout=10):
+                    seen = max(seen, raw.metadata.sequence.stream)
+                    if raw.metadata.sequence.stream <= last:
+                        try:
+                            batch.append((raw.data, decode_event(raw.data)))
+                        except Exception as exc:
+                            await self.park(
+                                subject=raw.subject, payload=raw.data, event=None, error=repr(exc), attempts=1
+                            )
+                    await raw.ack()
+                try:
+                    applied += await self.apply_now([e for _, e in batch])
+                except Exception:
+                    for payload, event in batch:
+                        try:
+                            applied += await self.apply_now([event])
+                        except Exception as exc:
+                            await self.park(
+                                subject=event.type, payload=payload, event=event, error=repr(exc), attempts=1
+                            )
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return applied
+
+
+def add_consumers(
+    broker: NatsBroker,
+    consumers: Sequence[Consumer],
+    *,
+    max_attempts: int = 8,
+    ack_wait_seconds: float = 30.0,
+    batch_size: int = 200,
+    fetch_seconds: float = 0.1,
+) -> dict[str, Runner]:
+    """Subscribe every consumer on the broker (durable, from the start of its stream); its Runner by
+    name, to `bind` to the service's database before the broker starts."""
+    runners: dict[str, Runner] = {}
+    for consumer in consumers:
+        runner = Runner(consumer, max_attempts=max_attempts, heartbeat_seconds=ack_wait_seconds / 3)
+        subject = f"{consumer.stream}.>"
+        broker.subscriber(
+            subject,
+            stream=JStream(stream_for(subject), declare=False),
+            durable=consumer.name,
+            # A batch is what the fetch finds within `fetch_seconds` (at most `batch_size`): one
+            # transaction for many events, at most that long a wait for a lone one.
+            pull_sub=PullSub(batch_size=batch_size, timeout=fetch_seconds, batch=True),
+            config=ConsumerConfig(
+                durable_name=consumer.name,
+                deliver_policy=DeliverPolicy.ALL,
+                max_deliver=max_attempts + 1,
+                ack_wait=ack_wait_seconds,
+            ),
+            ack_policy=AckPolicy.MANUAL,
+            title=consumer.name,
+        )(runner.consume)
+        runners[consumer.name] = runner
+    return runners
+
+
+async def as_of(session: AsyncSession, *, consumer: str, workspace_id: str) -> datetime | None:
+    """The time of the last event `consumer` applied for the workspace: its projection is complete up to it."""
+    value = await session.scalar(
+        text("SELECT as_of FROM projection_state WHERE consumer = :c AND workspace_id = :w"),
+        {"c": consumer, "w": workspace_id},
+    )
+    return value.astimezone(UTC) if value is not None else None
 
 
 def create_broker(nats_url: str) -> NatsBroker:
-    # NACK_ON_ERROR: FastStream's default would drop a message whose handler raises (NOTES.md).
+    # NACK_ON_ERROR: FastStream's default would drop a message whose handler raises (NOTES.md);
+    # our consumers acknowledge by hand (AckPolicy.MANUAL) and never raise.
     # Per-message "Received/Processed" lines go to DEBUG; errors stay visible.
     return NatsBroker(nats_url, ack_policy=AckPolicy.NACK_ON_ERROR, log_level=logging.DEBUG)

@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.common.events import EventTooLarge
+
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger(__name__)
 
@@ -190,6 +192,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             )
         return await on_unexpected(request, exc)
 
+    async def on_too_large_event(request: Request, exc: Exception) -> JSONResponse:
+        # A change whose event would not fit the budget (validation limits make it rare).
+        return problem_response(422, f"The change cannot be published: {exc}.", instance=request.url.path)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
         return problem_response(
@@ -203,6 +209,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(DBAPIError, on_database_error)
     app.add_exception_handler(asyncpg.PostgresError, on_database_error)
+    app.add_exception_handler(EventTooLarge, on_too_large_event)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -46,3 +46,47 @@ def run_env(target_metadata: MetaData) -> None:
         await engine.dispose()
 
     asyncio.run(run())
+
+
+def upgrade_events_contract() -> None:
+    """The kit tables' change of the events-contract revision (journey 0010, feedback 0004): relay
+    attempts, dead letters by workspace, consumers' `as_of`, inbox purge. Frozen: a later change
+    of the kit tables gets a function of its own."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    op.add_column("outbox_event", sa.Column("attempts", sa.Integer(), server_default="0", nullable=False))
+    op.add_column("outbox_event", sa.Column("last_error", sa.Text(), nullable=True))
+    op.add_column("dead_letter", sa.Column("workspace_id", sa.Text(), nullable=True))
+    # UUID keys like every other table (cursor pagination); rows parked before get random ones.
+    op.drop_constraint("dead_letter_pkey", "dead_letter")
+    op.drop_column("dead_letter", "id")
+    op.add_column(
+        "dead_letter", sa.Column("id", sa.Uuid(), server_default=sa.text("gen_random_uuid()"), nullable=False)
+    )
+    op.alter_column("dead_letter", "id", server_default=None)
+    op.create_primary_key("dead_letter_pkey", "dead_letter", ["id"])
+    op.create_index("ix_inbox_event_processed_at", "inbox_event", ["processed_at"], unique=False)
+    op.create_table(
+        "projection_state",
+        sa.Column("consumer", sa.Text(), nullable=False),
+        sa.Column("workspace_id", sa.Text(), nullable=False),
+        sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("applied_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.PrimaryKeyConstraint("consumer", "workspace_id"),
+    )
+
+
+def downgrade_events_contract() -> None:
+    import sqlalchemy as sa
+    from alembic import op
+
+    op.drop_table("projection_state")
+    op.drop_index("ix_inbox_event_processed_at", table_name="inbox_event")
+    op.drop_constraint("dead_letter_pkey", "dead_letter")
+    op.drop_column("dead_letter", "id")
+    op.add_column("dead_letter", sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False))
+    op.create_primary_key("dead_letter_pkey", "dead_letter", ["id"])
+    op.drop_column("dead_letter", "workspace_id")
+    op.drop_column("outbox_event", "last_error")
+    op.drop_column("outbox_event", "attempts")

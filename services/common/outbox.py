@@ -1,11 +1,12 @@
 """Transactional outbox: events are rows committed with the state change, then relayed to NATS.
 
 No outbox library is mature enough (see NOTES.md), so the table and relay are ours:
-- `emit` inserts the event row in the caller's transaction (nothing is sent if it rolls back);
+- `emit` / `emit_many` insert event rows in the caller's transaction (nothing is sent if it rolls back);
 - `OutboxRelay` claims pending rows with FOR UPDATE SKIP LOCKED (several replicas share the table),
   publishes them to JetStream with the event id as `Nats-Msg-Id` (the stream drops duplicates in
   its window, so a relay that crashes between publish and mark does not publish twice), then marks
-  them published in the same transaction.
+  them published in the same transaction. A row that keeps failing while others publish is parked
+  in `dead_letter` (an error log and a metric name it), so it never holds up the rows after it.
 """
 
 from __future__ import annotations
@@ -16,23 +17,45 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 import structlog
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NATS
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 from opentelemetry import propagate
-from pydantic import BaseModel
+from prometheus_client import Counter
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
-from services.common.events import DUPLICATE_WINDOW_SECONDS, STREAMS, encode_event
+from services.common.events import DUPLICATE_WINDOW_SECONDS, STREAMS, encode_event, item_batches
 from services.common.ids import new_ids
 from services.common.worker import LoopWorker
 
 log = structlog.get_logger(__name__)
+
+PUBLISHED = Counter("journeygraph_outbox_published", "Events the outbox relay published.", ["service"])
+PARKED = Counter(
+    "journeygraph_outbox_parked", "Outbox rows parked in dead_letter after failing repeatedly.", ["service"]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One event to write: its subject, the public state (a model, a dict of that shape, or its JSON),
+    and the aggregate it is about with the aggregate's version after the change."""
+
+    type: str
+    data: Any
+    aggregate_id: UUID | str | None = None
+    version: int | None = None
+
+
+def batch_changes(type: str, items: Sequence[Any]) -> list[Change]:
+    """Every item in exactly one `{"items": [...]}` event of `type`, split by the byte budget."""
+    return [Change(type, data) for data in item_batches(items)]
 
 
 # One statement for any number of events: arrays through unnest are ~2x faster than executemany.
@@ -55,21 +78,25 @@ WAKE_KEY = "outbox_wake"
 _DIRTY_KEY = "outbox_dirty"
 
 
-async def emit(session: AsyncSession, *, workspace_id: str, type: str, data: BaseModel | dict[str, Any]) -> str:
-    """Write one event in the caller's transaction; returns its id (also its `Nats-Msg-Id`)."""
-    return (await emit_many(session, workspace_id=workspace_id, events=[(type, data)]))[0]
-
-
-async def emit_many(
+async def emit(
     session: AsyncSession,
     *,
     workspace_id: str,
-    events: Sequence[tuple[str, BaseModel | dict[str, Any]]],
-) -> list[str]:
+    type: str,
+    data: Any,
+    aggregate_id: UUID | str | None,
+    version: int | None,
+) -> str:
+    """Write one event in the caller's transaction; returns its id (also its `Nats-Msg-Id`)."""
+    change = Change(type, data, aggregate_id, version)
+    return (await emit_many(session, workspace_id=workspace_id, changes=[change]))[0]
+
+
+async def emit_many(session: AsyncSession, *, workspace_id: str, changes: Sequence[Change]) -> list[str]:
     """Write events in the caller's transaction; returns their ids in order."""
-    if not events:
+    if not changes:
         return []
-    rows = outbox_rows(workspace_id, events)
+    rows = outbox_rows(workspace_id, changes)
     await session.execute(
         _INSERT,
         {
@@ -99,17 +126,25 @@ class OutboxRows:
     headers: str  # JSON of the trace context, the same for every event of one write
 
 
-def outbox_rows(workspace_id: str, events: Sequence[tuple[str, BaseModel | dict[str, Any]]]) -> OutboxRows:
+def outbox_rows(workspace_id: str, changes: Sequence[Change]) -> OutboxRows:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)  # the trace context travels with the event
     now = datetime.now(UTC)
-    ids = new_ids(len(events))
+    ids = new_ids(len(changes))
     return OutboxRows(
         ids=ids,
-        subjects=[subject for subject, _ in events],
+        subjects=[c.type for c in changes],
         payloads=[
-            encode_event(event_id=event_id, type=subject, workspace_id=workspace_id, occurred_at=now, data=data)
-            for event_id, (subject, data) in zip(ids, events, strict=True)
+            encode_event(
+                event_id=event_id,
+                type=c.type,
+                workspace_id=workspace_id,
+                occurred_at=now,
+                data=c.data,
+                aggregate_id=c.aggregate_id,
+                version=c.version,
+            )
+            for event_id, c in zip(ids, changes, strict=True)
         ],
         headers=orjson.dumps(carrier).decode(),
     )
@@ -130,8 +165,9 @@ def _forget_rolled_back(session: Session) -> None:
     session.info.pop(_DIRTY_KEY, None)
 
 
-async def ensure_streams(js: JetStreamContext, *, max_age_days: int = 0) -> None:
+async def ensure_streams(nc: NATS, *, max_age_days: int = 0) -> None:
     """Create or update the event streams (idempotent; safe from every replica)."""
+    js = nc.jetstream()
     for name, subjects in STREAMS.items():
         config = StreamConfig(
             name=name,
@@ -147,6 +183,29 @@ async def ensure_streams(js: JetStreamContext, *, max_age_days: int = 0) -> None
                 await js.add_stream(config)
 
 
+_CLAIM = text(
+    "SELECT id, workspace_id, subject, payload, headers, attempts FROM outbox_event "
+    "WHERE published_at IS NULL ORDER BY created_at, id LIMIT :n FOR UPDATE SKIP LOCKED"
+)
+_MARK = text("UPDATE outbox_event SET published_at = now() WHERE id = ANY(:ids)")
+_FAILED = text(
+    "UPDATE outbox_event SET attempts = attempts + 1, last_error = t.error "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:errors AS text[])) AS t(id, error) WHERE outbox_event.id = t.id"
+)
+_PARK = text(
+    "WITH parked AS (DELETE FROM outbox_event WHERE id = ANY(:ids) "
+    "RETURNING id, workspace_id, subject, payload, attempts, last_error) "
+    "INSERT INTO dead_letter (id, consumer, workspace_id, event_id, subject, payload, error, attempts) "
+    "SELECT d.id, :consumer, p.workspace_id, p.id, p.subject, p.payload, p.last_error, p.attempts "
+    "FROM parked p JOIN unnest(CAST(:ids AS uuid[]), CAST(:dead_ids AS uuid[])) AS d(event_id, id) ON d.event_id = p.id"
+)
+RELAY = "outbox-relay"  # the `consumer` of rows the relay parks in dead_letter
+
+
+class RelayStalled(Exception):
+    """Nothing of a batch could be published (the broker is unreachable or refusing): retried later."""
+
+
 class OutboxRelay(LoopWorker):
     """Moves committed outbox rows to JetStream; runs in every replica."""
 
@@ -155,17 +214,26 @@ class OutboxRelay(LoopWorker):
     def __init__(
         self,
         engine: AsyncEngine,
-        js: JetStreamContext,
+        nc: NATS,
         *,
+        service: str,
         poll_seconds: float = 1.0,
         batch_size: int = 500,
+        max_attempts: int = 5,
+        publish_timeout_seconds: float = 10.0,
         retention_hours: int = 24,
+        inbox_retention_days: int = 7,
     ) -> None:
         super().__init__(idle_seconds=poll_seconds)
         self._engine = engine
-        self._js = js
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._service = service
         self._batch_size = batch_size
+        self._max_attempts = max_attempts
+        self._publish_timeout = publish_timeout_seconds
         self._retention_hours = retention_hours
+        self._inbox_retention_days = inbox_retention_days
         self._last_purge = 0.0
         self.published = 0
 
@@ -176,6 +244,7 @@ class OutboxRelay(LoopWorker):
             await asyncio.wait_for(self.drain(), timeout=5)
 
     async def drain(self) -> int:
+        """Publish until nothing is pending (rows that fail stay pending or are parked)."""
         total = 0
         while (n := await self.relay_batch()) > 0:
             total += n
@@ -190,31 +259,67 @@ class OutboxRelay(LoopWorker):
         return n == self._batch_size
 
     async def relay_batch(self) -> int:
+        """Publish one batch; returns how many rows left the pending set (published or parked)."""
         async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        "SELECT id, subject, payload, headers FROM outbox_event "
-                        "WHERE published_at IS NULL ORDER BY created_at, id "
-                        "LIMIT :n FOR UPDATE SKIP LOCKED"
-                    ),
-                    {"n": self._batch_size},
-                )
-            ).all()
+            rows = (await conn.execute(_CLAIM, {"n": self._batch_size})).all()
             if not rows:
                 return 0
-            # publish_async keeps the order of the rows on the connection and pipelines the acks.
-            futures = []
-            for row in rows:
+            errors = await self._publish(rows)
+            ok = [row.id for row, error in zip(rows, errors, strict=True) if error is None]
+            failed = [(row, error) for row, error in zip(rows, errors, strict=True) if error is not None]
+            if ok:
+                await conn.execute(_MARK, {"ids": ok})
+            # Others published: these rows fail on their own (too large, a refused subject, ...), so
+            # they count towards parking. All failed: the broker is the problem, and nothing counts
+            # but a row it could never take.
+            counted = [(r, e) for r, e in failed if ok or isinstance(e, _RowTooLarge)]
+            parked: list[Any] = [r for r, _ in counted if r.attempts + 1 >= self._max_attempts]
+            if counted:
+                await conn.execute(
+                    _FAILED, {"ids": [r.id for r, _ in counted], "errors": [repr(e)[:1000] for _, e in counted]}
+                )
+            if parked:
+                await conn.execute(
+                    _PARK, {"ids": [r.id for r in parked], "dead_ids": new_ids(len(parked)), "consumer": RELAY}
+                )
+        self.published += len(ok)
+        PUBLISHED.labels(self._service).inc(len(ok))
+        for row in parked:
+            PARKED.labels(self._service).inc()
+            error = next(e for r, e in failed if r.id == row.id)
+            log.error("outbox event parked", event_id=str(row.id), subject=row.subject, error=repr(error))
+        if failed and not ok and not parked:
+            raise RelayStalled(f"{len(failed)} event(s) not published: {failed[0][1]!r}")
+        return len(ok) + len(parked)
+
+    async def _publish(self, rows: Sequence[Any]) -> list[BaseException | None]:
+        """Publish the rows pipelined (publish_async keeps their order on the connection); the error
+        of each row, or None. Acknowledgements not received within the timeout count as errors."""
+        sent: list[asyncio.Future[Any] | BaseException] = []
+        for row in rows:
+            if len(row.payload) > self._nc.max_payload - 4096:  # nats-py would leak its future
+                sent.append(_RowTooLarge(f"{len(row.payload)} bytes over the broker's max_payload"))
+                continue
+            try:
                 headers = {**row.headers, "Nats-Msg-Id": str(row.id)}
-                futures.append(await self._js.publish_async(row.subject, row.payload, headers=headers))
-            await asyncio.gather(*futures)
-            await conn.execute(
-                text("UPDATE outbox_event SET published_at = now() WHERE id = ANY(:ids)"),
-                {"ids": [row.id for row in rows]},
-            )
-        self.published += len(rows)
-        return len(rows)
+                sent.append(await self._js.publish_async(row.subject, row.payload, headers=headers))
+            except Exception as exc:
+                sent.append(exc)
+        futures = [f for f in sent if isinstance(f, asyncio.Future)]
+        if futures:
+            await asyncio.wait(futures, timeout=self._publish_timeout)
+        errors: list[BaseException | None] = []
+        for f in sent:
+            if isinstance(f, BaseException):
+                errors.append(f)
+            elif not f.done():
+                f.cancel()
+                errors.append(TimeoutError(f"no acknowledgement within {self._publish_timeout} s"))
+            elif f.cancelled():
+                errors.append(asyncio.CancelledError("publish cancelled"))
+            else:
+                errors.append(f.exception())
+        return errors
 
     async def _purge(self) -> None:
         async with self._engine.begin() as conn:
@@ -222,3 +327,13 @@ class OutboxRelay(LoopWorker):
                 text("DELETE FROM outbox_event WHERE published_at < now() - make_interval(hours => :h)"),
                 {"h": self._retention_hours},
             )
+            # The inbox dedupes redeliveries, which come within minutes (ack wait × attempts); a
+            # replay from the start clears a consumer's inbox itself.
+            await conn.execute(
+                text("DELETE FROM inbox_event WHERE processed_at < now() - make_interval(days => :d)"),
+                {"d": self._inbox_retention_days},
+            )
+
+
+class _RowTooLarge(Exception):
+    """A row the broker cannot take whatever its state."""

@@ -8,7 +8,6 @@ Nothing happens at import time.
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,13 +20,13 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.common import admin
 from services.common.auth import TokenVerifier
-from services.common.consumer import create_broker
+from services.common.consumer import Consumer, add_consumers, create_broker
 from services.common.db import create_engine, create_sessionmaker
 from services.common.errors import install_problem_handlers
-from services.common.events import Event
+from services.common.events import MAX_EVENT_BYTES, Event
 from services.common.idempotency import IdempotentReplay, replay_response
 from services.common.migrations import upgrade_to_head
 from services.common.outbox import WAKE_KEY, OutboxRelay, ensure_streams
@@ -35,21 +34,20 @@ from services.common.settings import ServiceSettings
 from services.common.telemetry import configure_logging, configure_tracing, instrument
 from services.common.worker import Worker
 
-ConsumerSetup = Callable[[NatsBroker, async_sessionmaker[AsyncSession], ServiceSettings], None]
-
-
 # Builds the service's workers once the engine and sessionmaker exist (on app.state).
 WorkerSetup = Callable[[FastAPI], Sequence[Worker]]
 
+EVENTS_CONTRACT = f"""
 
-def tune_gc() -> None:
-    """Fewer, cheaper garbage collections. A 10,000-item bulk call keeps ~200,000 objects alive
-    until it answers; with CPython's default thresholds (700, 10, 10) that set off three full
-    collections per call, each walking the whole heap: ~0.5 s of a 1.4 s call. Objects alive after
-    start-up (modules, schemas, compiled statements) are frozen out of every collection, and the
-    older generations are collected less often; cycles are still collected."""
-    gc.freeze()
-    gc.set_threshold(10_000, 50, 100)
+**Events.** Every state change is published through a transactional outbox as an event on NATS
+JetStream. The envelope: `id` (also the `Nats-Msg-Id` and, for webhooks, the `webhook-id`), `type`
+(the subject), `workspace_id`, `occurred_at`, `aggregate_id` and `version` (the aggregate's version
+after the change: it increases with every change, so drop an event whose version is not above the one
+you hold), and `data`, the aggregate's full public state. A batch event carries several aggregates in
+`data.items`, each with its own `id` (and `version` when it can change); its envelope's `aggregate_id`
+and `version` are null. Delivery is **at least once** and may **reorder events across aggregates**:
+dedupe on `id`, order by `version`. No event is larger than {MAX_EVENT_BYTES} bytes: batches are split
+by size. The streams keep every event, so a read model can be rebuilt by replaying from the start."""
 
 
 def create_service_app(
@@ -61,7 +59,7 @@ def create_service_app(
     routers: Sequence[APIRouter],
     published_events: dict[str, type[BaseModel]],
     openapi_tags: list[dict[str, Any]] | None = None,
-    setup_consumers: ConsumerSetup | None = None,
+    consumers: Sequence[Consumer] = (),
     setup_workers: WorkerSetup | None = None,
 ) -> FastAPI:
     configure_logging(level=settings.log_level, json=settings.log_json)
@@ -74,27 +72,27 @@ def create_service_app(
         engine = create_engine(settings.database_url)
         broker: NatsBroker = app.state.broker
         await broker.connect()
-        js = broker.connection.jetstream()
-        await ensure_streams(js, max_age_days=settings.stream_max_age_days)
-        relay = OutboxRelay(engine, js, poll_seconds=settings.outbox_poll_seconds)
+        await ensure_streams(broker.connection, max_age_days=settings.stream_max_age_days)
+        relay = OutboxRelay(
+            engine,
+            broker.connection,
+            service=settings.service_name,
+            poll_seconds=settings.outbox_poll_seconds,
+            max_attempts=settings.outbox_max_attempts,
+        )
         sessionmaker = create_sessionmaker(engine)
         sessionmaker.kw["info"] = {WAKE_KEY: relay.wake}
-        if setup_consumers is not None:
-            setup_consumers(broker, sessionmaker, settings)
+        for runner in runners.values():
+            runner.bind(sessionmaker)
         await broker.start()
         relay.start()
         app.state.engine, app.state.sessionmaker, app.state.relay = engine, sessionmaker, relay
         workers = list(setup_workers(app)) if setup_workers is not None else []
         for worker in workers:
             worker.start()
-        thresholds = gc.get_threshold()
-        tune_gc()
         try:
             yield
         finally:
-            # As before start-up: a process that starts apps again (tests) collects them as usual.
-            gc.unfreeze()
-            gc.set_threshold(*thresholds)
             for worker in reversed(workers):
                 await worker.stop()
             await relay.stop()
@@ -115,7 +113,15 @@ def create_service_app(
     for subject, model in published_events.items():
         # Documentation only: events are sent by the outbox relay, not through these publishers.
         broker.publisher(subject, schema=Event[model], title=subject)  # type: ignore[valid-type]
-    asyncapi = AsyncAPI(broker, title=f"{title} events", version="0.1.0", description=description)
+    app.state.runners = runners = add_consumers(
+        broker,
+        consumers,
+        max_attempts=settings.consumer_max_attempts,
+        ack_wait_seconds=settings.consumer_ack_wait_seconds,
+        batch_size=settings.consumer_batch_size,
+        fetch_seconds=settings.consumer_fetch_seconds,
+    )
+    asyncapi = AsyncAPI(broker, title=f"{title} events", version="0.1.0", description=description + EVENTS_CONTRACT)
 
     install_problem_handlers(app)
 
@@ -124,7 +130,7 @@ def create_service_app(
         return replay_response(exc)
 
     app.add_exception_handler(IdempotentReplay, on_replay)
-    for router in routers:
+    for router in (*routers, admin.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from services.common.service import create_service_app
 from services.journey.api import router
-from services.journey.consumers import setup_consumers
+from services.journey.consumers import CONSUMERS
 from services.journey.events import PUBLISHED
 from services.journey.settings import JourneySettings
 
@@ -38,5 +38,5 @@ def create_app(settings: JourneySettings | None = None) -> FastAPI:
         routers=[router],
         published_events=PUBLISHED,
         openapi_tags=TAGS,
-        setup_consumers=setup_consumers,
+        consumers=CONSUMERS,
     )

@@ -10,30 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from faststream.nats import NatsBroker
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.consumer import add_consumer
+from services.common.consumer import Consumer
 from services.common.events import Event
-from services.common.settings import ServiceSettings
 from services.journey.store import customers
 
 log = structlog.get_logger(__name__)
 
 
-async def reassign_personas(session: AsyncSession, event: Event[dict[str, Any]]) -> None:
-    changed = await customers.reassign_personas(session, workspace_id=event.workspace_id)
-    log.info("personas re-evaluated", workspace_id=event.workspace_id, trigger=event.type, changed=changed)
+async def reassign_personas(session: AsyncSession, events: list[Event[dict[str, Any]]]) -> None:
+    for workspace_id in dict.fromkeys(e.workspace_id for e in events):
+        changed = await customers.reassign_personas(session, workspace_id=workspace_id)
+        log.info("personas re-evaluated", workspace_id=workspace_id, changed=changed)
 
 
-def setup_consumers(
-    broker: NatsBroker, sessionmaker: async_sessionmaker[AsyncSession], settings: ServiceSettings
-) -> None:
-    add_consumer(
-        broker,
+CONSUMERS = [
+    Consumer(
         name="journey-persona-reassign",
-        subject="journey.persona.>",
-        handler=reassign_personas,
-        sessionmaker=sessionmaker,
-        max_attempts=settings.consumer_max_attempts,
+        stream="journey",
+        apply=reassign_personas,
+        types=frozenset({"journey.persona.created", "journey.persona.updated", "journey.persona.deleted"}),
     )
+]

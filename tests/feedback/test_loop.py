@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.feedback.factories import FeedbackApi
-from tests.feedback.waiting import eventually
+from tests.eventually import eventually
 
 
 async def cases_of(api: FeedbackApi, **params: Any) -> list[dict[str, Any]]:

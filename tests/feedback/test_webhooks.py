@@ -14,7 +14,7 @@ from tests.conftest import Keys, Servers, unique_name
 from tests.feedback.conftest import make_settings
 from tests.feedback.factories import FeedbackApi
 from tests.feedback.receiver import Receiver, run_receiver
-from tests.feedback.waiting import eventually
+from tests.eventually import eventually
 
 
 async def allow_loopback(api: FeedbackApi) -> None:

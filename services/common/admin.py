@@ -1,0 +1,76 @@
+"""Every service's operations API for its workspace's admin: how fresh its projections are, and the
+events that could not be published or applied (list, replay)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+
+from services.common.auth import Caller, caller_with
+from services.common.db import SessionDep
+from services.common.dead_letters import DeadLetter, list_dead_letters, replay_dead_letter
+from services.common.errors import PROBLEM_RESPONSES
+from services.common.idempotency import IdempotencyDep
+from services.common.pagination import CursorQuery, LimitQuery, Page
+
+Admin = Annotated[Caller, caller_with("admin")]
+router = APIRouter(prefix="/v1/admin", tags=["operations"], responses=PROBLEM_RESPONSES)
+
+
+class ConsumerState(BaseModel):
+    consumer: str
+    as_of: datetime | None = Field(description="occurred_at of the last event it applied for this workspace.")
+    applied_at: datetime | None = Field(description="When it last applied one.")
+    dead_letters: int = Field(description="This workspace's events it parked.")
+
+
+@router.get("/consumers")
+async def list_consumers(caller: Admin, session: SessionDep, request: Request) -> list[ConsumerState]:
+    """The service's consumers (projections included): how far each applied this workspace's events."""
+    names = sorted(request.app.state.runners)
+    rows = await session.execute(
+        text(
+            "SELECT c.name, p.as_of, p.applied_at, "
+            "(SELECT count(*) FROM dead_letter d WHERE d.consumer = c.name AND d.workspace_id = :w) AS dead "
+            "FROM unnest(CAST(:names AS text[])) AS c(name) "
+            "LEFT JOIN projection_state p ON p.consumer = c.name AND p.workspace_id = :w ORDER BY c.name"
+        ),
+        {"w": caller.workspace_id, "names": names},
+    )
+    return [ConsumerState(consumer=r.name, as_of=r.as_of, applied_at=r.applied_at, dead_letters=r.dead) for r in rows]
+
+
+@router.get("/dead-letters")
+async def get_dead_letters(
+    caller: Admin,
+    session: SessionDep,
+    consumer: Annotated[
+        str | None, Query(max_length=200, description="Only this consumer's (or outbox-relay).")
+    ] = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
+) -> Page[DeadLetter]:
+    """This workspace's events that were parked, oldest first, with the error that parked them."""
+    return await list_dead_letters(
+        session, workspace_id=caller.workspace_id, consumer=consumer, cursor=cursor, limit=limit
+    )
+
+
+@router.post("/dead-letters/{dead_letter_id}/replay", status_code=200)
+async def replay(
+    caller: Admin,
+    idem: IdempotencyDep,
+    request: Request,
+    dead_letter_id: Annotated[UUID, Path(description="The dead letter's id.")],
+) -> Response:
+    """Publish or apply a parked event again; 409 keeps it (with the new error) if it fails again."""
+    state = request.app.state
+    replayed = await replay_dead_letter(
+        state.sessionmaker, state.runners, dead_letter_id=dead_letter_id, workspace_id=caller.workspace_id
+    )
+    return await idem.respond(replayed, status_code=200)
