@@ -7,7 +7,14 @@ import importlib
 import sys
 
 # Each module has `async def main(env: BenchEnv) -> None` and prints its own table.
-BENCHES = ["journey_map", "feedback_ingest", "feedback_metrics", "journey_ingest", "journey_analytics"]
+BENCHES = [
+    "journey_map",
+    "feedback_ingest",
+    "feedback_metrics",
+    "journey_ingest",
+    "journey_analytics",
+    "projection_lag",
+]
 
 
 async def run(names: list[str]) -> None:

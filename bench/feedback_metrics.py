@@ -4,11 +4,10 @@ of the same response table, in the same run. Target: API p50 ≤ 20 ms.
 
 The rows are loaded with SQL (generate_series; uuidv7() needs PostgreSQL 18, the embedded default),
 not through the API: 10 M API writes would take the better part of an hour here. The daily and monthly
-rollups are then built with the same aggregation the write path runs (store/responses.py), past
-shards are folded as the service's compactor does (rollups.py), and the API answer is checked against
-the raw scan. Each touchpoint sits in one journey and stage, as in a real journey map, and every
-touchpoint has responses on every day of the year: 73,000 daily rows (aggregating them alone took
-~21 ms in PostgreSQL here, hence the monthly level: 2,400 rows).
+rollups (the `feedback-rollups` projection) are then built with the aggregation its consumer runs
+(store/rollups.py), and the API answer is checked against the raw scan. Each touchpoint sits in one
+journey and stage, as in a real journey map, and every touchpoint has responses on every day of the
+year: 73,000 daily rows, hence the monthly level (2,400 rows) for whole months.
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ import httpx
 
 from bench.env import BenchEnv, summary
 from services.common.db import asyncpg_dsn
-from services.feedback.rollups import COMPACT
-from services.feedback.store.responses import ROLLUP_SHARDS
 
 N = int(os.environ.get("JG_BENCH_RESPONSES", "10000000"))
 CHUNK = 1_000_000
@@ -38,14 +35,13 @@ SELECT uuidv7(), 'bench', $1, 1, 'bench', 'journey-' || (g % $4 % 5), 'stage-' |
 FROM generate_series($2::bigint, $3::bigint) g
 """
 ROLLUP = """
-INSERT INTO response_rollup{suffix} (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, {period}, shard,
+INSERT INTO response_rollup{suffix} (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, {period},
   nps_n, promoters, passives, detractors, csat_n, csat_satisfied, ces_n, ces_sum, ces_sumsq)
 SELECT workspace_id, survey_id, coalesce(journey_key, ''), coalesce(stage_key, ''), coalesce(touchpoint_key, ''),
-  {expr}, abs(hashtext(id::text)) % $2,
-  count(nps), count(*) FILTER (WHERE nps >= 9), count(*) FILTER (WHERE nps BETWEEN 7 AND 8),
+  {expr}, count(nps), count(*) FILTER (WHERE nps >= 9), count(*) FILTER (WHERE nps BETWEEN 7 AND 8),
   count(*) FILTER (WHERE nps <= 6), count(csat), count(*) FILTER (WHERE csat >= 4),
   count(ces), coalesce(sum(ces), 0), coalesce(sum(ces * ces), 0)
-FROM response WHERE workspace_id = 'bench' AND survey_id = $1 GROUP BY 1, 2, 3, 4, 5, 6, 7
+FROM response WHERE workspace_id = 'bench' AND survey_id = $1 GROUP BY 1, 2, 3, 4, 5, 6
 """
 RAW = """
 SELECT touchpoint_key, count(nps) AS n, count(*) FILTER (WHERE nps >= 9) AS promoters,
@@ -82,8 +78,7 @@ async def main(env: BenchEnv) -> None:
                 ("", "day", "(submitted_at AT TIME ZONE 'UTC')::date"),
                 ("_month", "month", "date_trunc('month', submitted_at AT TIME ZONE 'UTC')::date"),
             ):
-                await conn.execute(ROLLUP.format(suffix=suffix, period=period, expr=expr), survey["id"], ROLLUP_SHARDS)
-            await conn.execute(COMPACT)
+                await conn.execute(ROLLUP.format(suffix=suffix, period=period, expr=expr), survey["id"])
             await conn.execute("ANALYZE response; ANALYZE response_rollup")
             built = time.perf_counter() - started
             days = await conn.fetchval("SELECT count(*) FROM response_rollup WHERE workspace_id = 'bench'")

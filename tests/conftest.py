@@ -57,10 +57,10 @@ def servers() -> Iterator[Servers]:
                 pg.cleanup()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def own_nats() -> Iterator[str]:
-    """A NATS server of the test's own, for a test that starts a second copy of a service: on the
-    session's server its durable consumers would share the session app's messages."""
+    """A NATS server of the module's own, for tests that start a second copy of a service: on the
+    session's server its durable consumers would take a share of the session app's messages."""
     with tempfile.TemporaryDirectory(prefix="jg-nats-") as tmp:
         port = free_port()
         proc = start_nats(Path(tmp), port)

@@ -12,9 +12,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from services.common.auth import Caller, caller_with
+from services.common.consumer import Runner
 from services.common.db import SessionDep
 from services.common.dead_letters import DeadLetter, list_dead_letters, replay_dead_letter
 from services.common.errors import PROBLEM_RESPONSES
+from services.common.events import stream_for
 from services.common.idempotency import IdempotencyDep
 from services.common.pagination import CursorQuery, LimitQuery, Page
 
@@ -27,12 +29,27 @@ class ConsumerState(BaseModel):
     as_of: datetime | None = Field(description="occurred_at of the last event it applied for this workspace.")
     applied_at: datetime | None = Field(description="When it last applied one.")
     dead_letters: int = Field(description="This workspace's events it parked.")
+    pending_events: int | None = Field(
+        description="Events of the stream (every workspace's) not yet applied; null when the broker is unreachable."
+    )
+
+
+async def _pending(request: Request, runner: Runner) -> int | None:
+    consumer = runner.consumer
+    try:
+        js = request.app.state.broker.connection.jetstream()
+        info = await js.consumer_info(stream_for(f"{consumer.stream}.x"), consumer.name, timeout=2)
+    except Exception:
+        return None
+    return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
 
 @router.get("/consumers")
 async def list_consumers(caller: Admin, session: SessionDep, request: Request) -> list[ConsumerState]:
-    """The service's consumers (projections included): how far each applied this workspace's events."""
-    names = sorted(request.app.state.runners)
+    """The service's consumers (projections included): how far each applied this workspace's events,
+    and how many events of the stream it has yet to apply."""
+    runners: dict[str, Runner] = request.app.state.runners
+    names = sorted(runners)
     rows = await session.execute(
         text(
             "SELECT c.name, p.as_of, p.applied_at, "
@@ -42,7 +59,16 @@ async def list_consumers(caller: Admin, session: SessionDep, request: Request) -
         ),
         {"w": caller.workspace_id, "names": names},
     )
-    return [ConsumerState(consumer=r.name, as_of=r.as_of, applied_at=r.applied_at, dead_letters=r.dead) for r in rows]
+    return [
+        ConsumerState(
+            consumer=r.name,
+            as_of=r.as_of,
+            applied_at=r.applied_at,
+            dead_letters=r.dead,
+            pending_events=await _pending(request, runners[r.name]),
+        )
+        for r in rows
+    ]
 
 
 @router.get("/dead-letters")

@@ -88,8 +88,8 @@ class TokenVerifier:
         self._jwks = _JwksKeys(settings.auth_jwks_url) if settings.auth_jwks_url else None
         self._limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage_uri))
         self._limit = parse(settings.rate_limit)
-        # A client sends the same token on every request until it expires: the signature check
-        # (EdDSA ~60 µs, RS256 more) and claim parsing are done once per token and minute.
+        # A client sends the same token on every request until it expires: the signature check and
+        # claim parsing are done once per token and minute (docs/engineering-notes.md has the cost).
         self._verified: TTLCache[str, tuple[Caller, float]] = TTLCache(maxsize=10_000, ttl=60)
 
     async def verify(self, token: str) -> Caller:

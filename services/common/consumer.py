@@ -22,14 +22,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import structlog
-from faststream import AckPolicy, Context
-from faststream.nats import JStream, NatsBroker, PullSub
-from faststream.nats.message import NatsBatchMessage
+from faststream import AckPolicy
+from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from opentelemetry import propagate, trace
 from prometheus_client import Histogram
@@ -141,9 +141,8 @@ class Runner:
         async with self._sessionmaker() as session, session.begin():
             return await self.apply(session, events)
 
-    async def consume(self, msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
-        """The live path: one fetched batch of raw messages, acknowledged (or NAKed) one by one."""
-        raws: list[Msg] = list(msg.raw_message)
+    async def consume(self, raws: list[Msg]) -> None:
+        """The live path: one fetched batch of messages, acknowledged (or NAKed) one by one."""
         async with self._in_progress(raws):
             await self._consume(raws)
 
@@ -302,39 +301,95 @@ class Runner:
         return applied
 
 
-def add_consumers(
-    broker: NatsBroker,
+class PullLoop:
+    """Fetches one consumer's batches from its durable JetStream pull consumer and hands them to its
+    Runner, in every replica.
+
+    Ours, not FastStream's pull subscriber: FastStream 0.7.8's batch loop catches nats-py's
+    `nats.errors.TimeoutError` only, while nats-py's fetch also raises the builtin TimeoutError, which
+    ended the loop pass and dropped what it had fetched until the ack wait ran out (30 s stalls); and
+    it waits to fill a batch until its timeout even when a lone event is waiting."""
+
+    def __init__(self, runner: Runner, *, config: ConsumerConfig, batch_size: int, idle_seconds: float = 5.0) -> None:
+        self.runner = runner
+        self._config = config
+        self._batch_size = batch_size
+        self._idle = idle_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._idle_now = asyncio.Event()  # set while no batch is being applied
+        self._idle_now.set()
+
+    def start(self, nc: NATS) -> None:
+        self._task = asyncio.create_task(self._run(nc.jetstream()), name=f"consumer {self.runner.name}")
+
+    async def stop(self) -> None:
+        """Let a batch being applied finish (up to 10 s: what is left is redelivered), then stop."""
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self._idle_now.wait()
+        self._task.cancel()
+        await asyncio.wait({self._task})
+        if self._sub is not None:  # else the connection's drain waits for what it still holds
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def _run(self, js: JetStreamContext) -> None:
+        consumer = self.runner.consumer
+        subject = f"{consumer.stream}.>"
+        while self._sub is None:
+            try:
+                self._sub = await js.pull_subscribe(
+                    subject, durable=consumer.name, stream=stream_for(subject), config=self._config
+                )
+            except Exception as exc:  # the broker is not there yet: writes go on, events wait
+                log.warning("consumer cannot subscribe yet; retrying", consumer=consumer.name, error=repr(exc))
+                await asyncio.sleep(1.0)
+        while True:
+            try:
+                # One event: at once, however long it waited. Then what else is there now, up to a batch.
+                raws = await self._sub.fetch(1, timeout=self._idle)
+                with contextlib.suppress(TimeoutError):  # builtin: nats-py raises it and its own subclass
+                    raws += await self._sub.fetch(self._batch_size - 1, timeout=0.05)
+            except TimeoutError:
+                continue
+            except Exception as exc:
+                log.warning("consumer fetch failed; retrying", consumer=consumer.name, error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            self._idle_now.clear()
+            try:
+                await self.runner.consume(raws)
+            except Exception:  # its own failures are handled per event; anything else: redelivered later
+                log.exception("consumer batch failed", consumer=consumer.name)
+            finally:
+                self._idle_now.set()
+
+
+def pull_loops(
     consumers: Sequence[Consumer],
     *,
     max_attempts: int = 8,
     ack_wait_seconds: float = 30.0,
     batch_size: int = 200,
-    fetch_seconds: float = 0.1,
-) -> dict[str, Runner]:
-    """Subscribe every consumer on the broker (durable, from the start of its stream); its Runner by
-    name, to `bind` to the service's database before the broker starts."""
-    runners: dict[str, Runner] = {}
-    for consumer in consumers:
-        runner = Runner(consumer, max_attempts=max_attempts, heartbeat_seconds=ack_wait_seconds / 3)
-        subject = f"{consumer.stream}.>"
-        broker.subscriber(
-            subject,
-            stream=JStream(stream_for(subject), declare=False),
-            durable=consumer.name,
-            # A batch is what the fetch finds within `fetch_seconds` (at most `batch_size`): one
-            # transaction for many events, at most that long a wait for a lone one.
-            pull_sub=PullSub(batch_size=batch_size, timeout=fetch_seconds, batch=True),
+) -> list[PullLoop]:
+    """A pull loop per consumer (durable, from the start of its stream); `bind` each runner to the
+    service's database and `start` the loops once the broker is connected."""
+    return [
+        PullLoop(
+            Runner(consumer, max_attempts=max_attempts, heartbeat_seconds=ack_wait_seconds / 3),
             config=ConsumerConfig(
                 durable_name=consumer.name,
                 deliver_policy=DeliverPolicy.ALL,
                 max_deliver=max_attempts + 1,
                 ack_wait=ack_wait_seconds,
             ),
-            ack_policy=AckPolicy.MANUAL,
-            title=consumer.name,
-        )(runner.consume)
-        runners[consumer.name] = runner
-    return runners
+            batch_size=batch_size,
+        )
+        for consumer in consumers
+    ]
 
 
 async def as_of(session: AsyncSession, *, consumer: str, workspace_id: str) -> datetime | None:
@@ -347,7 +402,6 @@ async def as_of(session: AsyncSession, *, consumer: str, workspace_id: str) -> d
 
 
 def create_broker(nats_url: str) -> NatsBroker:
-    # NACK_ON_ERROR: FastStream's default would drop a message whose handler raises (NOTES.md);
-    # our consumers acknowledge by hand (AckPolicy.MANUAL) and never raise.
-    # Per-message "Received/Processed" lines go to DEBUG; errors stay visible.
+    """The service's NATS connection (FastStream: reconnects, and the AsyncAPI document of what the
+    service publishes); consumers pull through it with `PullLoop`."""
     return NatsBroker(nats_url, ack_policy=AckPolicy.NACK_ON_ERROR, log_level=logging.DEBUG)

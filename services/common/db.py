@@ -18,8 +18,7 @@ def create_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
     return create_async_engine(
         database_url,
         # A fixed pool: overflow connections are closed on return, so under load every request past
-        # the pool's size paid for a new PostgreSQL backend (measured: the feedback POST at 64
-        # connections opened and closed backends continuously).
+        # the pool's size would pay for a new PostgreSQL backend (docs/engineering-notes.md).
         pool_size=pool_size,
         max_overflow=0,
         # asyncpg caches prepared statements per connection; keep SQLAlchemy's cache large too.
@@ -30,9 +29,8 @@ def create_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
 class RawStatement:
     """A `text()` statement compiled once to asyncpg's `$n` form and run on the driver connection.
 
-    For the few hot paths only: SQLAlchemy's execute costs ~155 µs of CPU per statement where
-    asyncpg's own costs ~60 µs, and a session with its transaction ~550 µs (measured in this repo,
-    docs/engineering-notes.md). The SQL stays one `text()`, shared with the SQLAlchemy paths.
+    For the few hot paths only: SQLAlchemy's execute costs a few times the CPU of asyncpg's own per
+    statement (docs/engineering-notes.md). The SQL stays one `text()`, shared with the SQLAlchemy paths.
     """
 
     def __init__(self, statement: TextClause) -> None:

@@ -8,6 +8,7 @@ repeatable: whatever exists (by key, event id or response id) is stored once.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -254,3 +255,29 @@ async def load_demo_activity(journey_url: str, feedback_url: str, token: str) ->
         survey = await _survey(client)
         items = [{**r, "survey_id": survey["id"]} for r in responses]
         (await client.post("/v1/responses/bulk", json={"items": items})).raise_for_status()
+    await wait_for_projections([journey_url, feedback_url], token)
+    async with httpx.AsyncClient(base_url=journey_url, headers=headers, timeout=60) as client, asyncio.timeout(60):
+        consumers = (await client.get("/v1/admin/consumers")).raise_for_status().json()
+        applied = next(c["as_of"] for c in consumers if c["consumer"] == "journey-analytics")
+        journeys = (await client.get("/v1/journeys")).raise_for_status().json()["items"]
+        for journey in journeys:  # rebuilt in the background since its steps were placed
+            while True:
+                funnel = (await client.get(f"/v1/journeys/{journey['id']}/funnel")).raise_for_status().json()
+                if funnel["as_of"] == applied:  # built, and complete up to every event applied
+                    break
+                await asyncio.sleep(0.2)
+
+
+async def wait_for_projections(urls: list[str], token: str, *, within: float = 60.0) -> None:
+    """Until every consumer of these services has applied every event so far (derived data is built
+    in the background): the demo shows its figures once `make run` says it is ready."""
+    deadline = asyncio.get_running_loop().time() + within
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
+        for url in urls:
+            while True:
+                consumers = (await client.get(f"{url}/v1/admin/consumers")).raise_for_status().json()
+                if all(c["pending_events"] == 0 for c in consumers):
+                    break
+                if asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError(f"{url}: the consumers did not catch up within {within:.0f} s: {consumers}")
+                await asyncio.sleep(0.2)

@@ -1,8 +1,8 @@
 """Row ids for bulk writes: UUIDv7 as text.
 
-`uuid_utils.compat.uuid7()` builds a `uuid.UUID` (about 3 µs each: 60 ms of a 10,000-item call
-that needs 20,000 ids); the native generator's text form costs a fifth of that, and asyncpg
-encodes text into `uuid` columns and orjson writes it unchanged into events and responses.
+`uuid_utils.compat.uuid7()` builds a `uuid.UUID` through an int, several times the cost of the
+native generator's text form (docs/engineering-notes.md), and asyncpg encodes text into `uuid`
+columns and orjson writes it unchanged into events and responses.
 Single-row paths keep `uuid7()` (a `uuid.UUID`, what the models declare).
 """
 

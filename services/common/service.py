@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from services.common import admin
 from services.common.auth import TokenVerifier
-from services.common.consumer import Consumer, add_consumers, create_broker
+from services.common.consumer import Consumer, create_broker, pull_loops
 from services.common.db import create_engine, create_sessionmaker
 from services.common.errors import install_problem_handlers
 from services.common.events import MAX_EVENT_BYTES, Event
@@ -82,10 +82,12 @@ def create_service_app(
         )
         sessionmaker = create_sessionmaker(engine)
         sessionmaker.kw["info"] = {WAKE_KEY: relay.wake}
-        for runner in runners.values():
-            runner.bind(sessionmaker)
+        for loop in loops:
+            loop.runner.bind(sessionmaker)
         await broker.start()
         relay.start()
+        for loop in loops:
+            loop.start(broker.connection)
         app.state.engine, app.state.sessionmaker, app.state.relay = engine, sessionmaker, relay
         workers = list(setup_workers(app)) if setup_workers is not None else []
         for worker in workers:
@@ -95,6 +97,8 @@ def create_service_app(
         finally:
             for worker in reversed(workers):
                 await worker.stop()
+            for loop in loops:
+                await loop.stop()
             await relay.stop()
             await broker.stop()
             await engine.dispose()
@@ -113,14 +117,13 @@ def create_service_app(
     for subject, model in published_events.items():
         # Documentation only: events are sent by the outbox relay, not through these publishers.
         broker.publisher(subject, schema=Event[model], title=subject)  # type: ignore[valid-type]
-    app.state.runners = runners = add_consumers(
-        broker,
+    loops = pull_loops(
         consumers,
         max_attempts=settings.consumer_max_attempts,
         ack_wait_seconds=settings.consumer_ack_wait_seconds,
         batch_size=settings.consumer_batch_size,
-        fetch_seconds=settings.consumer_fetch_seconds,
     )
+    app.state.runners = {loop.runner.name: loop.runner for loop in loops}
     asyncapi = AsyncAPI(broker, title=f"{title} events", version="0.1.0", description=description + EVENTS_CONTRACT)
 
     install_problem_handlers(app)

@@ -109,8 +109,8 @@ class RouteTelemetryMiddleware:
     """Labels the request's metrics and its server span with the route template the router matched
     (`scope["route"]`, which Starlette's router sets), not the raw path: ids in paths would make every
     request a label of its own. Neither library reads the matched route: starlette-exporter and the
-    OpenTelemetry FastAPI instrumentation each match the request against every route again
-    (40-120 µs each per request here), so the labels are set here, once, after routing."""
+    OpenTelemetry FastAPI instrumentation each match the request against every route again (costly
+    per request, docs/engineering-notes.md), so the labels are set here, once, after routing."""
 
     def __init__(self, app: ASGIApp, *, service: str, skip_paths: frozenset[str]) -> None:
         self.app = app
@@ -128,6 +128,12 @@ class RouteTelemetryMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # Routed by now; the server span ends with the response's last message.
+                span = trace.get_current_span()
+                if span.is_recording():
+                    route = _route(scope)
+                    span.update_name(f"{scope['method']} {route}")
+                    span.set_attribute("http.route", route)
             await send(message)
 
         in_progress = IN_PROGRESS.labels(self.service)
@@ -136,14 +142,13 @@ class RouteTelemetryMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             in_progress.dec()
-            method = scope["method"]
-            route = getattr(scope.get("route"), "path", None) or UNMATCHED
-            span = trace.get_current_span()
-            if span.is_recording():
-                span.update_name(f"{method} {route}")
-                span.set_attribute("http.route", route)
+            method, route = scope["method"], _route(scope)
             REQUESTS.labels(self.service, method, route, str(status)).inc()
             DURATION.labels(self.service, method, route).observe(time.perf_counter() - started)
+
+
+def _route(scope: Scope) -> str:
+    return getattr(scope.get("route"), "path", None) or UNMATCHED
 
 
 async def get_metrics(request: Request) -> Response:

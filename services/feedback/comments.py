@@ -14,17 +14,18 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from typing import Any
 
+import orjson
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # type: ignore[import-untyped]
 
+from services.common.outbox import Change, emit_many
 from services.common.worker import LoopWorker
-from services.feedback.events import CASE_OPENED, COMMENT_ANALYSED
-from services.feedback.publish import publish
+from services.feedback.events import COMMENT_ANALYSED
 from services.feedback.settings import FeedbackSettings
+from services.feedback.store.responses import PUBLIC_COLUMNS, public_row
 
 log = structlog.get_logger(__name__)
 _vader = SentimentIntensityAnalyzer()
@@ -158,19 +159,22 @@ def analyse(comment: str, language_hint: str | None) -> tuple[str, float, list[s
 
 
 _PENDING = text(
-    "SELECT id, workspace_id, survey_id, journey_key, stage_key, touchpoint_key, customer_external_id, comment, "
-    "language, nps, csat, ces FROM response WHERE analysed_at IS NULL ORDER BY created_at LIMIT :n "
-    "FOR UPDATE SKIP LOCKED"
+    "SELECT id, workspace_id, comment, language FROM response WHERE analysed_at IS NULL ORDER BY created_at "
+    "LIMIT :n FOR UPDATE SKIP LOCKED"
 )
 _STORE = text(
     "UPDATE response r SET sentiment = t.sentiment, themes = CAST(t.themes AS jsonb), analysed_at = :now "
     "FROM unnest(CAST(:ids AS uuid[]), CAST(:sentiments AS float8[]), CAST(:themes AS text[])) "
-    "AS t(id, sentiment, themes) WHERE r.id = t.id"
+    "AS t(id, sentiment, themes) WHERE r.id = t.id "
+    f"RETURNING r.workspace_id, {', '.join(f'r.{c}' for c in PUBLIC_COLUMNS)}"
 )
+_NOTHING_TO_ANALYSE = text("UPDATE response SET analysed_at = :now WHERE id = ANY(CAST(:ids AS uuid[]))")
 
 
 class CommentAnalyser(LoopWorker):
-    """Background task: analyses comments of new responses in batches, then checks theme rules."""
+    """Background task: analyses the comments of new responses in batches and publishes each result as
+    `feedback.comment.analysed` (the response at version 2), which the cases projection checks
+    against the theme rules."""
 
     name = "comment-analyser"
 
@@ -179,63 +183,38 @@ class CommentAnalyser(LoopWorker):
     ) -> None:
         super().__init__(idle_seconds=settings.worker_poll_seconds)
         self._sessionmaker = sessionmaker
-        self._settings = settings
         self._batch = batch_size
 
     async def run_once(self) -> bool:
         return await self.analyse_batch() == self._batch
 
     async def analyse_batch(self) -> int:
-        from services.feedback.store import loop  # the store imports nothing from here; avoid a cycle at import
-
         now = datetime.now(UTC)
         async with self._sessionmaker() as session, session.begin():
             rows = (await session.execute(_PENDING, {"n": self._batch})).all()
             if not rows:
                 return 0
-            ids: list[Any] = []
-            sentiments: list[float | None] = []
-            theme_json: list[str | None] = []
-            by_workspace: dict[str, list[tuple[Any, float, list[str], str]]] = {}
-            for row in rows:
-                ids.append(row.id)
-                if not row.comment or not row.comment.strip():
-                    sentiments.append(None)
-                    theme_json.append(None)
-                    continue
-                language, score, found = analyse(row.comment, row.language)
-                sentiments.append(score)
-                theme_json.append("[" + ",".join(f'"{t}"' for t in found) + "]")
-                by_workspace.setdefault(row.workspace_id, []).append((row, score, found, language))
-            await session.execute(_STORE, {"ids": ids, "sentiments": sentiments, "themes": theme_json, "now": now})
-            for workspace_id, analysed in by_workspace.items():
-                events: list[tuple[str, Any]] = [
-                    (
-                        COMMENT_ANALYSED,
-                        {
-                            "response_id": str(row.id),
-                            "survey_id": str(row.survey_id),
-                            "journey_key": row.journey_key,
-                            "stage_key": row.stage_key,
-                            "touchpoint_key": row.touchpoint_key,
-                            "language": language,
-                            "sentiment": score,
-                            "themes": found,
-                        },
-                    )
-                    for row, score, found, language in analysed
-                ]
-                rules = [r for r in await loop.active_rules(session, workspace_id=workspace_id) if r.theme is not None]
-                if rules:
-                    responses = [dict(row._mapping) for row, _, found, _ in analysed if found]
-                    cases = await loop.open_cases(
-                        session,
-                        workspace_id=workspace_id,
-                        responses=responses,
-                        rules=rules,
-                        now=now,
-                        themes={row.id: found for row, _, found, _ in analysed},
-                    )
-                    events += [(CASE_OPENED, case) for case in cases]
-                await publish(session, workspace_id=workspace_id, events=events)
+            analysed = [
+                (row, analyse(row.comment, row.language)) for row in rows if row.comment and row.comment.strip()
+            ]
+            blank = [row.id for row in rows if not (row.comment and row.comment.strip())]
+            if blank:
+                await session.execute(_NOTHING_TO_ANALYSE, {"ids": blank, "now": now})
+            if analysed:
+                stored = await session.execute(
+                    _STORE,
+                    {
+                        "ids": [row.id for row, _ in analysed],
+                        "sentiments": [score for _, (_, score, _) in analysed],
+                        "themes": [orjson.dumps(found).decode() for _, (_, _, found) in analysed],
+                        "now": now,
+                    },
+                )
+                by_workspace: dict[str, list[Change]] = {}
+                for r in sorted(stored, key=lambda r: (r.created_at, r.id)):  # in the order they were stored
+                    response = public_row(r)
+                    change = Change(COMMENT_ANALYSED, response, response["id"], 2)
+                    by_workspace.setdefault(r.workspace_id, []).append(change)
+                for workspace_id, changes in by_workspace.items():
+                    await emit_many(session, workspace_id=workspace_id, changes=changes)
         return len(rows)

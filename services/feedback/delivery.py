@@ -90,7 +90,7 @@ class DeliveryWorker(LoopWorker):
             error = f"target refused: {problem}"
         else:
             body = bytes(row.payload)
-            msg_id = str(row.event_id)  # stable across retries: receivers dedupe on webhook-id
+            msg_id = str(row.event_id)  # the event's id: the same in every attempt, so receivers dedupe on it
             signature = Webhook(row.secret).sign(msg_id, now, body.decode())
             headers = {
                 "content-type": "application/json",

@@ -1,10 +1,8 @@
-"""The general response write: a batch of items in the caller's transaction, with per-item results.
+"""The response write, for one item and for many: a batch in the caller's transaction, with per-item results.
 
-One statement on the session's driver connection writes the valid items with all that follows
-from them (`store/write.py`). Measured for 10,000 NPS responses (6,364 cases, 16,364 events):
-~0.2 s of Python to validate and encode, ~0.5 s for the statement. Writing the batch in parts
-whose statements overlap the next part's Python work was tried and measured no faster: the
-statement is the larger half, and more statements cost more of it.
+The surveys are read in the transaction (their version rows held until it commits, see
+`store/surveys.py:SURVEYS_FOR_INGEST`), the items checked against them, and one statement on the
+session's driver connection stores the new responses with their events (`store/responses.py:WRITE`).
 """
 
 from __future__ import annotations
@@ -17,12 +15,14 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.db import driver_connection
-from services.common.outbox import wrote_events
+from services.common.db import RawStatement, driver_connection
+from services.common.outbox import Change, outbox_rows, wrote_events
+from services.feedback.events import RESPONSE_SUBMITTED
 from services.feedback.models import ItemStatus, ResponseCreate
-from services.feedback.store.responses import Outcome, Prepared, Result, item_result, prepare
-from services.feedback.store.write import WRITE, load_for_write, write_params
+from services.feedback.store.responses import WRITE, Outcome, Prepared, Result, item_result, prepare
+from services.feedback.store.surveys import SURVEYS_FOR_INGEST, survey_for_ingest
 
+_SURVEYS = RawStatement(SURVEYS_FOR_INGEST)
 _STORED = sa.text(
     "SELECT id, response_id, content_hash FROM response WHERE workspace_id = :w AND response_id = ANY(:rids)"
 )
@@ -31,27 +31,25 @@ _STORED = sa.text(
 async def record_responses(
     session: AsyncSession, *, workspace_id: str, items: list[ResponseCreate], allow_closed: bool = False
 ) -> Outcome:
-    """Validate every item, store the valid ones with their rollups, cases, events and deliveries,
-    and report per item: created, duplicate or conflict (of an earlier or an in-request
-    response_id), or invalid."""
+    """Validate every item, store the valid ones with their events, and report per item: created,
+    duplicate or conflict (of an earlier or an in-request response_id), or invalid."""
     now = datetime.now(UTC)
     conn = await driver_connection(session)
-    surveys, followers = await load_for_write(
-        conn, workspace_id=workspace_id, survey_ids=list({i.survey_id for i in items})
-    )
-    prepared = prepare(items, surveys, allow_closed=allow_closed, now=now)
+    survey_ids = list({i.survey_id for i in items})
+    surveys = [survey_for_ingest(r) for r in await _SURVEYS.fetch(conn, {"w": workspace_id, "ids": survey_ids})]
+    prepared = prepare(items, {s.id: s for s in surveys}, allow_closed=allow_closed, now=now)
     results = prepared.results
     created: list[dict[str, Any]] = []
     clashes: dict[str, tuple[int, str]] = {}  # response_id stored before -> (index, content hash)
     if prepared.rows:
-        params = write_params(prepared, followers, workspace_id=workspace_id, now=now)
-        _settle(await WRITE.fetch(conn, params), prepared, results, created, clashes)
+        stored = await WRITE.fetch(conn, _write_params(prepared, workspace_id=workspace_id, now=now))
+        _settle(stored, prepared, results, created, clashes)
     if created:
         wrote_events(session)
     if clashes:
-        for stored in await session.execute(_STORED, {"w": workspace_id, "rids": list(clashes)}):
-            index, digest = clashes[stored.response_id]
-            results[index] = _duplicate_of(index, stored.id, stored.response_id, same=stored.content_hash == digest)
+        for row in await session.execute(_STORED, {"w": workspace_id, "rids": list(clashes)}):
+            index, digest = clashes[row.response_id]
+            results[index] = _duplicate_of(index, row.id, row.response_id, same=row.content_hash == digest)
     # Items that repeated an earlier item's response_id get that item's id.
     for index, result in enumerate(results):
         assert result is not None
@@ -60,6 +58,23 @@ async def record_responses(
             assert first is not None
             result["id"] = first["id"]
     return Outcome(results=[r for r in results if r is not None], created=created)
+
+
+def _write_params(prepared: Prepared, *, workspace_id: str, now: datetime) -> dict[str, Any]:
+    """The parameters of `WRITE`: the rows, and one event per row keyed to it."""
+    rows = prepared.rows
+    events = outbox_rows(workspace_id, [Change(RESPONSE_SUBMITTED, row, row["id"], 1) for row in rows])
+    return {
+        **prepared.cols,
+        "w": workspace_id,
+        "now": now,
+        "event_workspace_id": workspace_id,
+        "event_ids": events.ids,
+        "event_subjects": events.subjects,
+        "event_payloads": events.payloads,
+        "event_headers": events.headers,
+        "event_keys": prepared.cols["ids"],
+    }
 
 
 def _settle(

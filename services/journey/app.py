@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from services.common.service import create_service_app
 from services.journey.api import router
-from services.journey.consumers import CONSUMERS
+from services.journey.consumers import CONSUMERS, setup_workers
 from services.journey.events import PUBLISHED
 from services.journey.settings import JourneySettings
 
@@ -24,7 +24,11 @@ TAGS = [
     {"name": "customers", "description": "Real customers by the CRM's external id: profile, consent, persona, DNA."},
     {"name": "interactions", "description": "Customer X met touchpoint Y on channel Z at time T: one, bulk, NDJSON."},
     {"name": "outcomes", "description": "Purchases, conversions, churn and workspace-defined outcomes."},
-    {"name": "analytics", "description": "Funnels, paths (Sankey) and reach per journey, set-based in SQL."},
+    {
+        "name": "analytics",
+        "description": "Funnels, paths (Sankey) and reach per journey, from projections built from the events "
+        "(`as_of` says up to when an answer is complete).",
+    },
 ]
 
 
@@ -39,4 +43,5 @@ def create_app(settings: JourneySettings | None = None) -> FastAPI:
         published_events=PUBLISHED,
         openapi_tags=TAGS,
         consumers=CONSUMERS,
+        setup_workers=setup_workers,
     )

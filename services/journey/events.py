@@ -1,7 +1,12 @@
 """Events the journey service publishes (subject -> payload), past tense.
 
 Each event carries the full public state after the change, so a consumer can build its read model
-from the stream alone, replaying from the start.
+from the stream alone, replaying from the start. The envelope names the aggregate and its version
+after the change: a persona, a touchpoint or a journey (whose stages and steps are part of it: a
+`journey.stage.*` or `journey.step.*` event carries the journey's id and version). A deletion's
+version is the aggregate's last + 1. Customers, interactions and outcomes travel in batch events
+(`data.items`, split by size), each item with its `id` and, for customers, its `version`; the
+free-form `properties` and `profile` of an item are at most 16 KiB.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from services.journey.models import (
+    CustomersReassigned,
     CustomersUpserted,
     InteractionsRecorded,
     JourneyPublic,
@@ -55,6 +61,7 @@ PUBLISHED: dict[str, type[BaseModel]] = {
     "journey.step.updated": StepPublic,
     "journey.step.removed": StepPublic,
     "journey.customer.upserted": CustomersUpserted,
+    "journey.customer.reassigned": CustomersReassigned,
     "journey.interaction.recorded": InteractionsRecorded,
     "journey.outcome.recorded": OutcomesRecorded,
 }

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.auth import generate_signing_key, mint_token
+from services.common.db import ensure_database
 from services.journey.app import create_app
 from services.journey.settings import JourneySettings
-from tests.conftest import Keys
+from tests.conftest import Keys, Servers, unique_name
 
 PROBLEM = "application/problem+json"
+
+
+def requests_counted(metrics: httpx.Response, labels: dict[str, str]) -> float:
+    """journeygraph_http_requests_total with exactly these labels, from a /metrics answer."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+        if sample.name == "journeygraph_http_requests_total" and sample.labels == labels
+    )
 
 
 def assert_problem(response: httpx.Response, status: int, *needles: str) -> None:
@@ -118,9 +135,16 @@ class TestBadInput:
 
 
 @pytest.fixture(scope="module")
-async def strict_http(journey_settings: JourneySettings) -> AsyncIterator[httpx.AsyncClient]:
-    """A second journey app on the same database, with tight limits."""
-    settings = journey_settings.model_copy(update={"rate_limit": "5/minute", "max_body_bytes": 2048})
+async def strict_http(
+    journey_settings: JourneySettings, servers: Servers, own_nats: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A second journey app with tight limits, on a database and a NATS of its own (on the session's,
+    its relay and consumers would take part in the session app's events)."""
+    url = servers.database_url(unique_name("jg_journey_strict"))
+    await ensure_database(url)
+    settings = journey_settings.model_copy(
+        update={"rate_limit": "5/minute", "max_body_bytes": 2048, "database_url": url, "nats_url": own_nats}
+    )
     app = create_app(settings)
     async with (
         LifespanManager(app, startup_timeout=60),
@@ -166,12 +190,33 @@ class TestOperations:
         ready = (await journey_http.get("/readyz")).json()
         assert ready == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
         await journey_http.get("/v1/journeys")
-        metrics = (await journey_http.get("/metrics")).text
-        assert 'starlette_requests_total{app_name="journey"' in metrics
+        labels = {"service": "journey", "method": "GET", "route": "/v1/journeys", "status": "401"}
+        assert requests_counted(await journey_http.get("/metrics"), labels) >= 1
         spec = (await journey_http.get("/asyncapi.json")).json()
         assert spec["asyncapi"].startswith("3.")
         channels = {c["address"] for c in spec["channels"].values()}
         assert {"journey.journey.created", "journey.step.added", "journey.touchpoint.deleted"} <= channels
+
+    async def test_metrics_and_spans_name_the_route_template_not_the_path(
+        self, journey_http: httpx.AsyncClient, keys: Keys, workspace: str
+    ) -> None:
+        exporter = InMemorySpanExporter()
+        provider = trace.get_tracer_provider()
+        assert isinstance(provider, TracerProvider)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        missing = uuid.uuid4()
+        headers = keys.headers(workspace, ["journeys:read"])
+        assert (await journey_http.get(f"/v1/journeys/{missing}", headers=headers)).status_code == 404
+        assert (await journey_http.get("/v1/no/such/route", headers=headers)).status_code == 404
+        exporter.shutdown()
+        names = {span.name: span.attributes for span in exporter.get_finished_spans() if span.kind.name == "SERVER"}
+        assert dict(names["GET /v1/journeys/{journey_id}"] or {})["http.route"] == "/v1/journeys/{journey_id}"
+        assert "GET __unmatched__" in names
+        assert not any(str(missing) in name for name in names)
+        metrics = await journey_http.get("/metrics")
+        labels = {"service": "journey", "method": "GET", "route": "/v1/journeys/{journey_id}", "status": "404"}
+        assert requests_counted(metrics, labels) >= 1
+        assert str(missing) not in metrics.text
 
     async def test_responses_carry_a_request_id(self, journey_http: httpx.AsyncClient) -> None:
         response = await journey_http.get("/healthz", headers={"X-Request-ID": "abc-123"})

@@ -14,11 +14,11 @@ from typing import Any
 import nats
 import pytest
 import sqlalchemy as sa
-from faststream.nats import NatsBroker
+from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
-from services.common.consumer import Consumer, Runner, add_consumers, as_of, backoff_seconds, create_broker
+from services.common.consumer import Consumer, PullLoop, Runner, as_of, backoff_seconds, pull_loops
 from services.common.db import create_engine, create_sessionmaker, ensure_database
 from services.common.dead_letters import list_dead_letters, replay_dead_letter
 from services.common.embedded import free_port, start_nats, stop_process
@@ -29,6 +29,10 @@ from tests.conftest import Servers, unique_name
 from tests.eventually import eventually
 
 Events = list[Event[dict[str, Any]]]
+
+
+class Calls(list[list[str]]):
+    """The event ids of each call of a probe consumer's apply."""
 
 
 @pytest.fixture(scope="module")
@@ -81,17 +85,27 @@ async def count(sm: async_sessionmaker[AsyncSession], sql: str, **params: Any) -
 
 @dataclass
 class Running:
-    broker: NatsBroker
-    runners: dict[str, Runner]
+    nc: NATS
+    loops: list[PullLoop]
+
+    @property
+    def runners(self) -> dict[str, Runner]:
+        return {loop.runner.name: loop.runner for loop in self.loops}
+
+    async def stop(self) -> None:
+        for loop in self.loops:
+            await loop.stop()
+        await self.nc.close()
 
 
 async def start(nats_url: str, sm: async_sessionmaker[AsyncSession], *consumers: Consumer, **options: Any) -> Running:
-    broker = create_broker(nats_url)
-    runners = add_consumers(broker, consumers, **options)
-    for runner in runners.values():
-        runner.bind(sm)
-    await broker.start()
-    return Running(broker, runners)
+    """The consumers as a service runs them: a pull loop each, on one connection."""
+    nc = await nats.connect(nats_url)
+    loops = pull_loops(consumers, **options)
+    for loop in loops:
+        loop.runner.bind(sm)
+        loop.start(nc)
+    return Running(nc, loops)
 
 
 def probe_consumer(name: str, calls: list[Any], *, fail: Any = None, delay: float = 0.0) -> Consumer:
@@ -116,7 +130,7 @@ class TestConsumer:
     async def test_redelivered_event_has_one_effect(
         self, nats_url: str, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
-        name, calls = unique_name("once"), []
+        name, calls = unique_name("once"), Calls()
         running = await start(nats_url, sessionmaker, probe_consumer(name, calls))
         event_id, marker = uuid7(), uuid7()
         try:
@@ -127,14 +141,14 @@ class TestConsumer:
             await publish(nats_url, subject(name), marker)
             await eventually(lambda: _applied(sessionmaker, marker))
         finally:
-            await running.broker.stop()
+            await running.stop()
         assert await count(sessionmaker, "SELECT count(*) FROM probe WHERE event_id = :e", e=event_id) == 1
         assert sum(ids.count(str(event_id)) for ids in calls) == 1
 
     async def test_events_of_a_fetch_are_applied_in_one_transaction(
         self, nats_url: str, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
-        name, calls = unique_name("batch"), []
+        name, calls = unique_name("batch"), Calls()
         ids = [uuid7() for _ in range(20)]
         for event_id in ids:  # published before the consumer starts: one fetch finds them all
             await publish(nats_url, subject(name), event_id)
@@ -142,14 +156,14 @@ class TestConsumer:
         try:
             await eventually(lambda: _applied(sessionmaker, ids[-1]))
         finally:
-            await running.broker.stop()
+            await running.stop()
         assert [str(i) for i in ids] == [e for batch in calls for e in batch]
         assert len(calls) < len(ids)  # batches, not one call per event
 
     async def test_failing_event_is_retried_alone_while_the_others_are_applied(
         self, nats_url: str, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
-        name, calls = unique_name("flaky"), []
+        name, calls = unique_name("flaky"), Calls()
         flaky, good = uuid7(), uuid7()
         failures = {"left": 2}
 
@@ -165,14 +179,14 @@ class TestConsumer:
         try:
             await eventually(lambda: _applied(sessionmaker, flaky))
         finally:
-            await running.broker.stop()
+            await running.stop()
         assert await count(sessionmaker, "SELECT count(*) FROM probe WHERE event_id = :e", e=good) == 1
         assert await count(sessionmaker, "SELECT count(*) FROM probe WHERE event_id = :e", e=flaky) == 1
 
     async def test_poison_event_is_parked_and_can_be_replayed(
         self, nats_url: str, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
-        name, calls = unique_name("poison"), []
+        name, calls = unique_name("poison"), Calls()
         broken = {"yes": True}
         poison, after = uuid7(), uuid7()
         consumer = probe_consumer(name, calls, fail=lambda e: e.id == poison and broken["yes"])
@@ -196,13 +210,14 @@ class TestConsumer:
                 page = await list_dead_letters(s, workspace_id="ws-poison", consumer=name, cursor=None, limit=10)
             (dead,) = page.items
             assert (dead.consumer, dead.attempts, dead.event_id) == (name, 3, poison)
-            assert "cannot handle" in dead.error and dead.event is not None
+            assert "cannot handle" in dead.error
+            assert dead.event is not None
             broken["yes"] = False  # the cause is fixed: the replay applies it
             replayed = await replay_dead_letter(
                 sessionmaker, running.runners, dead_letter_id=dead.id, workspace_id="ws-poison"
             )
         finally:
-            await running.broker.stop()
+            await running.stop()
         assert replayed.replayed_to == "consumer"
         assert await _applied(sessionmaker, poison)
         assert await count(sessionmaker, "SELECT count(*) FROM dead_letter WHERE event_id = :e", e=poison) == 0
@@ -210,7 +225,7 @@ class TestConsumer:
     async def test_a_long_batch_is_kept_in_progress_and_not_redelivered(
         self, nats_url: str, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
-        name, calls = unique_name("slow"), []
+        name, calls = unique_name("slow"), Calls()
         event_id = uuid7()
         await publish(nats_url, subject(name), event_id)
         # Two replicas; ack wait 1.5 s, heartbeats every 0.5 s, the batch takes 4 s: without the
@@ -229,8 +244,8 @@ class TestConsumer:
             finally:
                 await nc.close()
         finally:
-            await running.broker.stop()
-            await replica.broker.stop()
+            await running.stop()
+            await replica.stop()
         # every message of the stream delivered once: as many deliveries as stream sequence numbers
         assert info.delivered.consumer_seq == info.delivered.stream_seq
         assert sum(ids.count(str(event_id)) for ids in calls) == 1
@@ -238,7 +253,7 @@ class TestConsumer:
     async def test_as_of_is_the_last_applied_event_time_per_workspace(
         self, nats_url: str, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
-        name, calls = unique_name("asof"), []
+        name, calls = unique_name("asof"), Calls()
         workspace, event_id = unique_name("ws"), uuid7()
         before = datetime.now(UTC)
         await publish(nats_url, subject(name), event_id, workspace=workspace)
@@ -246,17 +261,18 @@ class TestConsumer:
         try:
             await eventually(lambda: _applied(sessionmaker, event_id))
         finally:
-            await running.broker.stop()
+            await running.stop()
         async with sessionmaker() as s:
             held = await as_of(s, consumer=name, workspace_id=workspace)
             other = await as_of(s, consumer=name, workspace_id=unique_name("ws"))
-        assert held is not None and before <= held <= datetime.now(UTC)
+        assert held is not None
+        assert before <= held <= datetime.now(UTC)
         assert other is None
 
     async def test_replay_rebuilds_from_the_start_of_the_stream(
         self, nats_url: str, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
-        name, calls = unique_name("replay"), []
+        name, calls = unique_name("replay"), Calls()
         ids = [uuid7() for _ in range(5)]
         for event_id in ids:
             await publish(nats_url, subject(name), event_id)
@@ -277,7 +293,7 @@ class TestConsumer:
             finally:
                 await nc.close()
         finally:
-            await running.broker.stop()
+            await running.stop()
         assert applied == len(ids)
         assert await count(sessionmaker, "SELECT count(*) FROM probe WHERE note = :n", n=name) == len(ids)
 

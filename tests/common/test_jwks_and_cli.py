@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import jwt
 import pytest
+import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
 
+from services.common.db import ensure_database
+from services.common.events import encode_event
+from services.common.ids import new_ids
 from services.common.runtime import load_or_create_keys
 from services.journey.app import create_app
 from services.journey.settings import JourneySettings
+from tests.conftest import Servers, unique_name
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -48,9 +57,21 @@ def jwks_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def oidc_http(journey_settings: JourneySettings, jwks_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def oidc_http(
+    journey_settings: JourneySettings, jwks_url: str, servers: Servers, own_nats: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    # A database and a NATS of its own: on the session's, its relay and consumers would take part
+    # in the session app's events.
+    url = servers.database_url(unique_name("jg_journey_oidc"))
+    await ensure_database(url)
     settings = journey_settings.model_copy(
-        update={"auth_public_key": None, "auth_jwks_url": jwks_url, "auth_issuer": "https://idp.example"}
+        update={
+            "auth_public_key": None,
+            "auth_jwks_url": jwks_url,
+            "auth_issuer": "https://idp.example",
+            "database_url": url,
+            "nats_url": own_nats,
+        }
     )
     app = create_app(settings)
     async with (
@@ -99,3 +120,44 @@ class TestTokenCommand:
         )  # fmt: skip
         assert out.returncode != 0
         assert "unknown scope" in out.stderr
+
+    async def test_cli_lists_and_replays_a_services_dead_letters(
+        self, journey_app: FastAPI, journey_settings: JourneySettings, tmp_path: Path
+    ) -> None:
+        workspace, event_id, dead_id = unique_name("ws"), new_ids(1)[0], new_ids(1)[0]
+        payload = encode_event(
+            event_id=event_id, type="journey.probe.parked", workspace_id=workspace, occurred_at=datetime.now(UTC),
+            data={"n": 1},
+        )  # fmt: skip
+        async with journey_app.state.engine.begin() as conn:  # a row the relay gave up on
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO dead_letter (id, consumer, workspace_id, event_id, subject, payload, error, attempts) "
+                    "VALUES (:id, 'outbox-relay', :w, :e, 'journey.probe.parked', :p, 'MaxPayloadError()', 5)"
+                ),
+                {"id": dead_id, "w": workspace, "e": event_id, "p": payload},
+            )
+        env = {
+            **os.environ,
+            "JOURNEY_DATABASE_URL": journey_settings.database_url,
+            "JOURNEY_NATS_URL": journey_settings.nats_url,
+            "JOURNEY_AUTH_PUBLIC_KEY": journey_settings.auth_public_key or "",
+            "JOURNEY_LOG_LEVEL": "WARNING",
+        }
+
+        async def cli(*args: str) -> str:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.common.cli", "events", *args, "--home", str(tmp_path),
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            return out.decode()
+
+        listed = [json.loads(line) for line in (await cli("dead-letters", "journey", "--workspace", workspace)).split()]
+        assert [(d["id"], d["event_id"], d["consumer"]) for d in listed] == [(dead_id, event_id, "outbox-relay")]
+        assert "replayed to the outbox" in await cli("replay", "journey", dead_id)
+        async with journey_app.state.engine.connect() as conn:
+            left = await conn.scalar(sa.text("SELECT count(*) FROM dead_letter WHERE id = :id"), {"id": dead_id})
+            pending = await conn.scalar(sa.text("SELECT count(*) FROM outbox_event WHERE id = :id"), {"id": event_id})
+        assert (left, pending) == (0, 1)  # back in the outbox, for the relay to publish

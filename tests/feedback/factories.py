@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import Keys, unique_name
+from tests.eventually import eventually
 
 ALL_SCOPES = ["feedback:read", "feedback:write"]
 
@@ -92,3 +93,22 @@ class FeedbackApi:
 
     async def bulk(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return await self.created("/v1/responses/bulk", {"items": items}, status=200)
+
+    async def metric(self, name: str = "nps", *, n: int, **params: Any) -> dict[str, Any]:
+        """The metric's answer once it counts `n` responses (the rollup projection follows the writes)."""
+
+        async def counted() -> dict[str, Any] | None:
+            body = await self.ok(f"/v1/metrics/{name}", params=params)
+            return body if body["overall"]["n"] == n else None
+
+        return await eventually(counted)
+
+    async def cases(self, n: int, **params: Any) -> list[dict[str, Any]]:
+        """The workspace's cases once there are `n` >= 1 (the cases projection follows the writes)."""
+        assert n >= 1, "an absence needs a positive signal first, not a wait for nothing"
+
+        async def opened() -> list[dict[str, Any]] | None:
+            items: list[dict[str, Any]] = (await self.ok("/v1/cases", params=params))["items"]
+            return items if len(items) == n else None
+
+        return await eventually(opened)

@@ -2,24 +2,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.feedback.factories import FeedbackApi
 from tests.eventually import eventually
-
-
-async def cases_of(api: FeedbackApi, **params: Any) -> list[dict[str, Any]]:
-    return (await api.ok("/v1/cases", params=params))["items"]  # type: ignore[no-any-return]
+from tests.feedback.factories import FeedbackApi
 
 
 class TestRules:
     async def test_default_rule_opens_case_for_detractor(self, api: FeedbackApi) -> None:
         survey = await api.survey(target={"type": "touchpoint", "touchpoint_key": "hotline"})
-        bad = await api.respond(survey["id"], {"recommend": 6}, customer_external_id="C-9")
         await api.respond(survey["id"], {"recommend": 7})
-        cases = await cases_of(api)
-        assert len(cases) == 1
-        case = cases[0]
+        bad = await api.respond(survey["id"], {"recommend": 6}, customer_external_id="C-9")
+        # the 7 came first: its event was applied before the 6's, which opened the only case
+        (case,) = await api.cases(1)
         assert (case["response_id"], case["status"], case["touchpoint_key"]) == (bad["id"], "open", "hotline")
-        assert case["customer_external_id"] == "C-9"
+        assert (case["id"], case["version"], case["customer_external_id"]) == (bad["id"], 1, "C-9")
         assert "NPS 6 ≤ 6" in case["reason"]
         assert case["due_at"] is not None
 
@@ -40,10 +35,10 @@ class TestRules:
                 "assignee": "ann",
             },
         )
-        await api.respond(survey["id"], {"sat": 2})
-        await api.respond(survey["id"], {"sat": 3})
         await api.respond(nps_survey["id"], {"recommend": 0})  # the default rule is off now
-        cases = await cases_of(api)
+        await api.respond(survey["id"], {"sat": 3})
+        await api.respond(survey["id"], {"sat": 2})  # the last: its case says the others were checked
+        cases = await api.cases(1)
         assert [(c["rule_id"], c["assignee"]) for c in cases] == [(rule["id"], "ann")]
 
     async def test_rule_above_scale_is_422(self, api: FeedbackApi) -> None:
@@ -55,9 +50,10 @@ class TestRules:
         await api.created(
             "/v1/loop-rules", {"name": "Price complaints", "metric": None, "max_score": None, "theme": "price"}
         )
-        hit = await api.respond(survey["id"], {"recommend": 9}, comment="Good, but far too expensive.")
         await api.respond(survey["id"], {"recommend": 9}, comment="Lovely staff.")
-        cases = await eventually(lambda: cases_of(api))
+        hit = await api.respond(survey["id"], {"recommend": 9}, comment="Good, but far too expensive.")
+        # analysed in the order they were stored: the hit's case comes after the other was checked
+        cases = await api.cases(1)
         assert [c["response_id"] for c in cases] == [hit["id"]]
         assert "price" in cases[0]["reason"]
 
@@ -66,37 +62,42 @@ class TestCases:
     async def test_case_workflow_keeps_history(self, api: FeedbackApi) -> None:
         survey = await api.survey()
         await api.respond(survey["id"], {"recommend": 2})
-        case = (await cases_of(api))[0]
+        (case,) = await api.cases(1)
         url = f"/v1/cases/{case['id']}"
         moved = await api.patch(url, json={"status": "in_progress", "assignee": "bob"})
         assert moved.status_code == 200, moved.text
+        assert moved.json()["version"] == 2
         noted = await api.created(f"{url}/notes", {"text": "Called the customer."})
-        assert noted["history"][-1]["note"] == "Called the customer."
+        assert (noted["history"][-1]["note"], noted["version"]) == ("Called the customer.", 3)
         closed = await api.patch(url, json={"status": "closed"})
-        assert closed.json()["status"] == "closed"
+        assert (closed.json()["status"], closed.json()["version"]) == ("closed", 4)
         wrong = await api.patch(url, json={"status": "in_progress"})
         assert wrong.status_code == 422
         history = (await api.ok(url))["history"]
+        assert (history[0]["action"], history[0]["actor"]) == ("opened", "rule")
         assert [h["action"] for h in history] == ["opened", "updated", "note", "updated"]
         assert history[1]["changes"]["status"] == {"from": "open", "to": "in_progress"}
-        assert (await cases_of(api, status="closed"))[0]["id"] == case["id"]
+        assert (await api.ok("/v1/cases", params={"status": "closed"}))["items"][0]["id"] == case["id"]
 
     async def test_case_by_hand_and_one_per_response(self, api: FeedbackApi) -> None:
         survey = await api.survey()
         response = await api.respond(survey["id"], {"recommend": 9})
         case = await api.created("/v1/cases", {"response_id": response["id"], "assignee": "eve", "note": "VIP"})
-        assert case["assignee"] == "eve"
+        assert (case["id"], case["assignee"], case["version"]) == (response["id"], "eve", 1)
         again = await api.post("/v1/cases", json={"response_id": response["id"]})
         assert again.status_code == 409
+        history = (await api.ok(f"/v1/cases/{case['id']}"))["history"]
+        assert [(h["action"], h["note"]) for h in history] == [("opened", None), ("note", "VIP")]
+        assert history[0]["actor"] == history[1]["actor"] != "rule"
 
     async def test_other_workspace_cannot_see_case(self, api: FeedbackApi) -> None:
         survey = await api.survey()
         await api.respond(survey["id"], {"recommend": 0})
-        case = (await cases_of(api))[0]
+        (case,) = await api.cases(1)
         other = api.other()
         assert (await other.get(f"/v1/cases/{case['id']}")).status_code == 404
         assert (await other.patch(f"/v1/cases/{case['id']}", json={"status": "closed"})).status_code == 404
-        assert await cases_of(other) == []
+        assert (await other.ok("/v1/cases"))["items"] == []
 
 
 class TestComments:
@@ -160,9 +161,16 @@ class TestEligibility:
         assert (busy["eligible"], busy["responses_in_period"]) == (False, 2)
         assert busy["reason"].startswith("Survey limit")
 
-        await api.created("/v1/opt-outs", {"customer_external_id": "new", "reason": "asked by phone"})
+        opt_out = await api.created("/v1/opt-outs", {"customer_external_id": "new", "reason": "asked by phone"})
+        assert (opt_out["version"], opt_out["withdrawn_at"]) == (1, None)
         opted = await api.ok("/v1/eligibility", params={"customer": "new"})
         assert (opted["eligible"], opted["reason"]) == (False, "The customer opted out of surveys.")
+        assert (await api.delete("/v1/opt-outs/new")).status_code == 204
+        assert (await api.ok("/v1/eligibility", params={"customer": "new"}))["eligible"] is True
+        assert (await api.delete("/v1/opt-outs/new")).status_code == 404  # withdrawn already
+        again = await api.created("/v1/opt-outs", {"customer_external_id": "new"})
+        assert (again["version"], again["withdrawn_at"], again["reason"]) == (3, None, None)
+        assert (await api.ok("/v1/eligibility", params={"customer": "new"}))["eligible"] is False
 
     async def test_settings_need_admin(self, api: FeedbackApi) -> None:
         response = await api.put("/v1/settings", json={"allow_private_webhook_targets": True})

@@ -14,13 +14,16 @@ from tests.uvicorn_server import running_service
 
 
 @pytest.fixture(scope="module")
-def feedback_server(servers: Servers, keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def feedback_server(
+    servers: Servers, keys: Keys, own_nats: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     with running_service(
         "services.feedback.app:create_app",
         env_prefix="FEEDBACK_",
         servers=servers,
         keys=keys,
         log_dir=tmp_path_factory.mktemp("schemathesis"),
+        extra_env={"FEEDBACK_NATS_URL": own_nats},  # its consumers must not take the session app's events
     ) as base:
         yield base
 

@@ -50,7 +50,31 @@ class TestSurveys:
             f"/v1/surveys/{survey['id']}",
             json={"questions": [{"key": "r", "type": "nps", "text": {"en": "?"}}]},
         )
-        assert response.json()["version"] == 1
+        assert (response.json()["version"], response.json()["revision"]) == (1, 2)
+
+    async def test_answer_to_a_question_edited_in_place_is_422_naming_it(self, api: FeedbackApi) -> None:
+        survey = await api.survey()  # active, no answers yet
+        questions = [
+            {"key": "recommend", "type": "nps", "required": True, "text": {"en": "Recommend?"}},
+            {"key": "reason", "type": "single_choice", "text": {"en": "Why?"},
+             "options": [{"key": "price", "text": {"en": "Price"}}, {"key": "staff", "text": {"en": "Staff"}}]},
+        ]  # fmt: skip
+        edited = await api.patch(f"/v1/surveys/{survey['id']}", json={"questions": questions})
+        assert edited.json()["version"] == 1, edited.text  # edited in place
+        response = await api.post(
+            "/v1/responses", json={"survey_id": survey["id"], "answers": {"recommend": 9, "reason": "Fast"}}
+        )
+        assert response.status_code == 422, response.text
+        assert "answers.reason: 'Fast' is not one of the options price, staff" in response.json()["detail"]
+        removed = await api.patch(f"/v1/surveys/{survey['id']}", json={"questions": questions[:1]})
+        assert removed.json()["version"] == 1, removed.text
+        response = await api.post(
+            "/v1/responses", json={"survey_id": survey["id"], "answers": {"recommend": 9, "reason": "price"}}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"] == [
+            {"field": "answers.reason", "message": "the survey has no question 'reason'"}
+        ]
 
     async def test_other_workspace_sees_nothing(self, api: FeedbackApi) -> None:
         survey = await api.survey()
@@ -158,6 +182,20 @@ class TestResponses:
         ]
         assert result["results"][5]["id"] == result["results"][0]["id"]
 
+    async def test_metadata_over_the_size_limit_is_422(self, api: FeedbackApi) -> None:
+        survey = await api.survey()
+        metadata = {f"k{i}": "x" * 400 for i in range(45)}  # ~18.8 KB of JSON, over 16 KiB
+        response = await api.post(
+            "/v1/responses", json={"survey_id": survey["id"], "answers": {"recommend": 9}, "metadata": metadata}
+        )
+        assert response.status_code == 422, response.text
+        (error,) = response.json()["errors"]
+        assert error["field"] == "body.metadata"
+        assert "at most 16384 are accepted" in error["message"]
+        result = await api.bulk([{"survey_id": survey["id"], "answers": {"recommend": 9}, "metadata": metadata}])
+        assert result["results"][0]["status"] == "invalid"
+        assert result["results"][0]["errors"][0]["field"] == "items.0.metadata"
+
     async def test_bulk_malformed_item_fails_alone(self, api: FeedbackApi) -> None:
         survey = await api.survey()
         result = await api.bulk(
@@ -185,8 +223,7 @@ class TestResponses:
         items = [{"survey_id": survey["id"], "answers": {"recommend": i % 11}} for i in range(10_000)]
         result = await api.bulk(items)
         assert result["created"] == 10_000
-        nps = await api.ok("/v1/metrics/nps", params={"survey": survey["id"]})
-        assert nps["overall"]["n"] == 10_000
+        await api.metric(n=10_000, survey=survey["id"])
 
     async def test_import_csv_and_ndjson(self, api: FeedbackApi) -> None:
         survey = await api.survey(status="closed")

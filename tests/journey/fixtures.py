@@ -26,6 +26,7 @@ async def journey_settings(servers: Servers, keys: Keys) -> JourneySettings:
         auth_public_key=keys.public,
         rate_limit="100000/minute",
         outbox_poll_seconds=0.2,
+        worker_poll_seconds=0.2,
         log_json=False,
         log_level="WARNING",
     )

@@ -9,18 +9,24 @@ Journey "bike": Need (ad) → Buy (shop, store) → Use (app). Hours after T0:
                                                only with the window from the previous stage
   F  shop 0, ad 1                              buys before the need: need only
   G  app 10                                    never enters the funnel
+
+Funnel, paths and all-time reach answer from projections built from the events in the background:
+each test waits until they hold what it posted (`settled`) before it reads.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
+from tests.eventually import eventually
 from tests.journey.activity_factories import at, bike_journey, bulk, put_customer, touch
 from tests.journey.factories import JourneyApi
+from tests.journey.projections import settled
 
 EVENTS = [
     ("A", "ad", 0),
@@ -46,7 +52,7 @@ FAMILY = {"name": "b2c", "when": {"attribute": "segment", "op": "eq", "value": "
 
 
 @pytest.fixture
-async def bike(api: JourneyApi) -> dict[str, Any]:
+async def bike(api: JourneyApi, journey_app: FastAPI) -> dict[str, Any]:
     setup = await bike_journey(api)
     await api.persona("family", rules=[FAMILY])
     await put_customer(api, "A", profile={"segment": "b2c"})
@@ -54,7 +60,9 @@ async def bike(api: JourneyApi) -> dict[str, Any]:
     items = [touch(f"{c}-{tp}-{h}", c, tp, at(h), **({"channel": "email"} if c == "D" else {})) for c, tp, h in EVENTS]
     # two batches, the second replaying part of the first: replays must not count twice
     assert (await bulk(api, "interactions", items[:10]))["counts"]["stored"] == 10
+    mark = datetime.now(UTC)
     assert (await bulk(api, "interactions", items[5:]))["counts"] == {"stored": 8, "duplicate": 5, "failed": 0}
+    await settled(journey_app, api.workspace, mark)
     return setup
 
 
@@ -251,9 +259,10 @@ class TestAnalyticsIsolation:
 
 
 class TestReachRollup:
-    async def test_rollup_agrees_with_events(self, api: JourneyApi, bike: dict[str, Any]) -> None:
-        """All-time reach reads the rollup maintained on ingest; a time range reads the events."""
+    async def test_rollup_agrees_with_events(self, api: JourneyApi, bike: dict[str, Any], journey_app: FastAPI) -> None:
+        """All-time reach reads the customer × touchpoint projection; a time range reads the events."""
         await api.journey("other")
+        mark = datetime.now(UTC)
         await bulk(
             api,
             "interactions",
@@ -263,9 +272,12 @@ class TestReachRollup:
                 touch("A-ad-0", "A", "ad", at(0)),  # replay: counted once
             ],
         )
+        await settled(journey_app, api.workspace, mark)
         url = f"/v1/journeys/{bike['journey']['id']}/reach"
         rollup = (await api.get(url)).json()
         events = (await api.get(url, params={"since": "1900-01-01T00:00:00Z"})).json()
+        assert rollup["as_of"] is not None
+        assert rollup["as_of"] < events["as_of"]  # the read time
         assert rollup["steps"] == events["steps"]
         assert rollup["journey_customers"] == events["journey_customers"] == 8
         assert [s["customers"] for s in rollup["steps"]] == [6, 4, 2, 5]
@@ -280,6 +292,7 @@ async def rollup_and_events(api: JourneyApi, url: str, params: dict[str, Any]) -
     assert (r["source"], e["source"]) == ("rollup", "events")
     for body in (r, e):
         body.pop("source")
+        body.pop("as_of")
     return r, e
 
 
@@ -341,9 +354,11 @@ class TestFunnelAndPathsRollup:
     async def test_every_parameter_agrees_with_the_events(self, api: JourneyApi, bike: dict[str, Any]) -> None:
         await assert_rollup_agrees(api, bike["journey"]["id"])
 
-    async def test_out_of_order_arrival_after_the_rollup_was_built(self, api: JourneyApi, bike: dict[str, Any]) -> None:
+    async def test_out_of_order_arrival_after_the_rollup_was_built(
+        self, api: JourneyApi, bike: dict[str, Any], journey_app: FastAPI
+    ) -> None:
         jid = bike["journey"]["id"]
-        await assert_rollup_agrees(api, jid)  # built by these reads
+        await assert_rollup_agrees(api, jid)
         # H arrives newest first, one event per batch; F's need moves before its purchase, which
         # changes F's funnel (not an addition to it); C's repeated ad is replayed.
         for item in [
@@ -353,32 +368,49 @@ class TestFunnelAndPathsRollup:
             touch("F-ad-early", "F", "ad", at(-1)),
             touch("C-ad-0.5", "C", "ad", at(0.5)),
         ]:
-            await bulk(api, "interactions", [item])
+            mark = datetime.now(UTC)
+            if (await bulk(api, "interactions", [item]))["counts"]["stored"]:  # a replay publishes nothing
+                await settled(journey_app, api.workspace, mark)
             await assert_rollup_agrees(api, jid)
         [group] = (await api.get(f"/v1/journeys/{jid}/funnel")).json()["groups"]
         assert stage_counts(group) == [7, 6, 4]  # + H (all stages), + F (need at -1 h, shop at 0)
 
-    async def test_model_change_rebuilds_the_rollup(self, api: JourneyApi, bike: dict[str, Any]) -> None:
+    async def test_model_change_rebuilds_the_rollup(
+        self, api: JourneyApi, bike: dict[str, Any], journey_app: FastAPI
+    ) -> None:
         jid = bike["journey"]["id"]
         await assert_rollup_agrees(api, jid)
         hotline = await api.touchpoint("hotline", "phone")
         await api.step(jid, bike["stages"][2]["id"], hotline["id"])  # a Use touchpoint G never met
+        mark = datetime.now(UTC)
         await bulk(api, "interactions", [touch("G-hotline", "G", "hotline", at(11))])
+        await settled(journey_app, api.workspace, mark)
         await assert_rollup_agrees(api, jid)
         # the stage order changes the funnel entirely: Use first
         stages = bike["stages"]
+        mark = datetime.now(UTC)
         r = await api.patch(f"/v1/journeys/{jid}/stages/{stages[2]['id']}", json={"position": 0})
         assert r.status_code == 200, r.text
+        await settled(journey_app, api.workspace, mark)
         await assert_rollup_agrees(api, jid)
 
     async def test_deleting_the_journey_removes_its_rollup(
         self, api: JourneyApi, bike: dict[str, Any], journey_app: FastAPI
     ) -> None:
         jid = bike["journey"]["id"]
-        await assert_rollup_agrees(api, jid)  # built by these reads
-        count = sa.text("SELECT count(*) FROM customer_journey WHERE journey_id = CAST(:j AS uuid)")
-        async with journey_app.state.engine.begin() as conn:
-            assert (await conn.execute(count, {"j": jid})).scalar_one() == 7  # A..G
+        count = sa.text(
+            "SELECT (SELECT count(*) FROM customer_journey WHERE journey_id = CAST(:j AS uuid)) "
+            "+ (SELECT count(*) FROM journey_rollup WHERE journey_id = CAST(:j AS uuid))"
+        )
+
+        async def rows() -> int:
+            async with journey_app.state.engine.begin() as conn:
+                return int((await conn.execute(count, {"j": jid})).scalar_one())
+
+        assert await rows() == 7 + 1  # A..G, and the journey's state
         assert (await api.delete(f"/v1/journeys/{jid}")).status_code == 204
-        async with journey_app.state.engine.begin() as conn:
-            assert (await conn.execute(count, {"j": jid})).scalar_one() == 0
+
+        async def gone() -> bool:
+            return await rows() == 0
+
+        await eventually(gone)

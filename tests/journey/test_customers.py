@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from services.common.validation import FREEFORM_MAX_BYTES
 from tests.journey.activity_factories import bulk, put_customer
 from tests.journey.factories import JourneyApi
 
@@ -33,6 +34,17 @@ class TestUpsertCustomer:
     async def test_put_rejects_nul_in_profile(self, api: JourneyApi) -> None:
         response = await api.request("PUT", "/v1/customers/crm-1", json={"profile": {"a": "x\u0000y"}})
         assert response.status_code == 422
+
+    async def test_profile_over_the_limit_is_422_alone_and_fails_its_item_in_bulk(self, api: JourneyApi) -> None:
+        over = {"bio": "x" * FREEFORM_MAX_BYTES}
+        response = await api.request("PUT", "/v1/customers/crm-1", json={"profile": over})
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == "body.profile"
+        result = await bulk(api, "customers", [{"external_id": "a", "profile": over}, {"external_id": "b"}])
+        assert [(i["status"], i["errors"] and i["errors"][0]["field"]) for i in result["items"]] == [
+            ("failed", "profile"),
+            ("created", None),
+        ]
 
     async def test_unknown_customer_is_404(self, api: JourneyApi) -> None:
         assert (await api.get("/v1/customers/nobody")).status_code == 404

@@ -5,8 +5,11 @@ from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI
 
+from services.common.events import MAX_EVENT_BYTES
+from services.common.validation import FREEFORM_MAX_BYTES
 from services.journey.api import interactions as interactions_api
 from tests.conftest import Servers
 from tests.events import published_events
@@ -151,13 +154,58 @@ class TestRecordedEvents:
         events = await published_events(journey_app, servers.nats_url, api.workspace)
         recorded = [e for e in events if e["type"] == "journey.interaction.recorded"]
         stored = [item for e in recorded for item in e["data"]["items"]]
-        assert len(recorded) == 4  # 500 + 500 + 200, then 1
+        assert len(recorded) == 3  # 1,200 items split by size in two, then 1
         assert sorted(i["event_id"] for i in stored) == sorted([f"e{i}" for i in range(1200)] + ["late"])
         assert stored[0] == {**stored[0], "customer": "c0", "touchpoint": "shop", "channel": "web"}
         customers = [c for e in events if e["type"] == "journey.customer.upserted" for c in e["data"]["items"]]
         assert sorted(c["external_id"] for c in customers) == [f"c{i}" for i in range(7)]
         [outcome] = [e for e in events if e["type"] == "journey.outcome.recorded"]
         assert outcome["data"]["items"][0]["name"] == "purchase"
+
+    async def test_a_call_over_the_byte_budget_is_split_and_every_part_reaches_the_stream(
+        self, api: JourneyApi, journey_app: FastAPI, servers: Servers
+    ) -> None:
+        await api.touchpoint("shop", "web")
+        note = "x" * 7000  # ~14 MB of items: some 60 events' worth
+        items = [touch(f"e{i}", f"c{i % 50}", "shop", at(i), properties={"note": note}) for i in range(2000)]
+        assert (await bulk(api, "interactions", items))["counts"]["stored"] == 2000
+        events = await published_events(journey_app, servers.nats_url, api.workspace)
+        recorded = [e for e in events if e["type"] == "journey.interaction.recorded"]
+        assert len(recorded) >= 2000 * 7000 // MAX_EVENT_BYTES
+        assert sorted(i["event_id"] for e in recorded for i in e["data"]["items"]) == sorted(
+            e["event_id"] for e in items
+        )
+        async with journey_app.state.engine.connect() as conn:
+            sizes = (
+                (
+                    await conn.execute(
+                        sa.text("SELECT length(payload) FROM outbox_event WHERE workspace_id = :w AND subject = :s"),
+                        {"w": api.workspace, "s": "journey.interaction.recorded"},
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert len(sizes) == len(recorded)
+        assert max(sizes) <= MAX_EVENT_BYTES
+
+
+class TestFreeformLimit:
+    async def test_properties_over_the_limit_are_422_alone_and_fail_their_item_in_bulk(self, api: JourneyApi) -> None:
+        await api.touchpoint("shop", "web")
+        over, under = {"note": "x" * FREEFORM_MAX_BYTES}, {"note": "x" * (FREEFORM_MAX_BYTES - 100)}
+        one = await api.post("/v1/interactions", json=touch("e1", "c1", "shop", at(), properties=over))
+        assert one.status_code == 422, one.text
+        assert one.json()["errors"][0]["field"] == "body.properties"
+        result = await bulk(
+            api,
+            "interactions",
+            [touch("e1", "c1", "shop", at(), properties=over), touch("e2", "c1", "shop", at(), properties=under)],
+        )
+        assert [i["status"] for i in result["items"]] == ["failed", "stored"]
+        assert result["items"][0]["errors"][0]["field"] == "properties"
+        outcome = {"event_id": "o1", "customer": "c1", "name": "purchase", "occurred_at": at(), "properties": over}
+        assert (await api.post("/v1/outcomes", json=outcome)).status_code == 422
 
 
 class TestImport:

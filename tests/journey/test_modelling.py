@@ -319,6 +319,36 @@ class TestMap:
         assert doc["persona"] is None
         assert [s["steps"] for s in doc["stages"]] == [[], [], []]
 
+    async def test_every_kind_of_change_shows_in_the_next_map(self, api: JourneyApi) -> None:
+        """Built by one statement per request: nothing cached, nothing stale."""
+        persona = await api.persona()
+        journey = await api.journey(persona_id=persona["id"])
+        jid = journey["id"]
+        need, buy, _ = await api.stages(jid)
+        tp = await api.touchpoint("shop")
+        other = await api.touchpoint("hotline", "phone")
+
+        await api.patch(f"/v1/journeys/{jid}", json={"name": "Renamed"})
+        assert (await _map(api, jid))["journey"]["name"] == "Renamed"
+        await api.patch(f"/v1/personas/{persona['id']}", json={"name": "New persona name"})
+        assert (await _map(api, jid))["persona"]["name"] == "New persona name"
+        await api.patch(f"/v1/journeys/{jid}/stages/{need['id']}", json={"name": "Bedarf"})
+        assert (await _map(api, jid))["stages"][0]["name"] == "Bedarf"
+        step = await api.step(jid, buy["id"], tp["id"])
+        assert [s["id"] for s in (await _map(api, jid))["stages"][1]["steps"]] == [step["id"]]
+        await api.patch(f"/v1/touchpoints/{tp['id']}", json={"name": "Web shop"})
+        assert (await _map(api, jid))["stages"][1]["steps"][0]["touchpoint"]["name"] == "Web shop"
+        second = await api.step(jid, buy["id"], other["id"], position=0)
+        assert [s["id"] for s in (await _map(api, jid))["stages"][1]["steps"]] == [second["id"], step["id"]]
+        await api.patch(f"/v1/journeys/{jid}/steps/{step['id']}", json={"stage_id": need["id"]})
+        doc = await _map(api, jid)
+        assert [s["id"] for s in doc["stages"][0]["steps"]] == [step["id"]]
+        assert [s["position"] for s in doc["stages"][1]["steps"]] == [0]
+        await api.delete(f"/v1/journeys/{jid}/steps/{second['id']}")
+        assert (await _map(api, jid))["stages"][1]["steps"] == []
+        await api.post(f"/v1/journeys/{jid}/stages", json={"key": "loyal", "name": "Loyal", "position": 0})
+        assert (await _map(api, jid))["stages"][0]["key"] == "loyal"
+
 
 class TestOpenApiExamples:
     def test_every_documented_example_is_a_valid_request(self) -> None:

@@ -1,4 +1,5 @@
-"""A persona's rule change re-evaluates every customer in the background (own-event consumer)."""
+"""A persona's rule change re-evaluates every customer in the background (own-event consumer); each
+customer whose persona changes gets version + 1, published in `journey.customer.reassigned`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from fastapi import FastAPI
+
+from tests.conftest import Servers
+from tests.events import published_events
 from tests.journey.activity_factories import bulk, put_customer
 from tests.journey.factories import JourneyApi
 
@@ -24,7 +29,9 @@ async def eventually(api: JourneyApi, external_id: str, check: Callable[[dict[st
 
 
 class TestPersonaReassignment:
-    async def test_rule_change_reassigns_existing_customers(self, api: JourneyApi) -> None:
+    async def test_rule_change_reassigns_existing_customers(
+        self, api: JourneyApi, journey_app: FastAPI, servers: Servers
+    ) -> None:
         family = await api.persona("family", rules=[B2C])
         await bulk(
             api,
@@ -39,6 +46,16 @@ class TestPersonaReassignment:
         await eventually(api, "c0", lambda c: c["persona_id"] is None)
         listed = (await api.get("/v1/customers", params={"persona_id": family["id"]})).json()["items"]
         assert sorted(c["external_id"] for c in listed) == ["c1", "c3", "c5"]
+        # b2c customers: reassigned twice (family, then none); b2b ones once (then family)
+        assert sorted((c["external_id"], c["version"]) for c in (await api.get("/v1/customers")).json()["items"]) == [
+            ("c0", 2), ("c1", 2), ("c2", 2), ("c3", 2), ("c4", 2), ("c5", 2),
+        ]  # fmt: skip
+        events = await published_events(journey_app, servers.nats_url, api.workspace)
+        reassigned = [i for e in events if e["type"] == "journey.customer.reassigned" for i in e["data"]["items"]]
+        assert sorted((i["external_id"], i["version"], i["persona_key"]) for i in reassigned) == [
+            ("c0", 2, None), ("c1", 2, "family"), ("c2", 2, None), ("c3", 2, "family"), ("c4", 2, None),
+            ("c5", 2, "family"),
+        ]  # fmt: skip
 
     async def test_new_persona_and_deleted_persona(self, api: JourneyApi) -> None:
         await put_customer(api, "c1", profile={"segment": "b2c"})

@@ -14,9 +14,12 @@ from tests.uvicorn_server import running_service
 
 
 @pytest.fixture(scope="module")
-def journey_server(servers: Servers, keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def journey_server(
+    servers: Servers, keys: Keys, own_nats: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     with running_service(
-        "services.journey.app:create_app", env_prefix="JOURNEY_", servers=servers, keys=keys,
+        "services.journey.app:create_app", env_prefix="JOURNEY_",
+        servers=Servers(servers.database_url_template, own_nats), keys=keys,
         log_dir=tmp_path_factory.mktemp("schemathesis"),
     ) as base:  # fmt: skip
         yield base

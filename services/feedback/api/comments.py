@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -37,6 +37,9 @@ class CommentSummaries(Shape):
     group_by: str
     pending: int = Field(description="Comments in the filter not analysed yet (analysis runs shortly after writes).")
     groups: list[CommentSummary]
+    as_of: datetime = Field(
+        description="Read from the responses at this time: the groups hold every comment analysed by then."
+    )
 
 
 _SUMMARY = """
@@ -86,6 +89,7 @@ async def summarise_comments(
         params["until"] = until
         where.append("submitted_at < :until")
     clause = "".join(f" AND {w}" for w in where)
+    read_at = datetime.now(UTC)
     # Pending first: analysis only ever completes, so the groups read after it hold every comment
     # that was not pending then ("pending 0" is true of the groups returned). Read the other way
     # round, a comment analysed between the two reads was in neither.
@@ -102,6 +106,7 @@ async def summarise_comments(
     return CommentSummaries(
         group_by=group_by,
         pending=pending,
+        as_of=read_at,
         groups=[
             CommentSummary(
                 group=r.grp,

@@ -7,12 +7,21 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import Path, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import SessionDep
 from services.common.idempotency import IdempotencyDep
+from services.common.outbox import emit
 from services.common.pagination import CursorQuery, LimitQuery, Page
 from services.feedback.api._deps import Reader, Writer, make_router
-from services.feedback.events import CASE_CLOSED, CASE_OPENED, CASE_UPDATED
+from services.feedback.events import (
+    CASE_CLOSED,
+    CASE_OPENED,
+    CASE_UPDATED,
+    RULE_CREATED,
+    RULE_DELETED,
+    RULE_UPDATED,
+)
 from services.feedback.models import (
     CaseCreate,
     CaseDetail,
@@ -24,7 +33,6 @@ from services.feedback.models import (
     RulePublic,
     RuleUpdate,
 )
-from services.feedback.publish import publish_one
 from services.feedback.store import loop, responses, rules
 
 RuleId = Annotated[UUID, Path(description="The rule's id.")]
@@ -32,11 +40,20 @@ CaseId = Annotated[UUID, Path(description="The case's id.")]
 router = make_router()
 
 
+async def _emit_rule(session: AsyncSession, workspace_id: str, type: str, rule: RulePublic) -> None:
+    await emit(session, workspace_id=workspace_id, type=type, data=rule, aggregate_id=rule.id, version=rule.version)
+
+
+async def _emit_case(session: AsyncSession, workspace_id: str, type: str, case: CasePublic) -> None:
+    await emit(session, workspace_id=workspace_id, type=type, data=case, aggregate_id=case.id, version=case.version)
+
+
 @router.post("/loop-rules", status_code=201, response_model=RulePublic, tags=["closed loop"])
 async def create_rule(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: RuleCreate) -> Response:
     """Add a rule that opens follow-up cases (once a workspace has rules, the default NPS ≤ 6 rule is off)."""
-    row = await rules.create_rule(session, workspace_id=caller.workspace_id, data=body)
-    return await idem.respond(RulePublic.model_validate(row))
+    rule = RulePublic.model_validate(await rules.create_rule(session, workspace_id=caller.workspace_id, data=body))
+    await _emit_rule(session, caller.workspace_id, RULE_CREATED, rule)
+    return await idem.respond(rule)
 
 
 @router.get("/loop-rules", tags=["closed loop"])
@@ -55,13 +72,16 @@ async def get_rule(caller: Reader, session: SessionDep, rule_id: RuleId) -> Rule
 async def update_rule(caller: Writer, session: SessionDep, rule_id: RuleId, body: RuleUpdate) -> RulePublic:
     """Change a rule."""
     row = await rules.update_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id, data=body)
-    return RulePublic.model_validate(row)
+    rule = RulePublic.model_validate(row)
+    await _emit_rule(session, caller.workspace_id, RULE_UPDATED, rule)
+    return rule
 
 
 @router.delete("/loop-rules/{rule_id}", status_code=204, tags=["closed loop"])
 async def delete_rule(caller: Writer, session: SessionDep, rule_id: RuleId) -> None:
     """Delete a rule (cases it opened stay)."""
-    await rules.delete_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id)
+    rule = await rules.delete_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id)
+    await _emit_rule(session, caller.workspace_id, RULE_DELETED, rule)
 
 
 @router.post("/cases", status_code=201, response_model=CasePublic, tags=["closed loop"])
@@ -78,7 +98,7 @@ async def open_case(caller: Writer, idem: IdempotencyDep, session: SessionDep, b
         note=body.note,
         now=datetime.now(UTC),
     )
-    await publish_one(session, workspace_id=caller.workspace_id, type=CASE_OPENED, data=case)
+    await _emit_case(session, caller.workspace_id, CASE_OPENED, case)
     return await idem.respond(case)
 
 
@@ -117,11 +137,9 @@ async def update_case(caller: Writer, session: SessionDep, case_id: CaseId, body
     case, before, changed = await loop.update_case(
         session, workspace_id=caller.workspace_id, case_id=case_id, actor=caller.subject, data=body
     )
-    if case.status != before:
-        kind = CASE_CLOSED if case.status == CaseStatus.closed else CASE_UPDATED
-        await publish_one(session, workspace_id=caller.workspace_id, type=kind, data=case)
-    elif changed:
-        await publish_one(session, workspace_id=caller.workspace_id, type=CASE_UPDATED, data=case)
+    if changed:
+        closed = case.status != before and case.status == CaseStatus.closed
+        await _emit_case(session, caller.workspace_id, CASE_CLOSED if closed else CASE_UPDATED, case)
     return await loop.get_case(session, workspace_id=caller.workspace_id, case_id=case_id)
 
 
@@ -133,4 +151,5 @@ async def add_case_note(
     case = await loop.add_note(
         session, workspace_id=caller.workspace_id, case_id=case_id, actor=caller.subject, text=body.text
     )
+    await _emit_case(session, caller.workspace_id, CASE_UPDATED, CasePublic.model_validate(case.model_dump()))
     return await idem.respond(case)

@@ -7,11 +7,14 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.consumer import as_of
 from services.common.db import SessionDep
 from services.common.errors import Unprocessable
 from services.feedback import stats
 from services.feedback.api._deps import Reader, make_router
+from services.feedback.consumers import ROLLUPS
 from services.feedback.models import Channel, Comparison, MetricGroup, MetricResult, MetricValue
 from services.feedback.store.metrics import Filter, MetricName, aggregate, choose_level, parse_group_by
 
@@ -70,7 +73,7 @@ def _value(metric: MetricName, counts: dict[str, Any], previous: dict[str, Any] 
 async def _metric(
     metric: MetricName,
     caller_workspace: str,
-    session: Any,
+    session: AsyncSession,
     *,
     survey: list[UUID] | None,
     journey: list[str] | None,
@@ -118,6 +121,11 @@ async def _metric(
     if compare_since is not None:
         periods.append((_utc(compare_since), _utc(compare_until)))
     level = choose_level(base, dims, *periods) if source == "auto" else "raw"
+    # Before the data: the projection commits its counts with its as_of, so what is read after holds at least this.
+    if level == "raw":
+        complete_at: datetime | None = datetime.now(UTC)
+    else:
+        complete_at = await as_of(session, consumer=ROLLUPS, workspace_id=caller_workspace)
     overall, groups = await aggregate(
         session, workspace_id=caller_workspace, metric=metric, flt=base, group_by=dims, level=level
     )
@@ -149,6 +157,7 @@ async def _metric(
             )
             for g in groups
         ],
+        as_of=complete_at,
         computed_at=datetime.now(UTC),
     )
 
@@ -180,7 +189,9 @@ GroupBy = Annotated[
         description="survey, journey, stage, touchpoint, channel, day, week, month or metadata.<key> (repeatable).",
     ),
 ]
-Source = Annotated[Literal["auto", "raw"], Query(description="raw: always scan responses (for checking rollups).")]
+Source = Annotated[
+    Literal["auto", "raw"], Query(description="raw: always scan the responses (to check the rollup projection).")
+]
 
 
 def _route(metric: MetricName, summary: str) -> None:

@@ -12,14 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import SessionDep
 from services.common.errors import Conflict, Problem, Unprocessable
-from services.common.idempotency import (
-    Idempotency,
-    IdempotencyDep,
-    IdempotencyKeyHeader,
-    clean_key,
-    open_idempotency,
-    request_hash,
-)
+from services.common.idempotency import IdempotencyDep
 from services.common.pagination import CursorQuery, LimitQuery, Page
 from services.feedback.api._deps import Reader, Writer, make_router
 from services.feedback.flows import record_responses
@@ -34,7 +27,6 @@ from services.feedback.models import (
 )
 from services.feedback.store import responses
 from services.feedback.store.responses import Result, item_result
-from services.feedback.store.submit import submit_one
 from services.feedback.store.surveys import surveys_for_ingest
 
 router = make_router()
@@ -51,32 +43,9 @@ class UnsupportedMediaType(Problem):
     tags=["responses"],
     responses={200: {"description": "This response_id was stored before with the same content: the stored one."}},
 )
-async def submit_response(
-    caller: Writer, request: Request, body: ResponseCreate, idempotency_key: IdempotencyKeyHeader = None
-) -> Response:
+async def submit_response(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: ResponseCreate) -> Response:
     """Submit one response."""
-    key = clean_key(idempotency_key)
-    state = request.app.state
-    stored = await submit_one(
-        state.engine,
-        state.submit_cache,
-        workspace_id=caller.workspace_id,
-        item=body,
-        key=key,
-        path=request.url.path,
-        request_hash=await request_hash(request) if key is not None else "",
-    )
-    if stored is not None:
-        state.relay.wake()
-        return Response(stored, status_code=201, media_type="application/json")
-    # A replay, a duplicate or conflicting response_id, an invalid answer, a survey or rule that
-    # changed since it was cached: the general path answers each.
-    async with state.sessionmaker() as session, session.begin():
-        idem = await open_idempotency(request, session, key)
-        return await _record_one(session, idem, workspace_id=caller.workspace_id, body=body)
-
-
-async def _record_one(session: AsyncSession, idem: Idempotency, *, workspace_id: str, body: ResponseCreate) -> Response:
+    workspace_id = caller.workspace_id
     outcome = await record_responses(session, workspace_id=workspace_id, items=[body])
     result = outcome.results[0]
     if result["status"] == ItemStatus.invalid:

@@ -9,8 +9,10 @@ from fastapi import Path, Query, Response
 
 from services.common.db import SessionDep
 from services.common.idempotency import IdempotencyDep
+from services.common.outbox import emit
 from services.common.pagination import CursorQuery, LimitQuery, Page
 from services.feedback.api._deps import Reader, Writer, make_router
+from services.feedback.events import SURVEY_CREATED, SURVEY_UPDATED
 from services.feedback.models import (
     SurveyCreate,
     SurveyKind,
@@ -19,7 +21,6 @@ from services.feedback.models import (
     SurveyUpdate,
     SurveyVersionPublic,
 )
-from services.feedback.publish import publish_one
 from services.feedback.store import surveys
 
 SurveyId = Annotated[UUID, Path(description="The survey's id.")]
@@ -30,7 +31,8 @@ router = make_router()
 async def create_survey(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: SurveyCreate) -> Response:
     """Create a survey (version 1)."""
     survey = await surveys.create_survey(session, workspace_id=caller.workspace_id, data=body)
-    await publish_one(session, workspace_id=caller.workspace_id, type="feedback.survey.created", data=survey)
+    await emit(session, workspace_id=caller.workspace_id, type=SURVEY_CREATED, data=survey,
+               aggregate_id=survey.id, version=survey.revision)  # fmt: skip
     return await idem.respond(survey)
 
 
@@ -68,7 +70,8 @@ async def get_survey(caller: Reader, session: SessionDep, survey_id: SurveyId) -
 async def update_survey(caller: Writer, session: SessionDep, survey_id: SurveyId, body: SurveyUpdate) -> SurveyPublic:
     """Change a survey; new questions on an active survey with responses become a new version."""
     survey, _ = await surveys.update_survey(session, workspace_id=caller.workspace_id, survey_id=survey_id, data=body)
-    await publish_one(session, workspace_id=caller.workspace_id, type="feedback.survey.updated", data=survey)
+    await emit(session, workspace_id=caller.workspace_id, type=SURVEY_UPDATED, data=survey,
+               aggregate_id=survey.id, version=survey.revision)  # fmt: skip
     return survey
 
 

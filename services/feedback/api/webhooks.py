@@ -6,11 +6,14 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import Path, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import SessionDep
 from services.common.idempotency import IdempotencyDep
+from services.common.outbox import emit
 from services.common.pagination import CursorQuery, LimitQuery, Page
 from services.feedback.api._deps import Reader, Writer, make_router
+from services.feedback.events import WEBHOOK_CREATED, WEBHOOK_DELETED, WEBHOOK_UPDATED
 from services.feedback.models import (
     DeliveryPublic,
     DeliveryStatus,
@@ -26,10 +29,17 @@ DeliveryId = Annotated[UUID, Path(description="The delivery's id.")]
 router = make_router()
 
 
+async def _emit(session: AsyncSession, workspace_id: str, type: str, webhook: WebhookPublic) -> None:
+    """Publish the subscription's change: its public state, never its secret."""
+    await emit(session, workspace_id=workspace_id, type=type, data=webhook, aggregate_id=webhook.id,
+               version=webhook.version)  # fmt: skip
+
+
 @router.post("/webhooks", status_code=201, response_model=WebhookCreated, tags=["webhooks"])
 async def create_webhook(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: WebhookCreate) -> Response:
     """Subscribe a URL to events; deliveries are signed per Standard Webhooks with the returned secret."""
     row = await webhooks.create_webhook(session, workspace_id=caller.workspace_id, data=body)
+    await _emit(session, caller.workspace_id, WEBHOOK_CREATED, WebhookPublic.model_validate(row))
     return await idem.respond(WebhookCreated.model_validate(row))
 
 
@@ -55,13 +65,16 @@ async def update_webhook(
 ) -> WebhookPublic:
     """Change a webhook subscription."""
     row = await webhooks.update_webhook(session, workspace_id=caller.workspace_id, webhook_id=webhook_id, data=body)
-    return WebhookPublic.model_validate(row)
+    webhook = WebhookPublic.model_validate(row)
+    await _emit(session, caller.workspace_id, WEBHOOK_UPDATED, webhook)
+    return webhook
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, tags=["webhooks"])
 async def delete_webhook(caller: Writer, session: SessionDep, webhook_id: WebhookId) -> None:
     """Delete a webhook subscription and its delivery log."""
-    await webhooks.delete_webhook(session, workspace_id=caller.workspace_id, webhook_id=webhook_id)
+    last = await webhooks.delete_webhook(session, workspace_id=caller.workspace_id, webhook_id=webhook_id)
+    await _emit(session, caller.workspace_id, WEBHOOK_DELETED, last)
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", tags=["webhooks"])

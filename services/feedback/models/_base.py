@@ -6,6 +6,7 @@ import enum
 from typing import Annotated, Any
 
 import sqlalchemy as sa
+import sqlmodel
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
@@ -40,6 +41,14 @@ class PublicShape(BaseModel):
 
 def now_column() -> Any:
     return sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
+
+
+def version_column() -> Any:
+    """An aggregate's version: 1 when created, + 1 with every change (`... SET version = version + 1`)."""
+    return sqlmodel.Field(default=1, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": "1"})
+
+
+VERSION_HELP = "Increases with every change; events carry it, so a consumer can drop an outdated one."
 
 
 def enum_type(enum_cls: type[enum.Enum], name: str) -> sa.Enum:

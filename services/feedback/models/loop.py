@@ -13,7 +13,16 @@ from pydantic import Field
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
-from services.feedback.models._base import FeedbackTable, Key, PublicShape, Shape, enum_type, now_column
+from services.feedback.models._base import (
+    VERSION_HELP,
+    FeedbackTable,
+    Key,
+    PublicShape,
+    Shape,
+    enum_type,
+    now_column,
+    version_column,
+)
 
 
 class Metric(enum.StrEnum):
@@ -71,6 +80,7 @@ class RuleUpdate(Shape):
 class RulePublic(RuleFields):
     model_config = {"extra": "ignore", "from_attributes": True}
     id: UUID
+    version: int = Field(description=VERSION_HELP)
     created_at: datetime
     updated_at: datetime
 
@@ -89,6 +99,7 @@ class LoopRule(FeedbackTable, table=True):
     theme: str | None = None
     assignee: str | None = None
     due_in_hours: int | None = None
+    version: int = version_column()
     created_at: datetime = sqlmodel.Field(sa_column=now_column())
     updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 
@@ -121,7 +132,7 @@ class CaseEntry(PublicShape):
 
 
 class CasePublic(PublicShape):
-    id: UUID
+    id: UUID = Field(description="The id of the response it follows up (one case per response).")
     response_id: UUID
     rule_id: UUID | None
     rule_name: str | None
@@ -132,6 +143,7 @@ class CasePublic(PublicShape):
     survey_id: UUID
     customer_external_id: str | None
     touchpoint_key: str | None
+    version: int = Field(description=VERSION_HELP)
     created_at: datetime
     updated_at: datetime
 
@@ -147,7 +159,8 @@ class FollowUpCase(FeedbackTable, table=True):
         sa.UniqueConstraint("workspace_id", "response_id", name="uq_case_response"),
         sa.Index("ix_case_status", "workspace_id", "status"),
     )
-    id: UUID = sqlmodel.Field(default_factory=uuid7, primary_key=True)
+    # The response's id: the cases projection opens the same case however often it is rebuilt.
+    id: UUID = sqlmodel.Field(primary_key=True)
     workspace_id: str
     # No foreign key (migration 0003): written with its response, or for a response read before.
     response_id: UUID
@@ -160,6 +173,7 @@ class FollowUpCase(FeedbackTable, table=True):
     survey_id: UUID
     customer_external_id: str | None = None
     touchpoint_key: str | None = None
+    version: int = version_column()
     created_at: datetime = sqlmodel.Field(sa_column=now_column())
     updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 

@@ -42,8 +42,9 @@ class MetricResult(Shape):
     method: str
     level: float = 0.95
     source: Literal["rollup", "raw"] = Field(
-        description="rollup: the daily rollup kept on write answered; raw: the response table was scanned "
-        "(channel or metadata filters/groups, or a time range not on whole UTC days)."
+        description="rollup: the rollup projection answered (built from the response events, complete up to "
+        "`as_of`); raw: the response table was scanned (channel or metadata filters/groups, a time range not on "
+        "whole UTC days, or source=raw)."
     )
     rollup_level: Literal["month", "day"] | None = Field(
         description="Which rollup answered: month (whole UTC months, no day/week grouping) or day."
@@ -52,6 +53,10 @@ class MetricResult(Shape):
     compared_window: dict[str, datetime | None] | None
     overall: MetricValue
     groups: list[MetricGroup]
+    as_of: datetime | None = Field(
+        description="The answer holds every response stored up to this time: from the rollup, the time of the last "
+        "event its projection applied for the workspace (null: none yet); from the response table, the read time."
+    )
     computed_at: datetime
 
 

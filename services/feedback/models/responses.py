@@ -1,4 +1,4 @@
-"""Responses (one customer's answers to one survey version) and the daily rollup kept on write."""
+"""Responses (one customer's answers to one survey version) and the rollup projection built from them."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from uuid import UUID
 
 import sqlalchemy as sa
 import sqlmodel
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import SQLModel
 
+from services.common.validation import FREEFORM_MAX_BYTES, check_freeform_size
 from services.common.vocabulary import Channel
 from services.feedback.models._base import ExternalId, FeedbackTable, Key, Language, PublicShape, Shape
 
@@ -52,8 +53,11 @@ class ResponseCreate(Shape):
     )
     comment: str | None = Field(default=None, max_length=10_000)
     language: Language | None = Field(default=None, description="BCP 47 tag of the comment's language.")
-    metadata: dict[MetaKey, MetaValue] = Field(
-        default_factory=dict, max_length=50, description="Free attributes (flat); metrics filter and group by them."
+    metadata: Annotated[dict[MetaKey, MetaValue], AfterValidator(check_freeform_size)] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="Free attributes (flat); metrics filter and group by them. At most 50 keys and "
+        f"{FREEFORM_MAX_BYTES} bytes as compact JSON.",
     )
 
     model_config = {
@@ -164,7 +168,7 @@ class Response(FeedbackTable, table=True):
 
 
 class RollupCounts(SQLModel):
-    """The counts both rollup levels keep (sums, so shards and days add up)."""
+    """The counts both rollup levels keep (sums, so days and groups add up)."""
 
     nps_n: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
     promoters: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger)
@@ -178,7 +182,8 @@ class RollupCounts(SQLModel):
 
 
 class ResponseRollup(RollupCounts, FeedbackTable, table=True):
-    """Counts per workspace × survey × journey × stage × touchpoint × day ('' = no key), kept on write."""
+    """Counts per workspace × survey × journey × stage × touchpoint × day ('' = no key): a projection of
+    `feedback.response.submitted` (consumer `feedback-rollups`), complete up to its `as_of`."""
 
     __tablename__ = "response_rollup"
     workspace_id: str = sqlmodel.Field(primary_key=True)
@@ -187,11 +192,10 @@ class ResponseRollup(RollupCounts, FeedbackTable, table=True):
     stage_key: str = sqlmodel.Field(primary_key=True)
     touchpoint_key: str = sqlmodel.Field(primary_key=True)
     day: date = sqlmodel.Field(primary_key=True)
-    shard: int = sqlmodel.Field(primary_key=True, sa_type=sa.SmallInteger)
 
 
 class ResponseRollupMonth(RollupCounts, FeedbackTable, table=True):
-    """The same counts per calendar month (UTC), kept on write too: history-wide queries read
+    """The same counts per calendar month (UTC), by the same projection: history-wide queries read
     touchpoints × months rows instead of touchpoints × days."""
 
     __tablename__ = "response_rollup_month"
@@ -201,4 +205,3 @@ class ResponseRollupMonth(RollupCounts, FeedbackTable, table=True):
     stage_key: str = sqlmodel.Field(primary_key=True)
     touchpoint_key: str = sqlmodel.Field(primary_key=True)
     month: date = sqlmodel.Field(primary_key=True)
-    shard: int = sqlmodel.Field(primary_key=True, sa_type=sa.SmallInteger)

@@ -23,6 +23,7 @@ from services.feedback.models._base import (
     Shape,
     enum_type,
     now_column,
+    version_column,
 )
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
@@ -188,7 +189,14 @@ class SurveyPublic(PublicShape):
     status: SurveyStatus
     target: SurveyTarget
     default_language: str
-    version: int = Field(description="The current version; responses keep the version they answered.")
+    version: int = Field(
+        description="The current questionnaire version; responses keep the version they answered. Changing the "
+        "questions of a survey that has responses makes a new one."
+    )
+    revision: int = Field(
+        description="The survey's own version as an aggregate: it increases with every change (name, status, "
+        "questions), and its events carry it, so a consumer can drop an outdated one."
+    )
     questions: list[Question]
     created_at: datetime
     updated_at: datetime
@@ -215,7 +223,8 @@ class Survey(FeedbackTable, table=True):
     stage_key: str | None = None
     touchpoint_key: str | None = None
     default_language: str = "en"
-    version: int = 1
+    version: int = 1  # the questionnaire version (survey_version)
+    revision: int = version_column()  # the aggregate's version (events)
     created_at: datetime = sqlmodel.Field(sa_column=now_column())
     updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 

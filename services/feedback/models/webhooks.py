@@ -13,7 +13,15 @@ from pydantic import AnyHttpUrl, Field
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from uuid_utils.compat import uuid7
 
-from services.feedback.models._base import FeedbackTable, PublicShape, Shape, enum_type, now_column
+from services.feedback.models._base import (
+    VERSION_HELP,
+    FeedbackTable,
+    PublicShape,
+    Shape,
+    enum_type,
+    now_column,
+    version_column,
+)
 
 EVENT_TYPE_PATTERN = r"^(\*|feedback\.[a-z_]+\.[a-z_]+|feedback\.[a-z_]+\.\*)$"
 
@@ -60,7 +68,8 @@ class WebhookPublic(PublicShape):
     event_types: list[str]
     description: str | None
     enabled: bool
-    created_at: datetime
+    version: int = Field(description=VERSION_HELP)
+    created_at: datetime = Field(description="Events that occurred from then on are delivered.")
     updated_at: datetime
 
 
@@ -78,7 +87,7 @@ class Attempt(PublicShape):
 class DeliveryPublic(PublicShape):
     id: UUID
     subscription_id: UUID
-    event_id: UUID
+    event_id: UUID = Field(description="The event's id: also the `webhook-id` header of every attempt.")
     event_type: str
     status: DeliveryStatus
     attempts: int
@@ -99,6 +108,7 @@ class WebhookSubscription(FeedbackTable, table=True):
     secret: str
     description: str | None = None
     enabled: bool = True
+    version: int = version_column()
     created_at: datetime = sqlmodel.Field(sa_column=now_column())
     updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 

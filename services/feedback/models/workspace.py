@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 import sqlmodel
 from pydantic import Field
 
-from services.feedback.models._base import ExternalId, FeedbackTable, PublicShape, Shape, now_column
+from services.feedback.models._base import (
+    VERSION_HELP,
+    ExternalId,
+    FeedbackTable,
+    PublicShape,
+    Shape,
+    now_column,
+    version_column,
+)
 
 
 class WorkspaceSettingsFields(Shape):
@@ -21,6 +30,7 @@ class WorkspaceSettingsFields(Shape):
 
 class WorkspaceSettingsPublic(WorkspaceSettingsFields):
     model_config = {"extra": "ignore", "from_attributes": True}
+    version: int = Field(description=VERSION_HELP + " 0: the defaults, never changed.")
 
 
 class WorkspaceSetting(FeedbackTable, table=True):
@@ -30,6 +40,7 @@ class WorkspaceSetting(FeedbackTable, table=True):
     max_surveys_per_period: int = 3
     period_days: int = 90
     quiet_days: int = 14
+    version: int = version_column()
     updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 
 
@@ -41,15 +52,22 @@ class OptOutCreate(Shape):
 class OptOutPublic(PublicShape):
     customer_external_id: str
     reason: str | None
-    created_at: datetime
+    created_at: datetime = Field(description="When the customer opted out (again).")
+    withdrawn_at: datetime | None = Field(description="When the opt-out was withdrawn; null while it holds.")
+    version: int = Field(description=VERSION_HELP)
 
 
 class OptOut(FeedbackTable, table=True):
+    """A customer's opt-out. Withdrawing it keeps the row (a tombstone), so its version goes on
+    increasing and a consumer can order an opt-out added again after a withdrawal."""
+
     __tablename__ = "opt_out"
     workspace_id: str = sqlmodel.Field(primary_key=True)
     customer_external_id: str = sqlmodel.Field(primary_key=True)
     reason: str | None = None
     created_at: datetime = sqlmodel.Field(sa_column=now_column())
+    withdrawn_at: datetime | None = sqlmodel.Field(default=None, sa_type=sa.DateTime(timezone=True))
+    version: int = version_column()
 
 
 class Eligibility(Shape):

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import Conflict, NotFound, Unprocessable
-from services.common.ids import new_ids
 from services.common.pagination import Page, keyset, page_of
 from services.feedback.models import (
     TRANSITIONS,
@@ -38,9 +38,9 @@ class Rule:
     assignee: str | None
     due_in_hours: int | None
 
-    def matches(self, response: dict[str, Any], themes: list[str] | None = None) -> str | None:
-        """The reason this rule opens a case for the response, or None."""
-        if self.survey_id is not None and response["survey_id"] != self.survey_id:
+    def matches(self, response: Mapping[str, Any], themes: list[str] | None = None) -> str | None:
+        """The reason this rule opens a case for the response (its public form), or None."""
+        if self.survey_id is not None and str(response["survey_id"]) != str(self.survey_id):
             return None
         if self.touchpoint_key is not None and response["touchpoint_key"] != self.touchpoint_key:
             return None
@@ -72,20 +72,21 @@ DEFAULT_RULE = Rule(
 )
 
 
-RULES = sa.text(
-    "SELECT id, name, enabled, survey_id, touchpoint_key, metric, max_score, theme, assignee, "
-    "due_in_hours FROM loop_rule WHERE workspace_id = :w ORDER BY priority, id"
+_RULES = sa.text(
+    "SELECT workspace_id, id, name, enabled, survey_id, touchpoint_key, metric, max_score, theme, assignee, "
+    "due_in_hours FROM loop_rule WHERE workspace_id = ANY(:ws) ORDER BY workspace_id, priority, id"
 )
 
 
-async def active_rules(session: AsyncSession, *, workspace_id: str) -> list[Rule]:
-    """The workspace's enabled rules by priority; the default rule while it has defined none."""
-    rows = await session.execute(RULES, {"w": workspace_id})
-    return rules_of([r._mapping for r in rows])
+async def rules_in_force(session: AsyncSession, *, workspace_ids: Sequence[str]) -> dict[str, list[Rule]]:
+    """Each workspace's enabled rules by priority; the default rule while it has defined none."""
+    rows: dict[str, list[Mapping[Any, Any]]] = {w: [] for w in workspace_ids}
+    for r in await session.execute(_RULES, {"ws": list(workspace_ids)}):
+        rows[r.workspace_id].append(r._mapping)
+    return {w: _rules_of(found) for w, found in rows.items()}
 
 
-def rules_of(rows: Sequence[Mapping[Any, Any]]) -> list[Rule]:
-    """The enabled rules of these `loop_rule` rows (in priority order); the default while there are none."""
+def _rules_of(rows: Sequence[Mapping[Any, Any]]) -> list[Rule]:
     if not rows:
         return [DEFAULT_RULE]
     return [
@@ -105,36 +106,74 @@ def rules_of(rows: Sequence[Mapping[Any, Any]]) -> list[Rule]:
     ]
 
 
-def case_ctes(prefix: str = "", gate: str = "") -> str:
-    """The CTEs `{prefix}input`, `{prefix}ins` (the opened cases) and `{prefix}hist` of the cases
-    given as the parameters `case_params(cases, prefix)` (and `w`, `now`); `gate` (a WHERE clause)
-    can hold them back, for a statement that writes more than cases."""
-    p = prefix
-    return f"""
-{p}input AS (
-  SELECT * FROM unnest(CAST(:{p}ids AS uuid[]), CAST(:{p}responses AS uuid[]), CAST(:{p}rules AS uuid[]),
-    CAST(:{p}rule_names AS text[]), CAST(:{p}reasons AS text[]), CAST(:{p}assignees AS text[]),
-    CAST(:{p}due AS timestamptz[]), CAST(:{p}surveys AS uuid[]), CAST(:{p}customers AS text[]),
-    CAST(:{p}touchpoints AS text[]))
-    AS t(id, response_id, rule_id, rule_name, reason, assignee, due_at, survey_id, customer_external_id,
-         touchpoint_key)
-), {p}ins AS (
+def case_for(
+    response: Mapping[str, Any], rules: Sequence[Rule], *, at: datetime, themes: list[str] | None = None
+) -> dict[str, Any] | None:
+    """The case the first matching rule opens for a response (its public form, as the event's `data`),
+    or None. Everything in it comes from the response, the rule and `at` (the triggering event's
+    time), so the projection opens the same case whenever it applies the event."""
+    for rule in rules:
+        reason = rule.matches(response, themes)
+        if reason is not None:
+            due_at = at + timedelta(hours=rule.due_in_hours) if rule.due_in_hours else None
+            return _case_of(response, at=at, rule_id=rule.id, rule_name=rule.name, reason=reason,
+                            assignee=rule.assignee, due_at=due_at)  # fmt: skip
+    return None
+
+
+def _case_of(
+    response: Mapping[str, Any],
+    *,
+    at: datetime,
+    rule_id: UUID | None,
+    rule_name: str,
+    reason: str,
+    assignee: str | None,
+    due_at: datetime | None,
+) -> dict[str, Any]:
+    return {
+        "id": str(response["id"]),  # one case per response, with the response's id
+        "response_id": str(response["id"]),
+        "rule_id": rule_id,
+        "rule_name": rule_name,
+        "reason": reason,
+        "status": CaseStatus.open,
+        "assignee": assignee,
+        "due_at": due_at,
+        "survey_id": str(response["survey_id"]),
+        "customer_external_id": response["customer_external_id"],
+        "touchpoint_key": response["touchpoint_key"],
+        "version": 1,
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
+_OPEN = sa.text(
+    """
+WITH input AS (
+  SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:workspaces AS text[]), CAST(:rules AS uuid[]),
+    CAST(:rule_names AS text[]), CAST(:reasons AS text[]), CAST(:assignees AS text[]), CAST(:due AS timestamptz[]),
+    CAST(:surveys AS uuid[]), CAST(:customers AS text[]), CAST(:touchpoints AS text[]), CAST(:at AS timestamptz[]))
+    AS t(id, workspace_id, rule_id, rule_name, reason, assignee, due_at, survey_id, customer_external_id,
+         touchpoint_key, at)
+), ins AS (
   INSERT INTO follow_up_case (id, workspace_id, response_id, rule_id, rule_name, reason, status, assignee, due_at,
-    survey_id, customer_external_id, touchpoint_key, created_at, updated_at)
-  SELECT id, :w, response_id, rule_id, rule_name, reason, 'open', assignee, due_at, survey_id,
-    customer_external_id, touchpoint_key, :now, :now FROM {p}input {gate}
-  ON CONFLICT (workspace_id, response_id) DO NOTHING
-  RETURNING id, reason
-), {p}hist AS (
+    survey_id, customer_external_id, touchpoint_key, version, created_at, updated_at)
+  SELECT id, workspace_id, id, rule_id, rule_name, reason, 'open', assignee, due_at, survey_id,
+    customer_external_id, touchpoint_key, 1, at, at FROM input ORDER BY id
+  ON CONFLICT DO NOTHING
+  RETURNING id, workspace_id, reason, created_at
+), hist AS (
   INSERT INTO case_history (case_id, workspace_id, at, actor, action, changes)
-  SELECT id, :w, :now, 'rule', 'opened', jsonb_build_object('reason', reason) FROM {p}ins
-)"""
-
-
-# parameter of `case_ctes` -> field of a case
+  SELECT id, workspace_id, created_at, :actor, 'opened', jsonb_build_object('reason', reason) FROM ins
+)
+SELECT id::text FROM ins
+"""
+)
+# parameter of `_OPEN` -> field of a case
 _CASE_PARAMS = {
     "ids": "id",
-    "responses": "response_id",
     "rules": "rule_id",
     "rule_names": "rule_name",
     "reasons": "reason",
@@ -143,69 +182,22 @@ _CASE_PARAMS = {
     "surveys": "survey_id",
     "customers": "customer_external_id",
     "touchpoints": "touchpoint_key",
+    "at": "created_at",
 }
 
 
-def case_params(cases: list[dict[str, Any]], prefix: str = "") -> dict[str, list[Any]]:
-    """Cases (`case_rows`) as the array parameters of `case_ctes`."""
-    return {f"{prefix}{param}": [case[field] for case in cases] for param, field in _CASE_PARAMS.items()}
-
-
-_OPEN = sa.text(f"WITH {case_ctes()}\nSELECT id::text FROM ins")
-
-
 async def open_cases(
-    session: AsyncSession,
-    *,
-    workspace_id: str,
-    responses: list[dict[str, Any]],
-    rules: list[Rule],
-    now: datetime,
-    themes: dict[UUID, list[str]] | None = None,
-) -> list[dict[str, Any]]:
-    """Open one case per response that a rule matches (first rule wins); never two for one response.
-    Returns the opened ones (`CasePublic` shape)."""
-    cases = case_rows(responses, rules, now=now, themes=themes)
+    session: AsyncSession, *, cases: Sequence[tuple[str, dict[str, Any]]], actor: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """Open these (workspace id, case) pairs, each with its history entry, unless their response
+    has a case already; returns the ones opened."""
     if not cases:
         return []
-    opened = set((await session.execute(_OPEN, {**case_params(cases), "w": workspace_id, "now": now})).scalars())
-    return [case for case in cases if case["id"] in opened]
-
-
-def case_rows(
-    responses: list[dict[str, Any]],
-    rules: list[Rule],
-    *,
-    now: datetime,
-    themes: dict[UUID, list[str]] | None = None,
-) -> list[dict[str, Any]]:
-    """The cases the rules open for these responses (first matching rule wins), in the `CasePublic`
-    shape they have once stored (dicts: a bulk call opens thousands, and events take them as they are)."""
-    ids = iter(new_ids(len(responses)))
-    cases: list[dict[str, Any]] = []
-    for response in responses:
-        response_themes = themes.get(response["id"]) if themes is not None else None
-        for rule in rules:
-            reason = rule.matches(response, response_themes)
-            if reason is None:
-                continue
-            cases.append({
-                "id": next(ids),
-                "response_id": response["id"],
-                "rule_id": rule.id,
-                "rule_name": rule.name,
-                "reason": reason,
-                "status": CaseStatus.open,
-                "assignee": rule.assignee,
-                "due_at": now + timedelta(hours=rule.due_in_hours) if rule.due_in_hours else None,
-                "survey_id": response["survey_id"],
-                "customer_external_id": response["customer_external_id"],
-                "touchpoint_key": response["touchpoint_key"],
-                "created_at": now,
-                "updated_at": now,
-            })  # fmt: skip
-            break
-    return cases
+    params: dict[str, Any] = {"workspaces": [w for w, _ in cases], "actor": actor}
+    for param, field in _CASE_PARAMS.items():
+        params[param] = [case[field] for _, case in cases]
+    opened = set((await session.execute(_OPEN, params)).scalars())
+    return [(w, case) for w, case in cases if case["id"] in opened]
 
 
 # Cases ------------------------------------------------------------------------------------------
@@ -282,8 +274,6 @@ async def _record(
 
 
 def _json(value: Any) -> str:
-    import orjson
-
     return orjson.dumps(value).decode()
 
 
@@ -298,22 +288,9 @@ async def open_case_by_hand(
     note: str | None,
     now: datetime,
 ) -> CasePublic:
-    case = {
-        "id": new_ids(1)[0],
-        "response_id": response["id"],
-        "rule_id": None,
-        "rule_name": "Opened by hand",
-        "reason": f"opened by {actor}",
-        "status": CaseStatus.open,
-        "assignee": assignee,
-        "due_at": due_at,
-        "survey_id": response["survey_id"],
-        "customer_external_id": response["customer_external_id"],
-        "touchpoint_key": response["touchpoint_key"],
-        "created_at": now,
-        "updated_at": now,
-    }
-    if not (await session.execute(_OPEN, {**case_params([case]), "w": workspace_id, "now": now})).first():
+    case = _case_of(response, at=now, rule_id=None, rule_name="Opened by hand", reason=f"opened by {actor}",
+                    assignee=assignee, due_at=due_at)  # fmt: skip
+    if not await open_cases(session, cases=[(workspace_id, case)], actor=actor):
         raise Conflict(f"Response {response['id']} already has a case.")
     opened = CasePublic.model_validate(case)
     if note:
@@ -353,6 +330,7 @@ async def update_case(
         }
         row.due_at = data.due_at
     if changes:
+        row.version += 1
         row.updated_at = sa.func.now()  # type: ignore[assignment]
         await session.flush()
         await session.refresh(row)
@@ -363,9 +341,13 @@ async def update_case(
 
 
 async def add_note(session: AsyncSession, *, workspace_id: str, case_id: UUID, actor: str, text: str) -> CaseDetail:
-    await _case(session, workspace_id=workspace_id, case_id=case_id, lock=True)
+    """Add a note; the case's version goes up (its history is part of it)."""
+    row = await _case(session, workspace_id=workspace_id, case_id=case_id, lock=True)
     await _record(
         session, workspace_id=workspace_id, case_id=case_id, actor=actor, action="note", changes={}, note=text
     )
-    await session.execute(sa.text("UPDATE follow_up_case SET updated_at = now() WHERE id = :c"), {"c": case_id})
+    row.version += 1
+    row.updated_at = sa.func.now()  # type: ignore[assignment]
+    await session.flush()
+    await session.refresh(row)
     return await get_case(session, workspace_id=workspace_id, case_id=case_id)

@@ -1,4 +1,9 @@
-"""Response ingest (one path for single, bulk and import), reads, and the rollup kept on write."""
+"""Response ingest (one path for single, bulk and import) and reads.
+
+A write stores the facts and nothing derived: the responses and one `feedback.response.submitted`
+event for each response it stored, in one statement. Rollups, cases and webhook deliveries are
+projections of the events (`services/feedback/consumers.py`).
+"""
 
 from __future__ import annotations
 
@@ -12,42 +17,21 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.db import RawStatement
 from services.common.errors import NotFound
 from services.common.ids import new_ids
+from services.common.outbox import outbox_insert
 from services.common.pagination import Page, decode_cursor, encode_cursor
 from services.feedback.models import ItemStatus, ResponseCreate, SurveyStatus, nps_category
 from services.feedback.store.surveys import SurveyForIngest
 from services.feedback.validation import scores_of, validate_answers
 
-# Rollup rows are split over a few shards (by response id) so concurrent writers to the same
-# survey × touchpoint × day do not queue on one row lock; readers sum the shards.
-ROLLUP_SHARDS = 8
-
-
-def _roll(table: str, period: str, expr: str) -> str:
-    """Upsert the counts of the inserted rows into one rollup level (rows locked in key order)."""
-    return f"""
-  INSERT INTO {table} AS r (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, {period}, shard,
-    nps_n, promoters, passives, detractors, csat_n, csat_satisfied, ces_n, ces_sum, ces_sumsq)
-  SELECT :w, survey_id, coalesce(journey_key, ''), coalesce(stage_key, ''), coalesce(touchpoint_key, ''),
-    {expr}, abs(hashtext(id::text)) % :shards,
-    count(nps), count(*) FILTER (WHERE nps >= 9), count(*) FILTER (WHERE nps BETWEEN 7 AND 8),
-    count(*) FILTER (WHERE nps <= 6), count(csat), count(*) FILTER (WHERE csat >= 4),
-    count(ces), coalesce(sum(ces), 0), coalesce(sum(ces * ces), 0)
-  FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
-  ON CONFLICT (workspace_id, survey_id, journey_key, stage_key, touchpoint_key, {period}, shard) DO UPDATE SET
-    nps_n = r.nps_n + EXCLUDED.nps_n, promoters = r.promoters + EXCLUDED.promoters,
-    passives = r.passives + EXCLUDED.passives, detractors = r.detractors + EXCLUDED.detractors,
-    csat_n = r.csat_n + EXCLUDED.csat_n, csat_satisfied = r.csat_satisfied + EXCLUDED.csat_satisfied,
-    ces_n = r.ces_n + EXCLUDED.ces_n, ces_sum = r.ces_sum + EXCLUDED.ces_sum,
-    ces_sumsq = r.ces_sumsq + EXCLUDED.ces_sumsq"""
-
-
-def ingest_ctes(gate: str = "") -> str:
-    """The CTEs `input`, `ins` (the stored rows), `roll` and `roll_month` of a response write; `gate`
-    (a WHERE clause) can hold the insert back, as the single-response statement does."""
-    return f"""
-input AS (
+# The responses that are new (a response_id stored before is skipped) and the events of exactly
+# those (`outbox_insert(keyed=True)`: each event's key is its response's id). Returns their ids.
+WRITE = RawStatement(
+    sa.text(
+        f"""
+WITH input AS (
   SELECT * FROM unnest(
     CAST(:ids AS uuid[]), CAST(:survey_ids AS uuid[]), CAST(:versions AS int[]), CAST(:rids AS text[]),
     CAST(:hashes AS text[]), CAST(:customers AS text[]), CAST(:journeys AS text[]), CAST(:stages AS text[]),
@@ -65,20 +49,25 @@ input AS (
     nps, csat, ces, CAST(:now AS timestamptz),
     -- nothing to analyse: the comment worker only ever sees responses with a comment
     CASE WHEN comment IS NULL OR btrim(comment) = '' THEN CAST(:now AS timestamptz) END
-  FROM input {gate}
+  FROM input
   ON CONFLICT (workspace_id, response_id) DO NOTHING
-  RETURNING id, survey_id, journey_key, stage_key, touchpoint_key, submitted_at, nps, csat, ces
-), roll AS (
-{_roll("response_rollup", "day", "(submitted_at AT TIME ZONE 'UTC')::date")}
-), roll_month AS (
-{_roll("response_rollup_month", "month", "date_trunc('month', submitted_at AT TIME ZONE 'UTC')::date")}
-)"""
-
-
-_PUBLIC_COLUMNS = (
-    "id, response_id, survey_id, survey_version, customer_external_id, journey_key, stage_key, touchpoint_key, "
-    "channel, submitted_at, answers, comment, language, metadata, nps, csat, ces, sentiment, themes, created_at"
+  RETURNING id
+), events AS (
+  {outbox_insert("event_", "WHERE e.key IN (SELECT id FROM ins)", keyed=True)}
 )
+SELECT id::text AS id FROM ins
+"""
+    )
+)
+
+
+# The columns of a response's public form (`ResponsePublic`, with nps_category computed: `public_row`).
+PUBLIC_COLUMNS = (
+    *("id", "response_id", "survey_id", "survey_version", "customer_external_id", "journey_key", "stage_key"),
+    *("touchpoint_key", "channel", "submitted_at", "answers", "comment", "language", "metadata", "nps", "csat"),
+    *("ces", "sentiment", "themes", "created_at"),
+)
+_PUBLIC = ", ".join(PUBLIC_COLUMNS)
 
 
 # One item's result in the `ItemResult` shape: index, status, id, response_id, errors. Plain dicts,
@@ -126,7 +115,7 @@ class Prepared:
     results: list[Result | None]  # None: valid, to be stored
     rows: list[dict[str, Any]]  # public form of each valid item
     index_of: list[int]  # item index of each row
-    cols: dict[str, list[Any]]  # the rows as the array parameters of `ingest_ctes`
+    cols: dict[str, list[Any]]  # the rows as the array parameters of `WRITE`
     first_with_rid: dict[str, tuple[int, str]]  # response_id -> (first index, content hash)
 
 
@@ -245,17 +234,18 @@ def prepare(
 async def get_response(session: AsyncSession, *, workspace_id: str, id: UUID) -> dict[str, Any]:
     row = (
         await session.execute(
-            sa.text(f"SELECT {_PUBLIC_COLUMNS} FROM response WHERE workspace_id = :w AND id = :id"),
+            sa.text(f"SELECT {_PUBLIC} FROM response WHERE workspace_id = :w AND id = :id"),
             {"w": workspace_id, "id": id},
         )
     ).first()
     if row is None:
         raise NotFound(f"No response with id {id} in this workspace.")
-    return _public_row(row)
+    return public_row(row)
 
 
-def _public_row(row: Any) -> dict[str, Any]:
-    data = dict(row._mapping)
+def public_row(row: Any) -> dict[str, Any]:
+    """A row holding PUBLIC_COLUMNS in the `ResponsePublic` shape."""
+    data = {column: row._mapping[column] for column in PUBLIC_COLUMNS}
     data["nps_category"] = nps_category(data["nps"])
     return data
 
@@ -293,11 +283,11 @@ async def list_responses(
         params["cursor"] = decode_cursor(cursor)
     rows = (
         await session.execute(
-            sa.text(f"SELECT {_PUBLIC_COLUMNS} FROM response WHERE {' AND '.join(where)} ORDER BY id LIMIT :n"),
+            sa.text(f"SELECT {_PUBLIC} FROM response WHERE {' AND '.join(where)} ORDER BY id LIMIT :n"),
             params,
         )
     ).all()
-    items = [_public_row(r) for r in rows]
+    items = [public_row(r) for r in rows]
     if len(items) > limit:
         items = items[:limit]
         return Page[dict[str, Any]](items=items, next_cursor=encode_cursor(items[-1]["id"]))

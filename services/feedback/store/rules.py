@@ -1,4 +1,4 @@
-"""Closed-loop rules: create, read, change, delete (their evaluation lives in loop.py)."""
+"""Closed-loop rules: create, read, change, delete (the cases projection applies them, loop.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import NotFound, Unprocessable
-from services.feedback.models import LoopRule, Metric, RuleCreate, RuleUpdate
+from services.feedback.models import LoopRule, Metric, RuleCreate, RulePublic, RuleUpdate
 
 
 async def create_rule(session: AsyncSession, *, workspace_id: str, data: RuleCreate) -> LoopRule:
@@ -66,13 +66,17 @@ async def update_rule(session: AsyncSession, *, workspace_id: str, rule_id: UUID
             raise Unprocessable(f"{field} cannot be null.", errors=[{"field": field, "message": "cannot be null"}])
         setattr(row, field, value)
     _check_rule(row.metric, row.max_score, row.theme)
+    row.version += 1
     row.updated_at = sa.func.now()  # type: ignore[assignment]
     await session.flush()
     await session.refresh(row)
     return row
 
 
-async def delete_rule(session: AsyncSession, *, workspace_id: str, rule_id: UUID) -> None:
+async def delete_rule(session: AsyncSession, *, workspace_id: str, rule_id: UUID) -> RulePublic:
+    """Delete the rule (its cases stay); returns its last state with the version of its deletion."""
     row = await get_rule(session, workspace_id=workspace_id, rule_id=rule_id)
+    last = RulePublic.model_validate(row).model_copy(update={"version": row.version + 1})
     await session.delete(row)
     await session.flush()
+    return last

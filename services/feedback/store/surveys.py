@@ -31,6 +31,7 @@ from services.feedback.models import (
 from services.feedback.store._rows import insert_row
 
 _questions = TypeAdapter(list[Question])
+_LOCK_VERSION = sa.text("SELECT 1 FROM survey_version WHERE survey_id = :s AND version = :v FOR UPDATE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ def public(survey: Survey, questions: list[Question]) -> SurveyPublic:
         ),
         default_language=survey.default_language,
         version=survey.version,
+        revision=survey.revision,
         questions=questions,
         created_at=survey.created_at,
         updated_at=survey.updated_at,
@@ -80,6 +82,7 @@ async def create_survey(session: AsyncSession, *, workspace_id: str, data: Surve
         touchpoint_key=data.target.touchpoint_key,
         default_language=data.default_language,
         version=1,
+        revision=1,
     )
     await insert_row(session, survey, what="survey", key=f"key {data.key!r}")
     session.add(
@@ -167,6 +170,9 @@ async def update_survey(
             check_questions(survey.kind, data.questions)
         except ValueError as exc:
             raise Unprocessable(str(exc), errors=[{"field": "questions", "message": str(exc)}]) from None
+        # Locks out the response writes of this version (they hold it FOR KEY SHARE) before asking
+        # whether it has answers: a response written meanwhile is either counted or waits for us.
+        await session.execute(_LOCK_VERSION, {"s": survey.id, "v": survey.version})
         answered = (
             await session.execute(
                 sa.select(sa.literal(1))
@@ -193,6 +199,7 @@ async def update_survey(
     for field in ("name", "status", "default_language"):
         if field in changes and changes[field] is not None:
             setattr(survey, field, changes[field])
+    survey.revision += 1
     survey.updated_at = sa.func.now()  # type: ignore[assignment]
     await session.flush()
     await session.refresh(survey)
@@ -215,10 +222,15 @@ async def list_versions(session: AsyncSession, *, workspace_id: str, survey_id: 
     return [SurveyVersionPublic.model_validate(r) for r in rows]
 
 
+# The surveys a response write checks its answers against, read in the write's transaction. The
+# version row is held FOR KEY SHARE until the write commits, so an in-place edit of the questions
+# (which locks that row first, `update_survey`) cannot pass between the check and the commit. It is
+# the version row, not the survey's, that is locked: a locking read that waited for an edit gets the
+# edited row it locked, but the other tables of its join as its snapshot saw them.
 SURVEYS_FOR_INGEST = sa.text(
     "SELECT s.id, s.key, s.kind, s.status, s.version, s.journey_key, s.stage_key, s.touchpoint_key, "
     "v.questions FROM survey s JOIN survey_version v ON v.survey_id = s.id AND v.version = s.version "
-    "WHERE s.workspace_id = :w AND s.id = ANY(:ids)"
+    "WHERE s.workspace_id = :w AND s.id = ANY(:ids) FOR KEY SHARE OF v"
 )
 
 

@@ -1,4 +1,4 @@
-"""Webhook subscriptions, the delivery log, and the fan-out of events to deliveries."""
+"""Webhook subscriptions, the delivery log, and the deliveries projection of events."""
 
 from __future__ import annotations
 
@@ -8,23 +8,22 @@ import ipaddress
 import re
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import sqlalchemy as sa
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import NotFound, Unprocessable
-from services.common.events import encode_event
+from services.common.events import Event, encode_event
 from services.common.ids import new_ids
 from services.common.pagination import Page, keyset, page_of
 from services.feedback.models import (
     DeliveryStatus,
     WebhookCreate,
     WebhookDelivery,
+    WebhookPublic,
     WebhookSubscription,
     WebhookUpdate,
 )
@@ -147,16 +146,20 @@ async def update_webhook(
         row.description = data.description
     if data.enabled is not None:
         row.enabled = data.enabled
+    row.version += 1
     row.updated_at = sa.func.now()  # type: ignore[assignment]
     await session.flush()
     await session.refresh(row)
     return row
 
 
-async def delete_webhook(session: AsyncSession, *, workspace_id: str, webhook_id: UUID) -> None:
+async def delete_webhook(session: AsyncSession, *, workspace_id: str, webhook_id: UUID) -> WebhookPublic:
+    """Delete the subscription and its delivery log; returns its last state with the version of its deletion."""
     row = await get_webhook(session, workspace_id=workspace_id, webhook_id=webhook_id)
+    last = WebhookPublic.model_validate(row).model_copy(update={"version": row.version + 1})
     await session.delete(row)
     await session.flush()
+    return last
 
 
 async def list_deliveries(
@@ -204,78 +207,61 @@ async def redeliver(
     return row
 
 
-def delivery_insert(prefix: str = "", gate: str = "", *, keyed: bool = False) -> str:
-    """The INSERT of `delivery_rows` given as parameters named `{prefix}ids`, ... (and `w`, `now`);
-    `gate` (a WHERE clause) can hold it back, for a statement that writes more than deliveries.
-    `keyed`: with `{prefix}keys`, the row each delivery's event is about, as `t.key` for the gate
-    (see `outbox_insert`)."""
-    key_array, key_column = (f", CAST(:{prefix}keys AS uuid[])", ", key") if keyed else ("", "")
-    return f"""
-INSERT INTO webhook_delivery (id, workspace_id, subscription_id, event_id, event_type, payload, status, attempts,
-  next_attempt_at, log)
-SELECT id, CAST(:w AS text), subscription_id, event_id, event_type, payload, 'pending', 0, :now, '[]'::jsonb
-FROM unnest(CAST(:{prefix}ids AS uuid[]), CAST(:{prefix}subscriptions AS uuid[]), CAST(:{prefix}event_ids AS uuid[]),
-  CAST(:{prefix}types AS text[]), CAST(:{prefix}payloads AS bytea[]){key_array})
-  AS t(id, subscription_id, event_id, event_type, payload{key_column}) {gate}"""
-
-
-_FAN_OUT = sa.text(delivery_insert())
-
-
 def wants(event_types: list[str], subject: str) -> bool:
     family = subject.rsplit(".", 1)[0] + ".*"
     return "*" in event_types or subject in event_types or family in event_types
 
 
-SUBSCRIPTIONS = sa.text("SELECT id, event_types FROM webhook_subscription WHERE workspace_id = :w AND enabled")
+_SUBSCRIBERS = sa.text(
+    "SELECT id, workspace_id, event_types, created_at FROM webhook_subscription "
+    "WHERE workspace_id = ANY(:ws) AND enabled ORDER BY id"
+)
+_DELIVER = sa.text(
+    """
+INSERT INTO webhook_delivery (id, workspace_id, subscription_id, event_id, event_type, payload, status, attempts,
+  next_attempt_at, log)
+SELECT id, workspace_id, subscription_id, event_id, event_type, payload, 'pending', 0, now(), '[]'::jsonb
+FROM unnest(CAST(:ids AS uuid[]), CAST(:workspaces AS text[]), CAST(:subscriptions AS uuid[]),
+  CAST(:event_ids AS uuid[]), CAST(:types AS text[]), CAST(:payloads AS bytea[]))
+  AS t(id, workspace_id, subscription_id, event_id, event_type, payload)
+ON CONFLICT (subscription_id, event_id) DO NOTHING
+"""
+)
 
 
-async def fan_out(
-    session: AsyncSession,
-    *,
-    workspace_id: str,
-    events: Sequence[tuple[str, BaseModel | dict[str, Any]]],
-    now: datetime,
-) -> int:
-    """Pending deliveries for the workspace's subscriptions that want these events, written in the
-    caller's transaction (so a delivery exists exactly when its change was committed). One indexed
-    lookup when the workspace has no subscriptions."""
-    subscriptions = await session.execute(SUBSCRIPTIONS, {"w": workspace_id})
-    cols = delivery_rows(
-        [(s.id, s.event_types) for s in subscriptions], workspace_id=workspace_id, events=events, now=now
-    )
-    if not cols["ids"]:
-        return 0
-    await session.execute(_FAN_OUT, {**cols, "w": workspace_id, "now": now})
-    return len(cols["ids"])
-
-
-def delivery_rows(
-    subscriptions: Sequence[tuple[UUID, list[str]]],
-    *,
-    workspace_id: str,
-    events: Sequence[tuple[str, BaseModel | dict[str, Any]]],
-    now: datetime,
-    keys: Sequence[Any] | None = None,
-) -> dict[str, list[Any]]:
-    """The `webhook_delivery` columns (ids, subscriptions, event_ids, types, payloads) of these events
-    for the enabled subscriptions given as (id, event_types); with `keys` (one per event), also the
-    `keys` column of `delivery_insert(keyed=True)`."""
-    names = ("ids", "subscriptions", "event_ids", "types", "payloads", *(("keys",) if keys is not None else ()))
-    cols: dict[str, list[Any]] = {k: [] for k in names}
-    for n, (subject, data) in enumerate(events):
-        targets = [sid for sid, event_types in subscriptions if wants(event_types, subject)]
+async def schedule_deliveries(session: AsyncSession, *, events: Sequence[Event[dict[str, Any]]]) -> None:
+    """A pending delivery of each event for every enabled subscription of its workspace that wants
+    its type and existed when it occurred. The delivery is the event as published, and its
+    `event_id` (the `webhook-id` of every attempt) is the event's id: one delivery per subscription
+    and event, however often the event is applied."""
+    if not events:
+        return
+    subscribers: dict[str, list[Any]] = {}
+    for s in await session.execute(_SUBSCRIBERS, {"ws": list({e.workspace_id for e in events})}):
+        subscribers.setdefault(s.workspace_id, []).append(s)
+    cols: dict[str, list[Any]] = {k: [] for k in ("workspaces", "subscriptions", "event_ids", "types", "payloads")}
+    for event in events:
+        targets = [
+            s.id
+            for s in subscribers.get(event.workspace_id, [])
+            if s.created_at <= event.occurred_at and wants(s.event_types, event.type)
+        ]
         if not targets:
             continue
-        # The webhook message id; stable across retries, so receivers dedupe on `webhook-id`.
-        message_id, *delivery_ids = new_ids(1 + len(targets))
-        payload = encode_event(event_id=message_id, type=subject, workspace_id=workspace_id, occurred_at=now, data=data)
-        for subscription_id, delivery_id in zip(targets, delivery_ids, strict=True):
-            cols["ids"].append(delivery_id)
+        payload = encode_event(
+            event_id=event.id,
+            type=event.type,
+            workspace_id=event.workspace_id,
+            occurred_at=event.occurred_at,
+            data=event.data,
+            aggregate_id=event.aggregate_id,
+            version=event.version,
+        )
+        for subscription_id in targets:
+            cols["workspaces"].append(event.workspace_id)
             cols["subscriptions"].append(subscription_id)
-            cols["event_ids"].append(message_id)
-            cols["types"].append(subject)
+            cols["event_ids"].append(event.id)
+            cols["types"].append(event.type)
             cols["payloads"].append(payload)
-            if keys is not None:
-                cols["keys"].append(keys[n])
-    return cols
+    if cols["subscriptions"]:
+        await session.execute(_DELIVER, {**cols, "ids": new_ids(len(cols["subscriptions"]))})

@@ -7,50 +7,65 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.feedback.models import Eligibility, OptOutCreate, OptOutPublic, WorkspaceSettingsFields
+from services.feedback.models import (
+    Eligibility,
+    OptOutCreate,
+    OptOutPublic,
+    WorkspaceSettingsFields,
+    WorkspaceSettingsPublic,
+)
 
 
-async def get_settings(session: AsyncSession, *, workspace_id: str) -> WorkspaceSettingsFields:
+async def get_settings(session: AsyncSession, *, workspace_id: str) -> WorkspaceSettingsPublic:
     row = (
         await session.execute(
             sa.text(
-                "SELECT allow_private_webhook_targets, max_surveys_per_period, period_days, quiet_days "
+                "SELECT allow_private_webhook_targets, max_surveys_per_period, period_days, quiet_days, version "
                 "FROM workspace_setting WHERE workspace_id = :w"
             ),
             {"w": workspace_id},
         )
     ).first()
-    return WorkspaceSettingsFields.model_validate(dict(row._mapping)) if row else WorkspaceSettingsFields()
+    return WorkspaceSettingsPublic.model_validate(dict(row._mapping)) if row else WorkspaceSettingsPublic(version=0)
 
 
 async def put_settings(
     session: AsyncSession, *, workspace_id: str, data: WorkspaceSettingsFields
-) -> WorkspaceSettingsFields:
-    await session.execute(
-        sa.text(
-            "INSERT INTO workspace_setting (workspace_id, allow_private_webhook_targets, max_surveys_per_period, "
-            "period_days, quiet_days) VALUES (:w, :a, :m, :p, :q) ON CONFLICT (workspace_id) DO UPDATE SET "
-            "allow_private_webhook_targets = :a, max_surveys_per_period = :m, period_days = :p, quiet_days = :q, "
-            "updated_at = now()"
-        ),
-        {
-            "w": workspace_id,
-            "a": data.allow_private_webhook_targets,
-            "m": data.max_surveys_per_period,
-            "p": data.period_days,
-            "q": data.quiet_days,
-        },
-    )
-    return data
+) -> WorkspaceSettingsPublic:
+    version = (
+        await session.execute(
+            sa.text(
+                "INSERT INTO workspace_setting AS s (workspace_id, allow_private_webhook_targets, "
+                "max_surveys_per_period, period_days, quiet_days) VALUES (:w, :a, :m, :p, :q) "
+                "ON CONFLICT (workspace_id) DO UPDATE SET allow_private_webhook_targets = :a, "
+                "max_surveys_per_period = :m, period_days = :p, quiet_days = :q, version = s.version + 1, "
+                "updated_at = now() RETURNING version"
+            ),
+            {
+                "w": workspace_id,
+                "a": data.allow_private_webhook_targets,
+                "m": data.max_surveys_per_period,
+                "p": data.period_days,
+                "q": data.quiet_days,
+            },
+        )
+    ).scalar_one()
+    return WorkspaceSettingsPublic(**data.model_dump(), version=version)
+
+
+_OPT_OUT = "RETURNING customer_external_id, reason, created_at, withdrawn_at, version"
 
 
 async def add_opt_out(session: AsyncSession, *, workspace_id: str, data: OptOutCreate) -> OptOutPublic:
+    """Record the opt-out, or again after a withdrawal (from now on)."""
     row = (
         await session.execute(
             sa.text(
-                "INSERT INTO opt_out (workspace_id, customer_external_id, reason) VALUES (:w, :c, :r) "
-                "ON CONFLICT (workspace_id, customer_external_id) DO UPDATE SET reason = coalesce(:r, opt_out.reason) "
-                "RETURNING customer_external_id, reason, created_at"
+                "INSERT INTO opt_out AS o (workspace_id, customer_external_id, reason) VALUES (:w, :c, :r) "
+                "ON CONFLICT (workspace_id, customer_external_id) DO UPDATE SET "
+                "reason = CASE WHEN o.withdrawn_at IS NULL THEN coalesce(:r, o.reason) ELSE :r END, "
+                "created_at = CASE WHEN o.withdrawn_at IS NULL THEN o.created_at ELSE now() END, "
+                f"withdrawn_at = NULL, version = o.version + 1 {_OPT_OUT}"
             ),
             {"w": workspace_id, "c": data.customer_external_id, "r": data.reason},
         )
@@ -58,12 +73,20 @@ async def add_opt_out(session: AsyncSession, *, workspace_id: str, data: OptOutC
     return OptOutPublic.model_validate(row._mapping)
 
 
-async def remove_opt_out(session: AsyncSession, *, workspace_id: str, customer_external_id: str) -> bool:
-    result = await session.execute(
-        sa.text("DELETE FROM opt_out WHERE workspace_id = :w AND customer_external_id = :c RETURNING 1"),
-        {"w": workspace_id, "c": customer_external_id},
-    )
-    return result.first() is not None
+async def withdraw_opt_out(
+    session: AsyncSession, *, workspace_id: str, customer_external_id: str
+) -> OptOutPublic | None:
+    """Withdraw the customer's opt-out (its row stays, so its version keeps increasing); None if it has none."""
+    row = (
+        await session.execute(
+            sa.text(
+                "UPDATE opt_out SET withdrawn_at = now(), version = version + 1 "
+                f"WHERE workspace_id = :w AND customer_external_id = :c AND withdrawn_at IS NULL {_OPT_OUT}"
+            ),
+            {"w": workspace_id, "c": customer_external_id},
+        )
+    ).first()
+    return OptOutPublic.model_validate(row._mapping) if row else None
 
 
 async def eligibility(
@@ -78,7 +101,8 @@ async def eligibility(
     row = (
         await session.execute(
             sa.text(
-                "SELECT EXISTS (SELECT 1 FROM opt_out WHERE workspace_id = :w AND customer_external_id = :c) AS out, "
+                "SELECT EXISTS (SELECT 1 FROM opt_out WHERE workspace_id = :w AND customer_external_id = :c "
+                " AND withdrawn_at IS NULL) AS out, "
                 "(SELECT count(*) FROM response WHERE workspace_id = :w AND customer_external_id = :c "
                 " AND submitted_at > :since AND (CAST(:j AS text) IS NULL OR journey_key = :j)) AS n, "
                 "(SELECT max(submitted_at) FROM response WHERE workspace_id = :w AND customer_external_id = :c "

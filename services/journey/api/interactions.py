@@ -14,7 +14,8 @@ from services.common.auth import Caller, caller_with
 from services.common.db import SessionDep
 from services.common.errors import PROBLEM_RESPONSES, Unprocessable
 from services.common.idempotency import IdempotencyDep
-from services.journey.api._batches import emit_items
+from services.common.outbox import batch_changes, emit_many
+from services.journey.api.customers import UPSERTED
 from services.journey.models import BulkResult, EventBulk, InteractionIn, ItemResult, OutcomeIn
 from services.journey.store import interactions
 from services.journey.store.interactions import FAILED, STORED, Ingested
@@ -25,17 +26,17 @@ router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
 
 
 async def ingest(session: AsyncSession, *, workspace_id: str, kind: str, items: list[Any]) -> Ingested:
-    """Store the items and write their events (customers created on the way included)."""
+    """Store the items and write their events (customers created on the way included), batch events
+    split by size: facts only; what derives from them is built from these events."""
     if kind == "interaction":
         done = await interactions.record_interactions(session, workspace_id=workspace_id, items=items)
     else:
         done = await interactions.record_outcomes(session, workspace_id=workspace_id, items=items)
-    if done.created_customers:
-        await emit_items(
-            session, workspace_id=workspace_id, subject="journey.customer.upserted", items=done.created_customers
-        )
-    if done.stored:
-        await emit_items(session, workspace_id=workspace_id, subject=f"journey.{kind}.recorded", items=done.stored)
+    changes = [
+        *batch_changes(UPSERTED, done.created_customers),
+        *batch_changes(f"journey.{kind}.recorded", done.stored),
+    ]
+    await emit_many(session, workspace_id=workspace_id, changes=changes)
     return done
 
 

@@ -1,6 +1,7 @@
 """REST routes of the journey model (personas, touchpoints, journeys, stages, steps).
 
-Thin handlers over the store; every change publishes its event through the outbox.
+Thin handlers over the store; every change publishes its event through the outbox, with the id and
+the version of its aggregate (a stage's or step's is its journey's).
 """
 
 from __future__ import annotations
@@ -8,7 +9,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.auth import Caller, caller_with
 from services.common.db import SessionDep
@@ -28,6 +31,7 @@ from services.journey.models import (
     PersonaCreate,
     PersonaPublic,
     PersonaUpdate,
+    Stage,
     StageCreate,
     StagePublic,
     StageUpdate,
@@ -54,6 +58,15 @@ TextQuery = Annotated[str | None, Query(max_length=200, description="Case-insens
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
 
 
+async def _publish(
+    session: AsyncSession, caller: Caller, type: str, data: BaseModel, aggregate_id: UUID, version: int
+) -> None:
+    """The change's event: the aggregate's id and its version after the change (a deletion's: + 1)."""
+    await emit(
+        session, workspace_id=caller.workspace_id, type=type, data=data, aggregate_id=aggregate_id, version=version
+    )
+
+
 # Personas ---------------------------------------------------------------------------------------
 
 
@@ -62,7 +75,7 @@ async def create_persona(caller: Writer, idem: IdempotencyDep, session: SessionD
     """Create a persona."""
     row = await catalogue.create_persona(session, workspace_id=caller.workspace_id, data=body)
     public = PersonaPublic.model_validate(row)
-    await emit(session, workspace_id=caller.workspace_id, type="journey.persona.created", data=public)
+    await _publish(session, caller, "journey.persona.created", public, row.id, row.version)
     return await idem.respond(public)
 
 
@@ -97,7 +110,7 @@ async def update_persona(
     """Change a persona (only the fields sent)."""
     row = await catalogue.update_persona(session, workspace_id=caller.workspace_id, persona_id=persona_id, data=body)
     public = PersonaPublic.model_validate(row)
-    await emit(session, workspace_id=caller.workspace_id, type="journey.persona.updated", data=public)
+    await _publish(session, caller, "journey.persona.updated", public, row.id, row.version)
     return public
 
 
@@ -105,9 +118,7 @@ async def update_persona(
 async def delete_persona(caller: Writer, session: SessionDep, persona_id: PersonaId) -> None:
     """Delete a persona that no journey uses."""
     row = await catalogue.delete_persona(session, workspace_id=caller.workspace_id, persona_id=persona_id)
-    await emit(
-        session, workspace_id=caller.workspace_id, type="journey.persona.deleted", data=Deleted(id=row.id, key=row.key)
-    )
+    await _publish(session, caller, "journey.persona.deleted", Deleted(id=row.id, key=row.key), row.id, row.version + 1)
 
 
 # Touchpoints ------------------------------------------------------------------------------------
@@ -120,7 +131,7 @@ async def create_touchpoint(
     """Add a touchpoint to the workspace's catalogue."""
     row = await catalogue.create_touchpoint(session, workspace_id=caller.workspace_id, data=body)
     public = TouchpointPublic.model_validate(row)
-    await emit(session, workspace_id=caller.workspace_id, type="journey.touchpoint.created", data=public)
+    await _publish(session, caller, "journey.touchpoint.created", public, row.id, row.version)
     return await idem.respond(public)
 
 
@@ -167,7 +178,7 @@ async def update_touchpoint(
         session, workspace_id=caller.workspace_id, touchpoint_id=touchpoint_id, data=body
     )
     public = TouchpointPublic.model_validate(row)
-    await emit(session, workspace_id=caller.workspace_id, type="journey.touchpoint.updated", data=public)
+    await _publish(session, caller, "journey.touchpoint.updated", public, row.id, row.version)
     return public
 
 
@@ -175,11 +186,8 @@ async def update_touchpoint(
 async def delete_touchpoint(caller: Writer, session: SessionDep, touchpoint_id: TouchpointId) -> None:
     """Delete a touchpoint that sits in no journey step (409 names the steps otherwise)."""
     row = await catalogue.delete_touchpoint(session, workspace_id=caller.workspace_id, touchpoint_id=touchpoint_id)
-    await emit(
-        session,
-        workspace_id=caller.workspace_id,
-        type="journey.touchpoint.deleted",
-        data=Deleted(id=row.id, key=row.key),
+    await _publish(
+        session, caller, "journey.touchpoint.deleted", Deleted(id=row.id, key=row.key), row.id, row.version + 1
     )
 
 
@@ -192,7 +200,7 @@ async def create_journey(caller: Writer, idem: IdempotencyDep, session: SessionD
     row, stages = await journeys.create_journey(session, workspace_id=caller.workspace_id, data=body)
     public = JourneyPublic.model_validate(row)
     created = JourneyCreated(journey=public, stages=[StagePublic.model_validate(s) for s in stages])
-    await emit(session, workspace_id=caller.workspace_id, type="journey.journey.created", data=created)
+    await _publish(session, caller, "journey.journey.created", created, row.id, row.version)
     return await idem.respond(public)
 
 
@@ -233,13 +241,9 @@ async def get_journey(caller: Reader, session: SessionDep, journey_id: JourneyId
 
 
 @router.get("/journeys/{journey_id}/map", response_model=JourneyMap, tags=["journeys"])
-async def get_journey_map(
-    caller: Reader, session: SessionDep, journey_id: JourneyId, request: Request, background: BackgroundTasks
-) -> Response:
+async def get_journey_map(caller: Reader, session: SessionDep, journey_id: JourneyId) -> Response:
     """The whole journey map in one call: journey, persona, stages and steps with their touchpoints."""
-    body, built = await maps.journey_map_json(session, workspace_id=caller.workspace_id, journey_id=journey_id)
-    if built is not None:
-        background.add_task(maps.remember, request.app.state.sessionmaker, built)
+    body = await maps.journey_map_json(session, workspace_id=caller.workspace_id, journey_id=journey_id)
     return Response(body, media_type="application/json")
 
 
@@ -250,7 +254,7 @@ async def update_journey(
     """Change a journey (only the fields sent)."""
     row = await journeys.update_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)
     public = JourneyPublic.model_validate(row)
-    await emit(session, workspace_id=caller.workspace_id, type="journey.journey.updated", data=public)
+    await _publish(session, caller, "journey.journey.updated", public, row.id, row.version)
     return public
 
 
@@ -258,9 +262,7 @@ async def update_journey(
 async def delete_journey(caller: Writer, session: SessionDep, journey_id: JourneyId) -> None:
     """Delete a journey with its stages and steps (retiring it keeps the history instead)."""
     row = await journeys.delete_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id)
-    await emit(
-        session, workspace_id=caller.workspace_id, type="journey.journey.deleted", data=Deleted(id=row.id, key=row.key)
-    )
+    await _publish(session, caller, "journey.journey.deleted", Deleted(id=row.id, key=row.key), row.id, row.version + 1)
 
 
 # Stages -----------------------------------------------------------------------------------------
@@ -273,15 +275,8 @@ async def list_stages(caller: Reader, session: SessionDep, journey_id: JourneyId
     return [StagePublic.model_validate(s) for s in await journeys.list_stages(session, journey_id=journey_id)]
 
 
-async def _emit_stages(
-    session: SessionDep, caller: Caller, type: str, journey_id: UUID, stage: StagePublic, stages: list[StagePublic]
-) -> None:
-    await emit(
-        session,
-        workspace_id=caller.workspace_id,
-        type=type,
-        data=StagesChanged(journey_id=journey_id, stage=stage, stages=stages),
-    )
+def _stages_changed(journey_id: UUID, stage: StagePublic, stages: list[Stage]) -> StagesChanged:
+    return StagesChanged(journey_id=journey_id, stage=stage, stages=[StagePublic.model_validate(s) for s in stages])
 
 
 @router.post("/journeys/{journey_id}/stages", status_code=201, response_model=StagePublic, tags=["stages"])
@@ -289,12 +284,13 @@ async def add_stage(
     caller: Writer, idem: IdempotencyDep, session: SessionDep, journey_id: JourneyId, body: StageCreate
 ) -> Response:
     """Add a stage (at `position`, or at the end)."""
-    stages = [
-        StagePublic.model_validate(s)
-        for s in await journeys.add_stage(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)
-    ]
-    added = next(s for s in stages if s.key == body.key)
-    await _emit_stages(session, caller, "journey.stage.added", journey_id, added, stages)
+    stages, version = await journeys.add_stage(
+        session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body
+    )
+    added = StagePublic.model_validate(next(s for s in stages if s.key == body.key))
+    await _publish(
+        session, caller, "journey.stage.added", _stages_changed(journey_id, added, stages), journey_id, version
+    )
     return await idem.respond(added)
 
 
@@ -303,25 +299,24 @@ async def update_stage(
     caller: Writer, session: SessionDep, journey_id: JourneyId, stage_id: StageId, body: StageUpdate
 ) -> StagePublic:
     """Rename or move a stage; the other stages shift to keep the order dense."""
-    stages = [
-        StagePublic.model_validate(s)
-        for s in await journeys.update_stage(
-            session, workspace_id=caller.workspace_id, journey_id=journey_id, stage_id=stage_id, data=body
-        )
-    ]
-    changed = next(s for s in stages if s.id == stage_id)
-    await _emit_stages(session, caller, "journey.stage.updated", journey_id, changed, stages)
+    stages, version = await journeys.update_stage(
+        session, workspace_id=caller.workspace_id, journey_id=journey_id, stage_id=stage_id, data=body
+    )
+    changed = StagePublic.model_validate(next(s for s in stages if s.id == stage_id))
+    changes = _stages_changed(journey_id, changed, stages)
+    await _publish(session, caller, "journey.stage.updated", changes, journey_id, version)
     return changed
 
 
 @router.delete("/journeys/{journey_id}/stages/{stage_id}", status_code=204, tags=["stages"])
 async def remove_stage(caller: Writer, session: SessionDep, journey_id: JourneyId, stage_id: StageId) -> None:
     """Remove an empty stage (409 names its steps otherwise)."""
-    row = await journeys.remove_stage(
+    row, stages, version = await journeys.remove_stage(
         session, workspace_id=caller.workspace_id, journey_id=journey_id, stage_id=stage_id
     )
-    stages = [StagePublic.model_validate(s) for s in await journeys.list_stages(session, journey_id=journey_id)]
-    await _emit_stages(session, caller, "journey.stage.removed", journey_id, StagePublic.model_validate(row), stages)
+    removed = StagePublic.model_validate(row)
+    changes = _stages_changed(journey_id, removed, stages)
+    await _publish(session, caller, "journey.stage.removed", changes, journey_id, version)
 
 
 # Steps ------------------------------------------------------------------------------------------
@@ -332,9 +327,9 @@ async def add_step(
     caller: Writer, idem: IdempotencyDep, session: SessionDep, journey_id: JourneyId, body: StepCreate
 ) -> Response:
     """Place a touchpoint in a stage of the journey."""
-    row = await steps.add_step(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)
+    row, version = await steps.add_step(session, workspace_id=caller.workspace_id, journey_id=journey_id, data=body)
     public = StepPublic.model_validate(row)
-    await emit(session, workspace_id=caller.workspace_id, type="journey.step.added", data=public)
+    await _publish(session, caller, "journey.step.added", public, journey_id, version)
     return await idem.respond(public)
 
 
@@ -364,18 +359,18 @@ async def update_step(
     caller: Writer, session: SessionDep, journey_id: JourneyId, step_id: StepId, body: StepUpdate
 ) -> StepPublic:
     """Move a step (stage, position) or change its moment-of-truth flag and expected emotion."""
-    row = await steps.update_step(
+    row, version = await steps.update_step(
         session, workspace_id=caller.workspace_id, journey_id=journey_id, step_id=step_id, data=body
     )
     public = StepPublic.model_validate(row)
-    await emit(session, workspace_id=caller.workspace_id, type="journey.step.updated", data=public)
+    await _publish(session, caller, "journey.step.updated", public, journey_id, version)
     return public
 
 
 @router.delete("/journeys/{journey_id}/steps/{step_id}", status_code=204, tags=["steps"])
 async def remove_step(caller: Writer, session: SessionDep, journey_id: JourneyId, step_id: StepId) -> None:
     """Remove a step from the journey (the touchpoint stays in the catalogue)."""
-    row = await steps.remove_step(session, workspace_id=caller.workspace_id, journey_id=journey_id, step_id=step_id)
-    await emit(
-        session, workspace_id=caller.workspace_id, type="journey.step.removed", data=StepPublic.model_validate(row)
+    row, version = await steps.remove_step(
+        session, workspace_id=caller.workspace_id, journey_id=journey_id, step_id=step_id
     )
+    await _publish(session, caller, "journey.step.removed", StepPublic.model_validate(row), journey_id, version)

@@ -5,5 +5,6 @@ from services.journey.models.analytics import *  # noqa: F403
 from services.journey.models.customers import *  # noqa: F403
 from services.journey.models.maps import *  # noqa: F403
 from services.journey.models.modelling import *  # noqa: F403
+from services.journey.models.projections import *  # noqa: F403
 
 __all__ = ["JourneyTable"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+import sqlmodel
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
 
@@ -28,3 +29,11 @@ class Shape(InputModel):
 
 def now_column() -> Any:
     return sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
+
+
+def version_column() -> Any:
+    """An aggregate's version: 1 when created, + 1 with every change (`... SET version = version + 1`)."""
+    return sqlmodel.Field(default=1, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": "1"})
+
+
+VERSION_HELP = "Increases with every change; events carry it, so a consumer can drop an outdated one."

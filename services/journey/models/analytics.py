@@ -97,16 +97,23 @@ class Timeline(Shape):
 
 Source = Literal["rollup", "events"]
 SOURCE_DESCRIPTION = (
-    "rollup: read from the per-customer rollup kept on ingest (every request but a funnel with a "
-    "channel breakdown and `since`); events: computed from the raw interactions."
+    "rollup: read from the journey's per-customer projection, built from the service's events in the "
+    "background (every request but a funnel with a channel breakdown and `since`); events: computed "
+    "from the interactions at read time."
+)
+AS_OF_DESCRIPTION = (
+    "The answer is complete up to this time: the time of the last event its projection applied (for "
+    "a journey whose structure changed and is being rebuilt, at most when it changed); the read time "
+    "when computed from the interactions; null when the projection has not been built yet (the counts "
+    "are then empty)."
 )
 
 
 class SourceChoice(enum.StrEnum):
     """Where a funnel or paths request may be answered from."""
 
-    auto = "auto"  # the rollup when it is current and can answer, else the interactions
-    events = "events"  # always the interactions: slower; to check the rollup against them
+    auto = "auto"  # the projection as it is (see `as_of`), unless it cannot answer the request
+    events = "events"  # always the interactions: slower; to check the projection against them
 
 
 class WindowFrom(enum.StrEnum):
@@ -145,6 +152,7 @@ class Funnel(Shape):
     breakdown: Breakdown
     groups: list[FunnelGroup]
     source: Source = Field(default="events", description=SOURCE_DESCRIPTION)
+    as_of: datetime | None = Field(default=None, description=AS_OF_DESCRIPTION)
 
 
 # Paths ------------------------------------------------------------------------------------------
@@ -190,6 +198,7 @@ class Paths(Shape):
     nodes: list[SankeyNode]
     links: list[SankeyLink]
     source: Source = Field(default="events", description=SOURCE_DESCRIPTION)
+    as_of: datetime | None = Field(default=None, description=AS_OF_DESCRIPTION)
 
 
 # Reach ------------------------------------------------------------------------------------------
@@ -210,3 +219,8 @@ class Reach(Shape):
     until: datetime | None
     journey_customers: int = Field(description="Customers in the journey: met one of its touchpoints, or its persona.")
     steps: list[StepReach]
+    as_of: datetime | None = Field(
+        default=None,
+        description="Complete up to this time: without a time range, reach reads the customer × touchpoint "
+        "projection (the time of the last event it applied); with one, the interactions (the read time).",
+    )

@@ -19,8 +19,16 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
+from services.common.validation import FREEFORM_MAX_BYTES, check_freeform_size
 from services.common.vocabulary import Channel
-from services.journey.models._base import KEY_PATTERN, JourneyTable, Shape, now_column
+from services.journey.models._base import (
+    KEY_PATTERN,
+    VERSION_HELP,
+    JourneyTable,
+    Shape,
+    now_column,
+    version_column,
+)
 
 EXTERNAL_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
@@ -61,7 +69,9 @@ def _in_range(value: datetime) -> datetime:
     return utc
 
 
-JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
+# Free-form JSON travels in events: bounded, so any one item fits an event (validation.py).
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object), AfterValidator(check_freeform_size)]
+FREEFORM_HELP = f"Free-form JSON object of at most {FREEFORM_MAX_BYTES // 1024} KiB (as compact JSON)."
 Timestamp = Annotated[AwareDatetime, AfterValidator(_in_range)]
 ExternalId = Annotated[str, Field(pattern=EXTERNAL_ID_PATTERN, description="The CRM's id of the customer.")]
 EventId = Annotated[
@@ -98,7 +108,9 @@ class Consent(Shape):
 
 
 class CustomerUpsert(Shape):
-    profile: JsonObject = Field(default_factory=dict, description="Explicit criteria; persona rules read these.")
+    profile: JsonObject = Field(
+        default_factory=dict, description="Explicit criteria; persona rules read these. " + FREEFORM_HELP
+    )
     consents: list[Consent] = Field(default_factory=list, max_length=100)
     channel_preferences: list[Channel] = Field(default_factory=list, max_length=11, description="Preferred first.")
     existing_customer: bool = Field(default=False, description="The CRM knows this person as a customer.")
@@ -125,6 +137,7 @@ class CustomerPublic(Shape):
     persona_id: UUID | None
     persona_key: str | None = None
     persona_rule: str | None = Field(default=None, description="Name of the persona rule that matched.")
+    version: int = Field(description=VERSION_HELP)
     created_at: datetime
     updated_at: datetime
 
@@ -145,6 +158,7 @@ class Customer(JourneyTable, table=True):
     # SET NULL: deleting a persona must not fail on its customers; re-evaluation reassigns them.
     persona_id: UUID | None = sqlmodel.Field(default=None, foreign_key="persona.id", ondelete="SET NULL")
     persona_rule: str | None = None
+    version: int = version_column()
     created_at: datetime = sqlmodel.Field(sa_column=now_column())
     updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 
@@ -157,7 +171,7 @@ class EventFields(IngestShape):
     customer: ExternalId = Field(description="external_id of the customer; an unknown customer is created.")
     occurred_at: Timestamp = Field(description="With a timezone; at most a few minutes in the future.")
     journey: Key | None = Field(default=None, description="Key of the journey this event belongs to, if known.")
-    properties: JsonObject = Field(default_factory=dict)
+    properties: JsonObject = Field(default_factory=dict, description=FREEFORM_HELP)
 
 
 class InteractionIn(EventFields):
@@ -287,10 +301,16 @@ class Outcome(JourneyTable, table=True):
     recorded_at: datetime = sqlmodel.Field(sa_column=now_column())
 
 
-# Event payloads (batched per request; every stored item is in one of them) ----------------------
+# Event payloads: batch events, split by size; every stored item is in exactly one -------------
 
 
 class CustomersUpserted(Shape):
+    items: list[CustomerPublic]
+
+
+class CustomersReassigned(Shape):
+    """Customers whose persona changed when the personas' rules did (re-evaluated in the background)."""
+
     items: list[CustomerPublic]
 
 
@@ -300,90 +320,3 @@ class InteractionsRecorded(Shape):
 
 class OutcomesRecorded(Shape):
     items: list[OutcomePublic]
-
-
-# Rollups maintained on ingest ------------------------------------------------------------------
-
-UNTAGGED = UUID(int=0)  # journey_tag of interactions not tagged with a journey
-
-
-class CustomerTouchpoint(JourneyTable, table=True):
-    """That a customer met a touchpoint (per journey tag): one row per pair, whatever the number of
-    interactions.
-
-    Inserted by the ingest in the statement that inserts the interactions (known pairs are skipped),
-    so reach over millions of interactions reads ~one row per customer and touchpoint instead of
-    every event. First and last contact come from the interactions (customer DNA), not from here.
-    """
-
-    __tablename__ = "customer_touchpoint"
-    # Key order: a journey's touchpoints are scanned in (touchpoint, customer) order, so distinct
-    # customers per touchpoint need no sort or hash.
-    workspace_id: str = sqlmodel.Field(primary_key=True)
-    touchpoint_id: UUID = sqlmodel.Field(primary_key=True)
-    customer_id: UUID = sqlmodel.Field(primary_key=True)
-    journey_tag: UUID = sqlmodel.Field(primary_key=True, description="journey_id, or UNTAGGED")
-
-
-class JourneyRollup(JourneyTable, table=True):
-    """Which journeys have a current `customer_journey` rollup: built for `version` = the journey's
-    `map_version` (bumped by triggers on every model change, migration 0004). A journey whose
-    version differs is answered from the interactions and rebuilt by the next read."""
-
-    __tablename__ = "journey_rollup"
-    journey_id: UUID = sqlmodel.Field(primary_key=True, foreign_key="journey.id", ondelete="CASCADE")
-    workspace_id: str
-    version: int = sqlmodel.Field(sa_type=sa.BigInteger)
-    built_at: datetime = sqlmodel.Field(sa_column=now_column())
-
-
-class CustomerJourney(JourneyTable, table=True):
-    """Per journey and customer: the funnel and path results of that one customer under the default
-    parameters, and the customer's stage events for any other funnel, computed by the same SQL as
-    the raw-event queries (store/analytics/rollup.py).
-
-    Funnel and paths over a journey then read one row per customer instead of every event. The
-    ingest recomputes the rows of the customers it touched; a model change makes the whole journey
-    stale (`journey_rollup.version`).
-    """
-
-    __tablename__ = "customer_journey"
-    __table_args__ = (
-        # A deleted journey takes its rows along (the key is the primary key's prefix: no scan).
-        sa.ForeignKeyConstraint(
-            ["journey_id", "workspace_id"],
-            ["journey.id", "journey.workspace_id"],
-            ondelete="CASCADE",
-            name="fk_customer_journey_journey",
-        ),
-    )
-    workspace_id: str = sqlmodel.Field(primary_key=True)
-    journey_id: UUID = sqlmodel.Field(primary_key=True)
-    customer_id: UUID = sqlmodel.Field(primary_key=True)
-    # Time each stage (in stage order) was reached within the default window; null from the first
-    # stage not reached. All null: the customer never met the first stage.
-    funnel_first_stage: list[datetime | None] = sqlmodel.Field(
-        sa_type=sa.ARRAY(sa.DateTime(timezone=True)), description="window counted from the first stage"
-    )
-    funnel_previous_stage: list[datetime | None] = sqlmodel.Field(
-        sa_type=sa.ARRAY(sa.DateTime(timezone=True)), description="window counted from the previous stage"
-    )
-    entry_channel: str | None = None
-    # Every event at the journey's stages, for funnels with a time range or another window: the
-    # times of stage k (0 = the first), sorted, are stage_times[stage_bounds[k + 1] + 1 : stage_bounds[k + 2]].
-    stage_times: list[datetime] = sqlmodel.Field(
-        sa_type=sa.ARRAY(sa.DateTime(timezone=True)), description="per stage, its event times, sorted"
-    )
-    stage_bounds: list[int] = sqlmodel.Field(
-        sa_type=sa.ARRAY(sa.Integer), description="where each stage's times start in stage_times"
-    )
-    # Paths, collapsed and cut at the longest max_length a request may ask for; `none` uncut, with
-    # the time of each node in `<level>_times`, so a time range can be cut out of it.
-    stages_none: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
-    stages_repeats: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
-    stages_revisits: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
-    touchpoints_none: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
-    touchpoints_repeats: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
-    touchpoints_revisits: list[str] = sqlmodel.Field(sa_type=sa.ARRAY(sa.Text))
-    stages_times: list[datetime] = sqlmodel.Field(sa_type=sa.ARRAY(sa.DateTime(timezone=True)))
-    touchpoints_times: list[datetime] = sqlmodel.Field(sa_type=sa.ARRAY(sa.DateTime(timezone=True)))

@@ -1,4 +1,4 @@
-"""The journey model: personas, touchpoints, journeys, stages, steps and the map."""
+"""The journey model: personas, touchpoints, journeys, stages and steps."""
 
 from __future__ import annotations
 
@@ -15,7 +15,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
 from services.common.vocabulary import Channel
-from services.journey.models._base import KEY_HELP, KEY_PATTERN, JourneyTable, Shape, now_column
+from services.journey.models._base import (
+    KEY_HELP,
+    KEY_PATTERN,
+    VERSION_HELP,
+    JourneyTable,
+    Shape,
+    now_column,
+    version_column,
+)
 from services.journey.rules import Condition
 
 
@@ -95,6 +103,7 @@ class PersonaUpdate(Shape):
 class PersonaPublic(PersonaCreate):
     model_config = ConfigDict(extra="ignore", from_attributes=True, json_schema_extra=None)
     id: UUID
+    version: int = Field(description=VERSION_HELP)
     created_at: datetime
     updated_at: datetime
 
@@ -113,6 +122,7 @@ class Persona(JourneyTable, table=True):
     pains: list[str] = sqlmodel.Field(default_factory=list, sa_type=JSONB)
     priority: int = 100
     rules: list[dict[str, Any]] = sqlmodel.Field(default_factory=list, sa_type=JSONB)
+    version: int = version_column()
     created_at: datetime = sqlmodel.Field(sa_column=now_column())
     updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 
@@ -162,6 +172,7 @@ class TouchpointUpdate(Shape):
 class TouchpointPublic(TouchpointCreate):
     model_config = ConfigDict(extra="ignore", from_attributes=True, json_schema_extra=None)
     id: UUID
+    version: int = Field(description=VERSION_HELP)
     created_at: datetime
     updated_at: datetime
 
@@ -183,6 +194,7 @@ class Touchpoint(JourneyTable, table=True):
     yearly_cost: Decimal | None = sqlmodel.Field(default=None, sa_type=sa.Numeric(14, 2))
     currency: str = sqlmodel.Field(default="EUR", max_length=3)
     description: str | None = None
+    version: int = version_column()
     created_at: datetime = sqlmodel.Field(sa_column=now_column())
     updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 
@@ -269,6 +281,7 @@ class JourneyPublic(JourneyFields):
     model_config = ConfigDict(extra="ignore", from_attributes=True, json_schema_extra=None)
     id: UUID
     key: str
+    version: int = Field(description=VERSION_HELP + " Its stages and steps belong to it: their changes bump it too.")
     created_at: datetime
     updated_at: datetime
 
@@ -277,8 +290,6 @@ class Journey(JourneyTable, table=True):
     __tablename__ = "journey"
     __table_args__ = (
         sa.UniqueConstraint("workspace_id", "key", name="uq_journey_key"),
-        # Target of the rollup's (journey_id, workspace_id) key (customer_journey).
-        sa.UniqueConstraint("id", "workspace_id", name="uq_journey_id_workspace"),
         sa.CheckConstraint("improves_journey_id IS NULL OR state = 'target'", name="ck_journey_improves_only_target"),
     )
     id: UUID = sqlmodel.Field(default_factory=uuid7, primary_key=True)
@@ -296,9 +307,7 @@ class Journey(JourneyTable, table=True):
         default=JourneyState.current, sa_type=sa.Enum(JourneyState, name="journey_state", native_enum=False, length=20)
     )
     improves_journey_id: UUID | None = sqlmodel.Field(default=None, foreign_key="journey.id", ondelete="SET NULL")
-    # Bumped by database triggers on every change that shows in the map (migration 0004), so a
-    # cached map is served only while it is current. Not part of the public shape.
-    map_version: int = sqlmodel.Field(default=0, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": "0"})
+    version: int = version_column()
     created_at: datetime = sqlmodel.Field(sa_column=now_column())
     updated_at: datetime = sqlmodel.Field(sa_column=now_column())
 

@@ -1,4 +1,5 @@
-"""Helpers shared by the store modules: workspace-scoped get, insert and update."""
+"""Helpers shared by the store modules: workspace-scoped get, insert and update (which bumps the
+row's version: every change of an aggregate increases it, and its event carries it)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from services.journey.models import Journey, Persona, Touchpoint
 RowT = TypeVar("RowT", Persona, Journey, Touchpoint)
 
 
-async def get_scoped(session: AsyncSession, model: type[RowT], *, workspace_id: str, id: UUID, what: str) -> RowT:
-    row = (
-        await session.execute(sa.select(model).where(model.id == id, model.workspace_id == workspace_id))  # type: ignore[arg-type]
-    ).scalar_one_or_none()
+async def get_scoped(
+    session: AsyncSession, model: type[RowT], *, workspace_id: str, id: UUID, what: str, lock: bool = False
+) -> RowT:
+    """The row; `lock`: FOR UPDATE, so a delete's event version (last + 1) cannot be overtaken."""
+    stmt = sa.select(model).where(model.id == id, model.workspace_id == workspace_id)  # type: ignore[arg-type]
+    row = (await session.execute(stmt.with_for_update() if lock else stmt)).scalar_one_or_none()
     if row is None:  # another workspace's object is "not found" too: its existence is not revealed
         raise NotFound(f"No {what} with id {id} in this workspace.")
     return row
@@ -45,6 +48,8 @@ async def update_row(session: AsyncSession, row: Any, changes: dict[str, Any], *
         setattr(row, field, value)
     if hasattr(row, "updated_at"):
         row.updated_at = sa.func.now()
+    if hasattr(row, "version"):
+        row.version = type(row).version + 1  # in the UPDATE itself: concurrent changes each count
     try:
         async with session.begin_nested():
             await session.flush()

@@ -38,8 +38,8 @@ async def create_persona(session: AsyncSession, *, workspace_id: str, data: Pers
     return row
 
 
-async def get_persona(session: AsyncSession, *, workspace_id: str, persona_id: UUID) -> Persona:
-    return await get_scoped(session, Persona, workspace_id=workspace_id, id=persona_id, what="persona")
+async def get_persona(session: AsyncSession, *, workspace_id: str, persona_id: UUID, lock: bool = False) -> Persona:
+    return await get_scoped(session, Persona, workspace_id=workspace_id, id=persona_id, what="persona", lock=lock)
 
 
 async def list_personas(
@@ -69,7 +69,8 @@ async def update_persona(session: AsyncSession, *, workspace_id: str, persona_id
 
 
 async def delete_persona(session: AsyncSession, *, workspace_id: str, persona_id: UUID) -> Persona:
-    row = await get_persona(session, workspace_id=workspace_id, persona_id=persona_id)
+    """Deletes the persona (its deletion's event version is the row's last version + 1)."""
+    row = await get_persona(session, workspace_id=workspace_id, persona_id=persona_id, lock=True)
     users = (
         (
             await session.execute(
@@ -102,8 +103,12 @@ async def create_touchpoint(session: AsyncSession, *, workspace_id: str, data: T
     return row
 
 
-async def get_touchpoint(session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID) -> Touchpoint:
-    return await get_scoped(session, Touchpoint, workspace_id=workspace_id, id=touchpoint_id, what="touchpoint")
+async def get_touchpoint(
+    session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID, lock: bool = False
+) -> Touchpoint:
+    return await get_scoped(
+        session, Touchpoint, workspace_id=workspace_id, id=touchpoint_id, what="touchpoint", lock=lock
+    )
 
 
 async def list_touchpoints(
@@ -142,7 +147,8 @@ async def update_touchpoint(
 
 
 async def delete_touchpoint(session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID) -> Touchpoint:
-    row = await get_touchpoint(session, workspace_id=workspace_id, touchpoint_id=touchpoint_id)
+    """Deletes the touchpoint (its deletion's event version is the row's last version + 1)."""
+    row = await get_touchpoint(session, workspace_id=workspace_id, touchpoint_id=touchpoint_id, lock=True)
     placements = (
         await session.execute(
             sa.select(col(JourneyStep.id), col(Journey.key), col(Stage.key))

@@ -1,12 +1,13 @@
 """Every query on customers: upsert (one or thousands), persona assignment, lookups.
 
 Persona rules are a small language evaluated in Python (`rules.py`); everything else is set-based:
-a bulk upsert is one `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE`.
+a bulk upsert is one `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE`. Every change of a
+customer bumps its version (1 when created).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,8 +61,8 @@ def assign(personas: Sequence[PersonaMatcher], profile: dict[str, Any]) -> Assig
 
 
 _UPSERT = sa.text("""
-INSERT INTO customer (id, workspace_id, external_id, profile, consents, channel_preferences,
-                      existing_customer, persona_id, persona_rule)
+INSERT INTO customer AS c (id, workspace_id, external_id, profile, consents, channel_preferences,
+                           existing_customer, persona_id, persona_rule)
 SELECT u.id, :w, u.external_id, u.profile::jsonb, u.consents::jsonb, u.prefs::jsonb, u.existing,
        u.persona_id, u.persona_rule
 FROM unnest(CAST(:ids AS uuid[]), CAST(:external_ids AS text[]), CAST(:profiles AS text[]),
@@ -71,8 +72,9 @@ FROM unnest(CAST(:ids AS uuid[]), CAST(:external_ids AS text[]), CAST(:profiles 
 ON CONFLICT (workspace_id, external_id) DO UPDATE SET
     profile = EXCLUDED.profile, consents = EXCLUDED.consents,
     channel_preferences = EXCLUDED.channel_preferences, existing_customer = EXCLUDED.existing_customer,
-    persona_id = EXCLUDED.persona_id, persona_rule = EXCLUDED.persona_rule, updated_at = now()
-RETURNING id, external_id, (xmax = 0) AS created, created_at, updated_at
+    persona_id = EXCLUDED.persona_id, persona_rule = EXCLUDED.persona_rule, updated_at = now(),
+    version = c.version + 1
+RETURNING id, external_id, (xmax = 0) AS created, version, created_at, updated_at
 """)
 
 
@@ -121,6 +123,7 @@ async def upsert_customers(
             persona_id=assigned.persona_id,
             persona_key=assigned.persona_key,
             persona_rule=assigned.rule,
+            version=r.version,
             created_at=r.created_at,
             updated_at=r.updated_at,
         )
@@ -140,11 +143,11 @@ WITH wanted AS (
     WHERE NOT EXISTS (SELECT 1 FROM customer c
                       WHERE c.workspace_id = CAST(:w AS varchar) AND c.external_id = wanted.external_id)
     ON CONFLICT (workspace_id, external_id) DO NOTHING
-    RETURNING id, external_id, created_at
+    RETURNING id, external_id, version, created_at
 )
-SELECT id, external_id, true AS created, created_at FROM ins
+SELECT id, external_id, true AS created, version, created_at FROM ins
 UNION ALL
-SELECT c.id, c.external_id, false, c.created_at FROM customer c JOIN wanted USING (external_id)
+SELECT c.id, c.external_id, false, c.version, c.created_at FROM customer c JOIN wanted USING (external_id)
 WHERE c.workspace_id = CAST(:w AS varchar)
 """)
 
@@ -190,6 +193,7 @@ async def ensure_customers(
             persona_id=assigned.persona_id,
             persona_key=assigned.persona_key,
             persona_rule=assigned.rule,
+            version=r.version,
             created_at=r.created_at,
             updated_at=r.created_at,
         )
@@ -201,7 +205,7 @@ async def ensure_customers(
 
 _SELECT = """
 SELECT c.id, c.external_id, c.profile, c.consents, c.channel_preferences, c.existing_customer,
-       c.persona_id, p.key AS persona_key, c.persona_rule, c.created_at, c.updated_at
+       c.persona_id, p.key AS persona_key, c.persona_rule, c.version, c.created_at, c.updated_at
 FROM customer c LEFT JOIN persona p ON p.id = c.persona_id
 WHERE c.workspace_id = :w
 """
@@ -252,42 +256,48 @@ async def list_customers(
 
 
 _REASSIGN = sa.text("""
-UPDATE customer c SET persona_id = u.persona_id, persona_rule = u.persona_rule, updated_at = now()
+UPDATE customer c SET persona_id = u.persona_id, persona_rule = u.persona_rule, updated_at = now(),
+    version = c.version + 1
 FROM unnest(CAST(:ids AS uuid[]), CAST(:persona_ids AS uuid[]), CAST(:persona_rules AS text[]),
-            CAST(:seen AS timestamptz[]))
+            CAST(:seen AS bigint[]))
      AS u(id, persona_id, persona_rule, seen)
--- a customer upserted since it was read was evaluated then: leave it
-WHERE c.id = u.id AND c.workspace_id = :w AND c.updated_at = u.seen
+-- a customer changed since it was read was evaluated then: leave it
+WHERE c.id = u.id AND c.workspace_id = :w AND c.version = u.seen
+RETURNING c.id, c.external_id, c.profile, c.consents, c.channel_preferences, c.existing_customer, c.persona_id,
+          c.persona_rule, c.version, c.created_at, c.updated_at
 """)
 
 
-async def reassign_personas(session: AsyncSession, *, workspace_id: str, batch_size: int = 5000) -> int:
-    """Evaluate the current persona rules on every customer of the workspace; returns how many changed.
+async def reassign_personas(
+    session: AsyncSession, *, workspace_id: str, batch_size: int = 5000
+) -> AsyncIterator[list[CustomerPublic]]:
+    """Evaluate the current persona rules on every customer of the workspace; yields, per batch, the
+    customers whose persona changed (their new state, version + 1).
 
     Keyset batches over the primary key keep memory flat; only changed rows are written.
     """
     personas = await load_personas(session, workspace_id=workspace_id)
-    changed = 0
+    keys = {p.id: p.key for p in personas}
     after: UUID | None = None
     while True:
         rows = (
             await session.execute(
                 sa.text(
-                    "SELECT id, profile, persona_id, persona_rule, updated_at FROM customer WHERE workspace_id = :w "
+                    "SELECT id, profile, persona_id, persona_rule, version FROM customer WHERE workspace_id = :w "
                     "AND (CAST(:after AS uuid) IS NULL OR id > CAST(:after AS uuid)) ORDER BY id LIMIT :n"
                 ),
                 {"w": workspace_id, "after": after, "n": batch_size},
             )
         ).all()
         if not rows:
-            return changed
+            return
         updates = []
         for r in rows:
             a = assign(personas, r.profile or {})
             if (a.persona_id, a.rule) != (r.persona_id, r.persona_rule):
-                updates.append((r.id, a, r.updated_at))
+                updates.append((r.id, a, r.version))
         if updates:
-            result = await session.execute(
+            changed = await session.execute(
                 _REASSIGN,
                 {
                     "w": workspace_id,
@@ -297,5 +307,7 @@ async def reassign_personas(session: AsyncSession, *, workspace_id: str, batch_s
                     "seen": [u[2] for u in updates],
                 },
             )
-            changed += result.rowcount  # type: ignore[attr-defined]
+            yield [
+                CustomerPublic.model_validate({**r._mapping, "persona_key": keys.get(r.persona_id)}) for r in changed
+            ]
         after = rows[-1].id

@@ -3,6 +3,7 @@
 One call: validate every item (collecting per-item errors), drop replays within the batch, resolve
 touchpoint and journey keys in one query each, then write — interactions through a staging COPY
 and one statement that also creates unknown customers (staging.py), outcomes with `unnest` arrays.
+Only facts are written: what is derived from interactions is built from their events.
 Both insert `ON CONFLICT (workspace_id, event_id) DO NOTHING`: the rows not inserted are replays of
 earlier batches, acknowledged and never stored twice.
 
@@ -25,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from services.journey.models import CustomerPublic, InteractionIn, OutcomeIn
-from services.journey.store.analytics import rollup
 from services.journey.store.customers import ensure_customers
 from services.journey.store.staging import copy_interactions, json_text
 
@@ -237,10 +237,6 @@ async def _record(
             out.stored, out.created_customers = await copy_interactions(
                 session, workspace_id, valid, touchpoints, journeys
             )
-            touched: dict[UUID, set[UUID]] = {}
-            for r in out.stored:
-                touched.setdefault(r["touchpoint_id"], set()).add(r["customer_id"])
-            await rollup.refresh_customers(session, workspace_id=workspace_id, touched=touched)
         else:
             customer_ids, created = await ensure_customers(
                 session, workspace_id=workspace_id, external_ids=[v.customer for v in valid.values()]

@@ -1,7 +1,9 @@
 """Every query on journeys and their stages (steps: steps.py).
 
 Scoped by workspace here, never left to handlers. Structure edits lock the journey row, so
-concurrent edits of one journey's stages and steps run one at a time and positions stay dense.
+concurrent edits of one journey's stages and steps run one at a time and positions stay dense;
+stages and steps belong to the journey aggregate, so each edit bumps the journey's version
+(`bump_version`), which the edit's event carries.
 """
 
 from __future__ import annotations
@@ -127,6 +129,14 @@ async def lock_journey(session: AsyncSession, *, workspace_id: str, journey_id: 
     return row
 
 
+async def bump_version(session: AsyncSession, *, journey_id: UUID) -> int:
+    """The journey's version + 1 for a change of its stages or steps (its row is locked already)."""
+    version = await session.scalar(
+        sa.text("UPDATE journey SET version = version + 1 WHERE id = :j RETURNING version"), {"j": journey_id}
+    )
+    return int(version)
+
+
 async def list_journeys(
     session: AsyncSession,
     *,
@@ -175,7 +185,8 @@ async def update_journey(session: AsyncSession, *, workspace_id: str, journey_id
 
 
 async def delete_journey(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> Journey:
-    """Deletes the journey with its stages and steps (its map); touchpoints stay in the catalogue."""
+    """Deletes the journey with its stages and steps (its map); touchpoints stay in the catalogue.
+    The row is locked: its deletion's event version is its last version + 1."""
     row = await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
     await session.execute(sa.delete(JourneyStep).where(col(JourneyStep.journey_id) == journey_id))
     await session.delete(row)
@@ -218,7 +229,10 @@ def place(ids: list[UUID], item: UUID, position: int | None) -> list[UUID]:
     return [*rest[:at], item, *rest[at:]]
 
 
-async def add_stage(session: AsyncSession, *, workspace_id: str, journey_id: UUID, data: StageCreate) -> list[Stage]:
+async def add_stage(
+    session: AsyncSession, *, workspace_id: str, journey_id: UUID, data: StageCreate
+) -> tuple[list[Stage], int]:
+    """The journey's stages after the change, and its new version."""
     await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
     stages = await list_stages(session, journey_id=journey_id)
     if any(s.key == data.key for s in stages):
@@ -241,7 +255,8 @@ async def _stage(session: AsyncSession, *, workspace_id: str, journey_id: UUID, 
 
 async def update_stage(
     session: AsyncSession, *, workspace_id: str, journey_id: UUID, stage_id: UUID, data: StageUpdate
-) -> list[Stage]:
+) -> tuple[list[Stage], int]:
+    """The journey's stages after the change, and its new version."""
     row = await _stage(session, workspace_id=workspace_id, journey_id=journey_id, stage_id=stage_id)
     changes = data.model_dump(exclude_unset=True, exclude={"position"})
     if "key" in changes and changes["key"] != row.key:
@@ -259,7 +274,10 @@ async def update_stage(
     return await _stages_after_change(session, journey_id=journey_id)
 
 
-async def remove_stage(session: AsyncSession, *, workspace_id: str, journey_id: UUID, stage_id: UUID) -> Stage:
+async def remove_stage(
+    session: AsyncSession, *, workspace_id: str, journey_id: UUID, stage_id: UUID
+) -> tuple[Stage, list[Stage], int]:
+    """The removed stage, the journey's stages after the change, and its new version."""
     row = await _stage(session, workspace_id=workspace_id, journey_id=journey_id, stage_id=stage_id)
     steps = (
         (await session.execute(sa.select(col(JourneyStep.id)).where(col(JourneyStep.stage_id) == stage_id)))
@@ -275,11 +293,12 @@ async def remove_stage(session: AsyncSession, *, workspace_id: str, journey_id: 
     await session.flush()
     remaining = [s.id for s in await list_stages(session, journey_id=journey_id)]
     await renumber(session, "stage", remaining)
-    return row
+    stages, version = await _stages_after_change(session, journey_id=journey_id)
+    return row, stages, version
 
 
-async def _stages_after_change(session: AsyncSession, *, journey_id: UUID) -> list[Stage]:
+async def _stages_after_change(session: AsyncSession, *, journey_id: UUID) -> tuple[list[Stage], int]:
     stages = await list_stages(session, journey_id=journey_id)
     for s in stages:
         await session.refresh(s)
-    return stages
+    return stages, await bump_version(session, journey_id=journey_id)

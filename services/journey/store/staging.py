@@ -1,5 +1,6 @@
 """The interaction ingest's write: COPY into a per-connection staging table, then one statement
-creates the unknown customers, inserts the interactions and records the customer × touchpoint pairs.
+creates the unknown customers and inserts the interactions. Nothing derived is written here: the
+customer × touchpoint pairs and the funnel/paths rows are projections of the events.
 
 Split from `interactions.py` (validation, key resolution, per-item results, outcomes), which calls
 `copy_interactions` with the valid items.
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import driver_connection
 from services.common.ids import new_ids
-from services.journey.models import UNTAGGED, CustomerPublic
+from services.journey.models import CustomerPublic
 from services.journey.store.customers import assign, load_personas
 
 
@@ -42,17 +43,15 @@ _STAGING_COLUMNS = [
     "journey_id",
     "properties",
 ]
-# Customers, interactions and the rollup in one statement, so the 10,000 customer ids never travel
-# to Python and back. Known customers: one probe of uq_customer_external_id per staged customer
+# Customers and interactions in one statement, so the 10,000 customer ids never travel to Python
+# and back. Known customers: one probe of uq_customer_external_id per staged customer
 # (LATERAL, OFFSET 0 keeps it so). For a workspace the statistics do not know yet (a new tenant,
 # before autovacuum's next ANALYZE: estimated at one customer) a free join scanned all of the
 # workspace's customers once per staged row, 4-11 s per call at 20,000 customers (see also
 # migration 0009); the probes take ~20 ms. Unknown customers are created (empty profile, the
-# persona matched on it, $3/$4) with the id staged for them. A customer created by a concurrent
-# transaction after this statement's snapshot is in neither `known` nor `created`: its items are
-# not inserted here and the caller sends them again (see _insert_staged). The new customer ×
-# touchpoint pairs (reach's rollup) are inserted in key order, so concurrent ingests meeting the
-# same pairs wait on each other in one order (no deadlock).
+# persona matched on it, $2/$3; version 1) with the id staged for them. A customer created by a
+# concurrent transaction after this statement's snapshot is in neither `known` nor `created`: its
+# items are not inserted here and the caller sends them again (see _insert_staged).
 _FROM_STAGING = """
 WITH known AS (
     SELECT c.id, c.external_id FROM (SELECT DISTINCT customer FROM interaction_stage) s
@@ -62,7 +61,7 @@ WITH known AS (
 ), created AS (
     INSERT INTO customer (id, workspace_id, external_id, profile, consents, channel_preferences, existing_customer,
                           persona_id, persona_rule)
-    SELECT DISTINCT ON (s.customer) s.new_customer_id, $1, s.customer, '{}', '[]', '[]', false, $3, $4
+    SELECT DISTINCT ON (s.customer) s.new_customer_id, $1, s.customer, '{}', '[]', '[]', false, $2, $3
     FROM interaction_stage s WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.external_id = s.customer)
     ORDER BY s.customer
     ON CONFLICT (workspace_id, external_id) DO NOTHING
@@ -75,12 +74,7 @@ WITH known AS (
     SELECT s.id, $1, s.event_id, ids.id, s.touchpoint_id, s.channel, s.occurred_at, s.journey_id, s.properties
     FROM interaction_stage s JOIN ids ON ids.external_id = s.customer
     ON CONFLICT (workspace_id, event_id) DO NOTHING
-    RETURNING event_id, customer_id, touchpoint_id, journey_id
-), met AS (
-    INSERT INTO customer_touchpoint (workspace_id, touchpoint_id, customer_id, journey_tag)
-    SELECT DISTINCT $1, touchpoint_id, customer_id, COALESCE(journey_id, $2) FROM ins
-    ORDER BY 2, 3, 4
-    ON CONFLICT DO NOTHING
+    RETURNING event_id, customer_id
 )
 SELECT true AS stored, event_id AS key, customer_id AS id, NULL::timestamptz AS created_at FROM ins
 UNION ALL
@@ -98,7 +92,7 @@ async def _insert_staged(
     raw: Any, workspace_id: str, records: list[tuple[Any, ...]], assigned: Any, *, attempts: int = 3
 ) -> _Staged:
     await raw.copy_records_to_table("interaction_stage", records=records, columns=_STAGING_COLUMNS)
-    rows = await raw.fetch(_FROM_STAGING, workspace_id, UNTAGGED, assigned.persona_id, assigned.rule)
+    rows = await raw.fetch(_FROM_STAGING, workspace_id, assigned.persona_id, assigned.rule)
     await raw.execute("TRUNCATE interaction_stage")  # a second ingest in this transaction starts empty
     # Ids as text: asyncpg's own UUID type is not the uuid.UUID orjson (events) encodes.
     out = _Staged(
@@ -135,9 +129,9 @@ async def copy_interactions(
     journeys: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], list[CustomerPublic | dict[str, Any]]]:
     """COPY the items into a per-connection temp table, then one statement creates the unknown
-    customers, inserts the interactions (ON CONFLICT DO NOTHING: replays are not inserted) and
-    records the new customer × touchpoint pairs. Returns the stored rows (InteractionPublic shape)
-    and the created customers (CustomerPublic shape).
+    customers and inserts the interactions (ON CONFLICT DO NOTHING: replays are not inserted).
+    Returns the stored rows (InteractionPublic shape) and the created customers (CustomerPublic
+    shape).
 
     The temp table lives as long as the pooled connection and is emptied at every commit; it
     runs on the session's connection, inside the request transaction.
@@ -180,6 +174,7 @@ async def copy_interactions(
             "persona_id": assigned.persona_id,
             "persona_key": assigned.persona_key,
             "persona_rule": assigned.rule,
+            "version": 1,
             "created_at": created_at,
             "updated_at": created_at,
         }

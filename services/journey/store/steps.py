@@ -1,7 +1,8 @@
 """Every query on the steps of a journey: a touchpoint placed in a stage, in order.
 
 Scoped by workspace here, never left to handlers; edits lock the journey row (journeys.py), so
-concurrent edits of one journey run one at a time and positions stay dense.
+concurrent edits of one journey run one at a time and positions stay dense, and each bumps the
+journey's version (returned with the step: its event carries it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from services.common.errors import Conflict, NotFound, Unprocessable
 from services.common.pagination import Page, keyset, page_of
 from services.journey.models import JourneyStep, Stage, StepCreate, StepUpdate, Touchpoint
 from services.journey.store._rows import update_row
-from services.journey.store.journeys import lock_journey, place, renumber
+from services.journey.store.journeys import bump_version, lock_journey, place, renumber
 
 
 async def _steps_in(session: AsyncSession, *, stage_id: UUID) -> list[UUID]:
@@ -63,7 +64,9 @@ async def _check_step_refs(
         raise Unprocessable("; ".join(e["message"] for e in errors), errors=errors)
 
 
-async def add_step(session: AsyncSession, *, workspace_id: str, journey_id: UUID, data: StepCreate) -> JourneyStep:
+async def add_step(
+    session: AsyncSession, *, workspace_id: str, journey_id: UUID, data: StepCreate
+) -> tuple[JourneyStep, int]:
     await lock_journey(session, workspace_id=workspace_id, journey_id=journey_id)
     await _check_step_refs(
         session,
@@ -90,7 +93,7 @@ async def add_step(session: AsyncSession, *, workspace_id: str, journey_id: UUID
     if data.position is not None and data.position < len(existing):  # appended rows are already in place
         await renumber(session, "journey_step", place(existing, row.id, data.position))
     await session.refresh(row)
-    return row
+    return row, await bump_version(session, journey_id=journey_id)
 
 
 async def _step(session: AsyncSession, *, workspace_id: str, journey_id: UUID, step_id: UUID) -> JourneyStep:
@@ -105,7 +108,7 @@ async def _step(session: AsyncSession, *, workspace_id: str, journey_id: UUID, s
 
 async def update_step(
     session: AsyncSession, *, workspace_id: str, journey_id: UUID, step_id: UUID, data: StepUpdate
-) -> JourneyStep:
+) -> tuple[JourneyStep, int]:
     row = await _step(session, workspace_id=workspace_id, journey_id=journey_id, step_id=step_id)
     changes = data.model_dump(exclude_unset=True, exclude={"position", "stage_id"})
     old_stage = row.stage_id
@@ -127,15 +130,17 @@ async def update_step(
             session, "journey_step", place(await _steps_in(session, stage_id=new_stage), row.id, data.position)
         )
     await session.refresh(row)
-    return row
+    return row, await bump_version(session, journey_id=journey_id)
 
 
-async def remove_step(session: AsyncSession, *, workspace_id: str, journey_id: UUID, step_id: UUID) -> JourneyStep:
+async def remove_step(
+    session: AsyncSession, *, workspace_id: str, journey_id: UUID, step_id: UUID
+) -> tuple[JourneyStep, int]:
     row = await _step(session, workspace_id=workspace_id, journey_id=journey_id, step_id=step_id)
     await session.delete(row)
     await session.flush()
     await renumber(session, "journey_step", await _steps_in(session, stage_id=row.stage_id))
-    return row
+    return row, await bump_version(session, journey_id=journey_id)
 
 
 async def list_steps(

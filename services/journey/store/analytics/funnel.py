@@ -7,16 +7,17 @@ A customer who skips a stage stops there: the funnel is strictly ordered. Events
 `occurred_at`, so the order of arrival does not matter.
 
 Three sources, one computation (`stage_times_sql` over per-customer sorted stage events, then
-`counts_sql`): the rollup's stage times kept on ingest (default window, no range), the rollup's
-stage events (any other window and range), or the interactions themselves (the rollup stale or
-busy, a channel breakdown with `since`, or `source=events`).
+`counts_sql`): the projection's stage times (default window, no range), the projection's stage
+events (any other window and range), or the interactions themselves (a channel breakdown with
+`since`, or `source=events`). The projection is read as it is (rollup.py: complete up to `as_of`,
+labelled with the stages it was built with); a read never builds it.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -164,8 +165,8 @@ def _reached_counts_sql(n_stages: int, window_from: WindowFrom, breakdown: Break
 
 
 def rollup_funnel_sql(n_stages: int, *, window_from: WindowFrom, breakdown: Breakdown) -> str:
-    """The same figures over the rollup's per-customer stage times under the default window and no
-    time range, kept on ingest (rollup.py)."""
+    """The same figures over the projection's per-customer stage times under the default window and
+    no time range (rollup.py)."""
     times = f"r.funnel_{window_from.value}"
     where = f"r.workspace_id = :w AND r.journey_id = :j AND {times}[1] IS NOT NULL"
     return counts_sql(n_stages, times, breakdown=breakdown, source="customer_journey", where=where)
@@ -174,8 +175,8 @@ def rollup_funnel_sql(n_stages: int, *, window_from: WindowFrom, breakdown: Brea
 def rollup_events_funnel_sql(
     n_stages: int, *, window_from: WindowFrom, breakdown: Breakdown, since: bool, until: bool
 ) -> str:
-    """The same figures for any window and time range over the rollup's per-customer stage events:
-    one row per customer instead of every interaction, no sort of the events."""
+    """The same figures for any window and time range over the projection's per-customer stage
+    events: one row per customer instead of every interaction, no sort of the events."""
     source = rollup_events_sql(n_stages, since=since, until=until)
     return f"WITH {_reached_counts_sql(n_stages, window_from, breakdown, source)}"
 
@@ -203,44 +204,52 @@ async def journey_funnel(
         breakdown=breakdown,
         groups=[],
     )
-    if not scope.stages:
-        return out
     params: dict[str, Any] = {"w": workspace_id, "j": journey_id, "window": timedelta(hours=window_hours)}
-    n_stages = len(scope.stages)
-    # The rollup keeps every customer's stage events, so it answers any window and range; only the
-    # entry channel it keeps is the all-time one, which a range starting later may not have.
-    if (
-        source == SourceChoice.auto
-        and not (breakdown == Breakdown.channel and since is not None)
-        and await rollup.ensure_current(session, workspace_id=workspace_id, journey_id=journey_id, scope=scope)
-    ):
-        out.source = "rollup"
-        if rollup.answers(since=since, until=until, window_hours=window_hours):
-            sql = rollup_funnel_sql(n_stages, window_from=window_from, breakdown=breakdown)  # kept on ingest
+    # The projection keeps every customer's stage events, so it answers any window and range; only
+    # the entry channel it keeps is the all-time one, which a range starting later may not have.
+    sql: str | None = None
+    if source == SourceChoice.auto and not (breakdown == Breakdown.channel and since is not None):
+        projected = await rollup.projected(
+            session, workspace_id=workspace_id, journey_id=journey_id, current=scope.stages
+        )
+        out.source, out.as_of = "rollup", projected.as_of
+        stages = projected.stages if projected.stages is not None else scope.stages
+        if not projected.stages:
+            pass  # never built: every count is zero (as_of null)
+        elif rollup.answers(since=since, until=until, window_hours=window_hours):
+            sql = rollup_funnel_sql(len(stages), window_from=window_from, breakdown=breakdown)
         else:
             bind_range(params, since, until)
             sql = rollup_events_funnel_sql(
-                n_stages, window_from=window_from, breakdown=breakdown, since=since is not None, until=until is not None
+                len(stages),
+                window_from=window_from,
+                breakdown=breakdown,
+                since=since is not None,
+                until=until is not None,
             )
     else:
-        params.update({f"k{i}": s.position for i, s in enumerate(scope.stages)})
-        filters = event_filter("i", since, until, params)
-        sql = funnel_sql(n_stages, window_from=window_from, breakdown=breakdown, filters=filters)
+        stages, out.as_of = scope.stages, datetime.now(UTC)
+        if stages:
+            params.update({f"k{i}": s.position for i, s in enumerate(stages)})
+            filters = event_filter("i", since, until, params)
+            sql = funnel_sql(len(stages), window_from=window_from, breakdown=breakdown, filters=filters)
+    if not stages:
+        return out
     counts: dict[str | None, dict[int, tuple[int, float | None]]] = defaultdict(dict)
-    for r in await session.execute(sa.text(sql), params):
+    for r in (await session.execute(sa.text(sql), params)).all() if sql is not None else []:
         row = r._mapping
-        for k in range(len(scope.stages)):
+        for k in range(len(stages)):
             counts[r.g][k] = (row[f"n{k}"], row[f"m{k}"] if k else None)
     if breakdown == Breakdown.none and not counts:
         counts[None] = {}
     for group in sorted(counts, key=lambda g: (g is None, g or "")):
         by_stage = counts[group]
         first = by_stage.get(0, (0, None))[0]
-        stages = []
-        for k, stage in enumerate(scope.stages):
+        reached = []
+        for k, stage in enumerate(stages):
             n, median = by_stage.get(k, (0, None))
             previous = by_stage.get(k - 1, (0, None))[0] if k else None
-            stages.append(
+            reached.append(
                 FunnelStage(
                     stage=stage,
                     customers=n,
@@ -250,5 +259,5 @@ async def journey_funnel(
                     median_seconds_from_previous=median if k else None,
                 )
             )
-        out.groups.append(FunnelGroup(group=group, stages=stages))
+        out.groups.append(FunnelGroup(group=group, stages=reached))
     return out

@@ -2,17 +2,22 @@
 
 Customers in the journey = those with an event at one of its touchpoints in the time range, plus —
 for a journey of a persona — every customer assigned to that persona (DESIGN.md §4, issue 3).
+
+Over all time from the customer × touchpoint projection (complete up to `as_of`, the last event it
+applied); within a time range from the interactions (`as_of` the read time). The pairs are kept per
+touchpoint, not per journey: a change of the journey's steps needs no rebuild.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.journey.models import UNTAGGED, Reach, StepReach
+from services.journey.store.analytics import rollup
 from services.journey.store.analytics._scope import event_filter, journey_scope, time_range
 
 _STEPS = """
@@ -28,7 +33,7 @@ SELECT steps.step_id, steps.stage, steps.touchpoint, steps.touchpoint_id,
 FROM steps CROSS JOIN members LEFT JOIN per_touchpoint USING (touchpoint_id)
 ORDER BY steps.position, steps.step_position
 """
-_ROLLUP = "customer_touchpoint ct WHERE ct.workspace_id = :w AND ct.journey_tag IN (:untagged, :j)"
+_PAIRS = "customer_touchpoint ct WHERE ct.workspace_id = :w AND ct.journey_tag IN (:untagged, :j)"
 
 
 def _members(source: str, with_persona: bool) -> str:
@@ -41,18 +46,18 @@ def _members(source: str, with_persona: bool) -> str:
 
 
 def reach_sql(filters: str | None, persona: bool) -> str:
-    """Over all time the rollup answers (one row per customer and touchpoint); within a time
+    """Over all time the projection answers (one row per customer and touchpoint); within a time
     window only the interactions can (`filters` set)."""
     if filters is None:
-        # Per touchpoint the rollup's key is ordered by customer: DISTINCT streams, no hash or sort.
+        # Per touchpoint the projection's key is ordered by customer: DISTINCT streams, no hash or sort.
         return f"""{_STEPS},
 per_touchpoint AS MATERIALIZED (
     SELECT tp.touchpoint_id,
-           (SELECT count(*) FROM (SELECT DISTINCT ct.customer_id FROM {_ROLLUP}
+           (SELECT count(*) FROM (SELECT DISTINCT ct.customer_id FROM {_PAIRS}
                                   AND ct.touchpoint_id = tp.touchpoint_id) d) AS n
     FROM (SELECT DISTINCT touchpoint_id FROM steps) tp
 ),
-{_members(f"SELECT ct.customer_id FROM {_ROLLUP} AND ct.touchpoint_id IN (SELECT touchpoint_id FROM steps)", persona)}
+{_members(f"SELECT ct.customer_id FROM {_PAIRS} AND ct.touchpoint_id IN (SELECT touchpoint_id FROM steps)", persona)}
 {_RESULT}"""
     members_of_persona = (
         " UNION ALL SELECT c.id, (SELECT repeat('0', count(*)::int)::varbit FROM bits) FROM customer c"
@@ -100,8 +105,9 @@ async def journey_reach(
         params["persona"] = scope.persona_id
     if since is None and until is None:
         filters, params["untagged"] = None, UNTAGGED
+        as_of = await rollup.consumer_as_of(session, workspace_id=workspace_id)
     else:
-        filters = event_filter("i", since, until, params)
+        filters, as_of = event_filter("i", since, until, params), datetime.now(UTC)
     rows = (await session.execute(sa.text(reach_sql(filters, scope.persona_id is not None)), params)).all()
     members = int(rows[0].members) if rows else 0
     if not rows:
@@ -128,4 +134,5 @@ async def journey_reach(
             )
             for r in rows
         ],
+        as_of=as_of,
     )

@@ -1,44 +1,54 @@
-"""The per-customer rollup behind funnel and paths (`customer_journey`, migration 0005).
+"""The per-customer projection behind funnel and paths (`customer_journey`, state in `journey_rollup`).
 
 A funnel or a path set over a journey is an aggregate of per-customer results: the times one
 customer reached each stage, the path one customer took. Those per-customer results are kept here,
 computed by the very SQL of the raw-event queries (funnel.py, paths.py) restricted to the customers
-concerned, so the two sources cannot drift apart:
+concerned, so the two sources cannot drift apart. The journey-analytics consumer (projection.py)
+keeps them from the service's events; no request writes them.
 
-- the ingest recomputes the rows of the customers whose interactions it stored (`refresh_customers`);
-- a change of the journey model (stages, steps, touchpoint keys) bumps `journey.map_version`
-  (triggers of migration 0004), which makes the journey's rollup stale; the next read that may use
-  the rollup rebuilds it (`ensure_current`), and answers from the events while another transaction
-  holds the rebuild.
+The rows depend on the journey's structure — its stages (id, key, position) and which touchpoints
+sit in which stage, with the touchpoints' keys (`signature_sql`) — and on nothing else of the model
+(not names, costs, step positions or flags). Every statement that writes rows checks, in its own
+snapshot, that the structure is still the one the journey's rows are built for (`build_sql`'s
+guard), so rows of two structures never mix:
 
-What the rollup answers: every funnel but a channel breakdown with `since` — under the default
-window and no time range from the stage times kept per customer, otherwise from the stage events
-kept per customer (`stage_times`) — and every path request: without a time range from the paths
-kept per level and collapse mode, with one from the nodes and times kept per level. Other
-requests are computed from the interactions.
+- `refresh`: recompute the rows of some customers (the consumer, for the interactions it applies),
+  in a journey whose rows are current; when the structure moved under it, the journey is stale;
+- `rebuild_next`: rebuild a stale journey (a structural change, or never built) whole, in one
+  transaction, in the background; reads answer from the previous rows until it commits.
 
-Concurrency: the journey's `journey_rollup` row is the lock. The ingest takes it (in journey id
-order, after its other writes) before recomputing customers, and recomputes in a later statement
-whose snapshot includes every ingest committed before it, so two ingests touching one customer
-cannot overwrite each other's events with a stale result.
+What the rows answer: every funnel but a channel breakdown with `since` — under the default window
+and no time range from the stage times kept per customer, otherwise from the stage events kept per
+customer (`stage_times`) — and every path request: without a time range from the paths kept per
+level and collapse mode, with one from the nodes and times kept per level. Other requests are
+computed from the interactions.
+
+Concurrency: the journey's `journey_rollup` row is the lock. The consumer takes it (journey id
+order) before recomputing customers and recomputes in a later statement, whose snapshot includes
+every ingest committed before it; the rebuild holds it from before its snapshot to its commit. So
+an interaction whose event is applied while a rebuild runs is either in the rebuild's snapshot or
+recomputed after it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.journey.models import Collapse, PathLevel, WindowFrom
+from services.journey.models import Collapse, PathLevel, StageRef, WindowFrom
 from services.journey.store.analytics import funnel, paths
 
+CONSUMER = "journey-analytics"  # the consumer that builds the journey projections (projection.py)
 DEFAULT_WINDOW_HOURS = 720.0  # the funnel endpoint's default window
 MAX_PATH = 50  # the longest max_length the paths endpoint accepts
-_LINEAR_PLAN = ("enable_nestloop",)  # planner settings turned off for the build statement (_build)
+_BUILD_SETTINGS = ("enable_nestloop", "jit")  # turned off for the build statement (_build)
 
 _COLUMNS = [
     "funnel_first_stage",
@@ -56,8 +66,31 @@ def answers(*, since: datetime | None, until: datetime | None, window_hours: flo
     return since is None and until is None and window_hours == DEFAULT_WINDOW_HOURS
 
 
+def signature_sql(journey: str) -> str:
+    """SQL: the md5 of what a journey's rows depend on, `journey` an SQL expression of its id: its
+    stages (id, key, position) in order, and the distinct (touchpoint, stage, touchpoint key) of
+    its steps. Keys hold no space or comma, so the text is unambiguous."""
+    return f"""md5(
+    coalesce((SELECT string_agg(s.id::text || ' ' || s.key || ' ' || s.position::text, ',' ORDER BY s.position, s.id)
+              FROM stage s WHERE s.journey_id = {journey}), '')
+    || '|' ||
+    coalesce((SELECT string_agg(m, ',' ORDER BY m) FROM (
+                  SELECT DISTINCT st.touchpoint_id::text || ' ' || st.stage_id::text || ' ' || t.key AS m
+                  FROM journey_step st JOIN touchpoint t ON t.id = st.touchpoint_id WHERE st.journey_id = {journey}
+              ) memberships), ''))"""
+
+
+_STRUCTURE = sa.text(f"""
+SELECT {signature_sql("j.id")} AS signature,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', s.id, 'key', s.key, 'name', s.name, 'position', s.position)
+                                  ORDER BY s.position), '[]') FROM stage s WHERE s.journey_id = j.id) AS stages
+FROM journey j WHERE j.id = :j
+""")
+
+
 def build_sql(n_stages: int, *, some_customers: bool) -> str:
-    """Compute and upsert the rollup rows of one journey (`:customers` only, or all of them)."""
+    """Compute and upsert the rows of one journey (`:customers` only, or all of them) if its
+    structure is the one they are built for (`:signature`); returns whether it was (`ok`)."""
     filters = " AND i.workspace_id = :w AND (i.journey_id IS NULL OR i.journey_id = :j)"
     interactions, mine = "interaction i", ""
     if some_customers:
@@ -95,144 +128,185 @@ def build_sql(n_stages: int, *, some_customers: bool) -> str:
             f"FROM {level.value}_ev GROUP BY customer_id)"
         )
     columns, ctes = ", ".join(_COLUMNS), ",\n".join(path_ctes)
+    # The guard reads the structure in the statement's own snapshot: if it is not the expected one,
+    # the one-time filter skips the whole computation and nothing is written.
     return f"""
-WITH {mine}{funnel.STEPS_CTE},
+WITH guard AS MATERIALIZED (SELECT {signature_sql(":j")} = :signature AS ok),
+{mine}{funnel.STEPS_CTE},
 {funnel.events_sql(filters, interactions)},
 {funnel.per_customer_sql(n_stages, funnel.ENTRY_CHANNEL, first_stage_times=True)},
 funnels AS (
     SELECT * FROM {funnel.stage_times_sql(n_stages, list(WindowFrom), also=", " + funnel.stage_events_sql(n_stages))}
 ),
-{ctes}
-INSERT INTO customer_journey AS cj (workspace_id, journey_id, customer_id, {columns})
-SELECT :w, :j, f.customer_id, f.funnel_first_stage, f.funnel_previous_stage, f.entry_channel,
-       f.stage_times, f.stage_bounds,
-       {", ".join(path_columns)}
-FROM funnels f JOIN stages_paths USING (customer_id) JOIN touchpoints_paths USING (customer_id)
-ON CONFLICT (workspace_id, journey_id, customer_id) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS)}
+{ctes},
+written AS (
+    INSERT INTO customer_journey AS cj (workspace_id, journey_id, customer_id, {columns})
+    SELECT :w, :j, f.customer_id, f.funnel_first_stage, f.funnel_previous_stage, f.entry_channel,
+           f.stage_times, f.stage_bounds,
+           {", ".join(path_columns)}
+    FROM funnels f JOIN stages_paths USING (customer_id) JOIN touchpoints_paths USING (customer_id)
+    WHERE (SELECT ok FROM guard)
+    ON CONFLICT (workspace_id, journey_id, customer_id) DO UPDATE SET
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS)}
+)
+SELECT ok FROM guard
 """
 
 
 async def _build(
-    session: AsyncSession, *, workspace_id: str, journey_id: UUID, customers: list[UUID] | None = None
-) -> None:
-    positions = list(
-        await session.scalars(
-            sa.text("SELECT position FROM stage WHERE journey_id = :j AND workspace_id = :w ORDER BY position"),
-            {"j": journey_id, "w": workspace_id},
-        )
-    )
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    journey_id: UUID,
+    signature: str,
+    positions: Sequence[int],
+    customers: Sequence[UUID | str] | None = None,
+) -> bool:
+    """Build the journey's rows (of `customers`, or all) for the structure `signature` with stages
+    at `positions`; False (nothing written) when the journey's structure is another one now."""
     if not positions:
-        return  # no stages, no steps: no events count for this journey
+        return True  # no stages, no steps: no events count for this journey
     params: dict[str, Any] = {
         "w": workspace_id,
         "j": journey_id,
+        "signature": signature,
         "window": timedelta(hours=DEFAULT_WINDOW_HOURS),
         **{f"k{i}": p for i, p in enumerate(positions)},
     }
     if customers is not None:
-        params["customers"] = customers
+        params["customers"] = list(customers)
     # Planned from a journey or a workspace the statistics do not know yet (estimated at one step,
     # one customer), the statement joined the per-customer results in nested loops (10,000 ×
-    # 10,000 rows); hash joins keep it linear whatever the estimates. The setting returns to its
-    # default for the rest of the transaction.
-    for setting in _LINEAR_PLAN:
+    # 10,000 rows); hash joins keep it linear whatever the estimates. The nested loop that remains
+    # (the per-customer lookups) then costs 1e10, far over jit_above_cost: JIT compiled the
+    # statement for ~1.4 s to recompute one customer. The settings return to their defaults for the
+    # rest of the transaction.
+    for setting in _BUILD_SETTINGS:
         await session.execute(sa.text(f"SET LOCAL {setting} = off"))
-    await session.execute(sa.text(build_sql(len(positions), some_customers=customers is not None)), params)
-    for setting in _LINEAR_PLAN:
+    ok = await session.scalar(sa.text(build_sql(len(positions), some_customers=customers is not None)), params)
+    for setting in _BUILD_SETTINGS:
         await session.execute(sa.text(f"SET LOCAL {setting} TO DEFAULT"))
+    return bool(ok)
 
 
-async def ensure_current(session: AsyncSession, *, workspace_id: str, journey_id: UUID, scope: Any = None) -> bool:
-    """True when the journey's rollup is current, rebuilding it first if it is stale and no other
-    transaction holds it; False: answer from the events."""
-    state = (
-        await session.execute(
-            sa.text(
-                "SELECT j.map_version, r.version FROM journey j LEFT JOIN journey_rollup r ON r.journey_id = j.id "
-                "WHERE j.id = :j AND j.workspace_id = :w"
-            ),
-            {"j": journey_id, "w": workspace_id},
-        )
-    ).first()
-    if state is None:
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A journey's `journey_rollup` row, as its lock holder read it."""
+
+    journey_id: UUID
+    workspace_id: str
+    version: int
+    signature: str | None
+    stages: list[dict[str, Any]] | None
+    stale_since: datetime | None
+
+    @property
+    def current(self) -> bool:
+        return self.signature is not None and self.stale_since is None
+
+
+async def refresh(session: AsyncSession, *, held: Held, customers: Sequence[UUID | str]) -> bool:
+    """Recompute these customers' rows of a current journey whose lock the caller holds; False
+    (nothing written) when its structure changed since its rows were built: rebuild it."""
+    assert held.signature is not None
+    assert held.stages is not None
+    return await _build(
+        session,
+        workspace_id=held.workspace_id,
+        journey_id=held.journey_id,
+        signature=held.signature,
+        positions=[s["position"] for s in held.stages],
+        customers=sorted(str(c) for c in customers),
+    )
+
+
+class StructureMoved(Exception):
+    """The journey's structure changed while it was rebuilt: the rebuild is rolled back and retried."""
+
+
+_NEXT = sa.text(
+    "SELECT journey_id, workspace_id FROM journey_rollup WHERE stale_since IS NOT NULL "
+    "ORDER BY stale_since LIMIT 1 FOR UPDATE SKIP LOCKED"
+)
+_BUILT = sa.text(
+    "UPDATE journey_rollup SET signature = :signature, stages = CAST(:stages AS jsonb), built_at = now(), "
+    "stale_since = NULL WHERE journey_id = :j"
+)
+
+
+async def rebuild_next(session: AsyncSession) -> bool:
+    """Rebuild one stale journey whole in the caller's transaction, which must commit before the
+    next call; False when none is waiting (or other transactions hold those). StructureMoved: the
+    structure changed during the rebuild; roll back and call again."""
+    due = (await session.execute(_NEXT)).first()
+    if due is None:
         return False
-    if state.version == state.map_version:
+    structure = (await session.execute(_STRUCTURE, {"j": due.journey_id})).first()
+    if structure is None:  # deleted; its event may not have been applied yet
+        await forget(session, journeys=[(due.workspace_id, due.journey_id)])
         return True
     await session.execute(
-        sa.text(
-            "INSERT INTO journey_rollup (journey_id, workspace_id, version) VALUES (:j, :w, -1) "
-            "ON CONFLICT (journey_id) DO NOTHING"
-        ),
-        {"j": journey_id, "w": workspace_id},
-    )
-    locked = (
-        await session.execute(
-            sa.text("SELECT version FROM journey_rollup WHERE journey_id = :j FOR UPDATE SKIP LOCKED"),
-            {"j": journey_id},
-        )
-    ).first()
-    if locked is None:
-        return False  # an ingest or another rebuild holds it: answer from the events meanwhile
-    # Read after the lock: the rows are built from the model as it is now or later, so recording
-    # this version can only under-state how current they are (a later change makes them stale).
-    version = await session.scalar(sa.text("SELECT map_version FROM journey WHERE id = :j"), {"j": journey_id})
-    if locked.version == version:
-        return True  # rebuilt by another transaction in the meantime
-    await session.execute(
         sa.text("DELETE FROM customer_journey WHERE workspace_id = :w AND journey_id = :j"),
-        {"w": workspace_id, "j": journey_id},
+        {"w": due.workspace_id, "j": due.journey_id},
     )
-    await _build(session, workspace_id=workspace_id, journey_id=journey_id)
-    await session.execute(
-        sa.text("UPDATE journey_rollup SET version = :v, built_at = now() WHERE journey_id = :j"),
-        {"v": version, "j": journey_id},
-    )
+    positions = [s["position"] for s in structure.stages]
+    if not await _build(
+        session, workspace_id=due.workspace_id, journey_id=due.journey_id, signature=structure.signature,
+        positions=positions,
+    ):  # fmt: skip
+        raise StructureMoved(f"journey {due.journey_id} changed while it was rebuilt")
+    stages = orjson.dumps(structure.stages).decode()
+    await session.execute(_BUILT, {"j": due.journey_id, "signature": structure.signature, "stages": stages})
     return True
 
 
-async def refresh_customers(session: AsyncSession, *, workspace_id: str, touched: Mapping[UUID, Set[UUID]]) -> None:
-    """Recompute the rows of the customers who met these touchpoints (touchpoint -> customers), in
-    every journey whose rollup is current and places one of the touchpoints in a step."""
-    if not touched:
-        return
-    rows = await session.execute(
-        sa.text(
-            "SELECT DISTINCT st.journey_id, st.touchpoint_id FROM journey_step st "
-            "WHERE st.workspace_id = :w AND st.touchpoint_id = ANY(CAST(:tps AS uuid[]))"
-        ),
-        {"w": workspace_id, "tps": list(touched)},
-    )
-    customers: dict[UUID, set[UUID]] = {}
-    for r in rows:
-        customers.setdefault(r.journey_id, set()).update(touched[r.touchpoint_id])
-    if not customers:
-        return
-    # Every journey concerned is locked, current or not (a missing state row is created stale):
-    # a rebuild running now could not see this transaction's interactions, so it must finish
-    # before (and this recomputes after it) or start after this commits. Journey id order: no
-    # deadlock between ingests.
-    journeys = sorted(customers)
+async def forget(session: AsyncSession, *, journeys: Sequence[tuple[str, UUID]]) -> None:
+    """Remove the rows and the state of deleted journeys ((workspace_id, journey_id) pairs)."""
+    params = {"ws": [w for w, _ in journeys], "js": [j for _, j in journeys]}
     await session.execute(
         sa.text(
-            "INSERT INTO journey_rollup (journey_id, workspace_id, version) "
-            "SELECT j, :w, -1 FROM unnest(CAST(:js AS uuid[])) j ON CONFLICT (journey_id) DO NOTHING"
+            "DELETE FROM customer_journey WHERE (workspace_id, journey_id) IN "
+            "(SELECT * FROM unnest(CAST(:ws AS text[]), CAST(:js AS uuid[])))"
         ),
-        {"w": workspace_id, "js": journeys},
+        params,
     )
-    await session.execute(
-        sa.text(
-            "SELECT 1 FROM journey_rollup WHERE journey_id = ANY(CAST(:js AS uuid[])) ORDER BY journey_id FOR UPDATE"
-        ),
-        {"js": journeys},
-    )
-    # A new statement, a new snapshot: whatever was committed before the locks were granted.
-    current = await session.scalars(
-        sa.text(
-            "SELECT r.journey_id FROM journey_rollup r JOIN journey j ON j.id = r.journey_id "
-            "WHERE r.journey_id = ANY(CAST(:js AS uuid[])) AND j.map_version = r.version ORDER BY r.journey_id"
-        ),
-        {"js": journeys},
-    )
-    for journey_id in current.all():
-        await _build(session, workspace_id=workspace_id, journey_id=journey_id, customers=sorted(customers[journey_id]))
+    await session.execute(sa.text("DELETE FROM journey_rollup WHERE journey_id = ANY(CAST(:js AS uuid[]))"), params)
+
+
+# Reads ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Projected:
+    """What a read answers from: the stages the journey's rows were built with (named as they are
+    now; None: never built) and the time they are complete up to."""
+
+    stages: list[StageRef] | None
+    as_of: datetime | None
+
+
+_AS_OF = "(SELECT as_of FROM projection_state WHERE consumer = :consumer AND workspace_id = :w)"
+_PROJECTED = sa.text(f"""
+SELECT r.signature IS NOT NULL AS built, r.stages, r.stale_since, {_AS_OF} AS as_of
+FROM (SELECT 1) one LEFT JOIN journey_rollup r ON r.journey_id = :j AND r.workspace_id = :w
+""")
+
+
+async def consumer_as_of(session: AsyncSession, *, workspace_id: str) -> datetime | None:
+    """The time of the last event of the workspace the projections applied."""
+    value: datetime | None = await session.scalar(sa.text(_AS_OF), {"consumer": CONSUMER, "w": workspace_id})
+    return value
+
+
+async def projected(
+    session: AsyncSession, *, workspace_id: str, journey_id: UUID, current: Sequence[StageRef]
+) -> Projected:
+    """The state of a journey's rows for a read, which takes them as they are (never builds)."""
+    row = (await session.execute(_PROJECTED, {"consumer": CONSUMER, "w": workspace_id, "j": journey_id})).one()
+    if not row.built:
+        return Projected(None, None)
+    names = {str(s.id): s.name for s in current}
+    stages = [StageRef.model_validate({**s, "name": names.get(s["id"], s["name"])}) for s in row.stages]
+    # Stale: events after the structure changed are not in the rows.
+    as_of = row.as_of if row.stale_since is None or row.as_of is None else min(row.as_of, row.stale_since)
+    return Projected(stages, as_of)
