@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,3 +120,24 @@ def percentile(values: list[float], p: float) -> float:
 
 def summary(values_ms: list[float]) -> dict[str, Any]:
     return {"p50": median(values_ms), "p99": percentile(values_ms, 99), "n": len(values_ms)}
+
+
+async def until(check: Callable[[], Awaitable[Any]], *, every: float = 0.1, within: float = 600.0) -> float:
+    """Poll `check` until it returns something truthy; the seconds it took."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > within:
+            raise TimeoutError(f"not reached within {within:.0f} s")
+        await asyncio.sleep(every)
+    return time.monotonic() - started
+
+
+async def caught_up(client: httpx.AsyncClient) -> float:
+    """Seconds until every consumer of the service behind `client` (an admin's) has applied every
+    event so far: derived data is built in the background, and a benchmark should not time one
+    phase against the backlog of the one before."""
+
+    async def applied() -> bool:
+        return all(c["pending_events"] == 0 for c in (await client.get("/v1/admin/consumers")).json())
+
+    return await until(applied)

@@ -4,7 +4,7 @@ of the same response table, in the same run. Target: API p50 ≤ 20 ms.
 
 The rows are loaded with SQL (generate_series; uuidv7() needs PostgreSQL 18, the embedded default),
 not through the API: 10 M API writes would take the better part of an hour here. The daily and monthly
-rollups (the `feedback-rollups` projection) are then built with the aggregation its consumer runs
+rollups (a projection of the `feedback-projections` consumer) are then built with the aggregation its consumer runs
 (store/rollups.py), and the API answer is checked against the raw scan. Each touchpoint sits in one
 journey and stage, as in a real journey map, and every touchpoint has responses on every day of the
 year: 73,000 daily rows, hence the monthly level (2,400 rows) for whole months.

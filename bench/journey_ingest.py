@@ -1,9 +1,11 @@
 """Bulk interaction ingest through POST /v1/interactions/bulk (validated, deduped, customers created,
 outbox written), over real HTTP to the journey service in its own uvicorn process, next to raw
 asyncpg `copy_records_to_table` of the same rows into a scratch table shaped like `interaction`
-(same columns and indexes), measured in the same run. Target: >= 0.5x the COPY rate. Printed apart,
-not in the ratio: the same ingest once the touchpoints sit in a journey's steps, when it also keeps
-that journey's funnel and paths rollup for the customers it touched."""
+(same columns and indexes), measured in the same run. Floor 0.25x (before the events contract), goal
+>= 0.4x the COPY rate. The journey-analytics consumer applies the events in the same process meanwhile
+(customer × touchpoint pairs). Printed apart: the same ingest once the touchpoints sit in a journey's
+steps, when that consumer also recomputes the journey's funnel and path rows of the customers, and the
+time until it has applied everything."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.env import BenchEnv
+from bench.env import BenchEnv, caught_up, until
 from services.common.db import asyncpg_dsn
 
 BATCH, BATCHES, CUSTOMERS = 10_000, 10, 20_000
@@ -88,8 +90,7 @@ async def main(env: BenchEnv) -> None:
         response = await client.post("/v1/interactions/bulk", content=bodies[0])
         replay_seconds = time.perf_counter() - replay
         assert response.json()["counts"]["duplicate"] == BATCH
-        # The same touchpoints placed in a journey's steps: the ingest then also keeps that
-        # journey's funnel and paths rollup for the customers it touched (not part of the ratio).
+        # The same touchpoints placed in a journey's steps (not part of the ratio).
         model = {"key": "j", "name": "J", "stages": [{"key": f"s{i}", "name": f"Stage {i}"} for i in range(4)]}
         journey = (await client.post("/v1/journeys", json=model)).json()
         stages = (await client.get(f"/v1/journeys/{journey['id']}/stages")).json()
@@ -97,13 +98,19 @@ async def main(env: BenchEnv) -> None:
         for n, touchpoint in enumerate(touchpoints):
             step = {"stage_id": stages[n % len(stages)]["id"], "touchpoint_id": touchpoint["id"]}
             (await client.post(f"/v1/journeys/{journey['id']}/steps", json=step)).raise_for_status()
-        (await client.get(f"/v1/journeys/{journey['id']}/funnel")).raise_for_status()  # builds the rollup
-        with_rollup = []
+        await caught_up(client)
+
+        async def built() -> bool:  # the journey's first build, in the background
+            return (await client.get(f"/v1/journeys/{journey['id']}/funnel")).json()["as_of"] is not None
+
+        await until(built)
+        in_journey = []
         for b in range(BATCHES, BATCHES + 3):
             body = orjson.dumps({"items": _items(b)})
             t0 = time.perf_counter()
             (await client.post("/v1/interactions/bulk", content=body)).raise_for_status()
-            with_rollup.append(time.perf_counter() - t0)
+            in_journey.append(time.perf_counter() - t0)
+        catch_up = await caught_up(client)
     try:
         outbox = await conn.fetchval(
             "SELECT count(*) FROM outbox_event WHERE subject = 'journey.interaction.recorded' AND workspace_id = $1",
@@ -122,7 +129,8 @@ async def main(env: BenchEnv) -> None:
     label = f"raw asyncpg copy_records_to_table, same rows (median {median(copy_calls) * 1000:.0f} ms)"
     print(f"{label:<62}{copy_rate:>12,.0f}")
     print(f"{'replay of a 10,000 batch (all duplicates)':<62}{BATCH / replay_seconds:>12,.0f}")
-    label = f"with a journey's rollup kept (median call {median(with_rollup) * 1000:.0f} ms)"
-    print(f"{label:<62}{BATCH / median(with_rollup):>12,.0f}")
+    label = f"touchpoints in a journey's steps (median call {median(in_journey) * 1000:.0f} ms)"
+    print(f"{label:<62}{BATCH / median(in_journey):>12,.0f}")
     ratio = api_rate / copy_rate
-    print(f"ratio API/COPY: {ratio:.2f}x (target >= 0.5x): {'met' if ratio >= 0.5 else 'NOT met'}")
+    print(f"ratio API/COPY: {ratio:.2f}x (floor 0.25x, goal >= 0.4x): {'goal met' if ratio >= 0.4 else 'goal NOT met'}")
+    print(f"the journey's projections had applied those 3 calls {catch_up:.1f} s after the last one returned")

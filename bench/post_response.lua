@@ -1,7 +1,9 @@
--- wrk script of the feedback ingest bench: a new response (and Idempotency-Key, when KEY=1) per
--- request, shaped as bench/feedback_ingest.py `_bodies`. Env: SID (survey id), TAG, KEY.
+-- wrk script of the feedback ingest and projection lag benches: a new response (and Idempotency-Key,
+-- when KEY=1) per request, shaped as bench/feedback_ingest.py `_bodies`, at most one request per
+-- DELAY_MS per connection. Env: SID (survey id), TAG, KEY, DELAY_MS.
 local counter = 0
 local sid, tag, key = os.getenv("SID"), os.getenv("TAG"), os.getenv("KEY") == "1"
+local delay_ms = tonumber(os.getenv("DELAY_MS") or "0")
 
 request = function()
   counter = counter + 1
@@ -13,4 +15,8 @@ request = function()
   wrk.headers["Content-Type"] = "application/json"
   if key then wrk.headers["Idempotency-Key"] = id end
   return wrk.format("POST", nil, nil, body)
+end
+
+delay = function()
+  return delay_ms
 end

@@ -1,6 +1,8 @@
 """Event → projection lag under a steady load: 1,000 interactions/s (bulk calls of 100) to the journey
 service and 100 responses/s (single POSTs) to the feedback service, for LOAD_SECONDS, both in their
-own uvicorn processes over real HTTP.
+own uvicorn processes over real HTTP. The load comes from wrk (C; a Python client of this rate takes a
+core of its own here), each connection pausing between requests so the rate holds (the achieved rate
+is printed).
 
 Two measures, each against the target p99 ≤ 1 s:
 - per event, from its `occurred_at` (set in the writing request) to the commit of the consumer that
@@ -14,19 +16,23 @@ Two measures, each against the target p99 ≤ 1 s:
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.env import BenchEnv, percentile
+from bench.env import BenchEnv, percentile, until
 
 LOAD_SECONDS, PROBE_EVERY = 30, 2.0
 INTERACTIONS_PER_S, BULK = 1000, 100
 RESPONSES_PER_S = 100
+BENCH = Path(__file__).parent
 BUCKET = re.compile(r'^journeygraph_projection_lag_seconds_bucket\{consumer="([^"]+)",le="([^"]+)"\} (\S+)$', re.M)
 
 
@@ -75,27 +81,34 @@ async def _model(journey: httpx.AsyncClient, feedback: httpx.AsyncClient) -> dic
         feedback,
         "/v1/surveys",
         {"key": "lag", "name": "Lag", "kind": "nps", "status": "active",
-         "questions": [{"key": "recommend", "type": "nps", "required": True, "text": {"en": "Recommend?"}}]},
+         "questions": [{"key": "recommend", "type": "nps", "required": True, "text": {"en": "Recommend?"}},
+                       {"key": "reason", "type": "text", "text": {"en": "Why?"}}]},
     )  # fmt: skip
     return {"probe_journey": probe["id"], "survey": survey["id"]}
 
 
-async def _at_rate(per_second: float, seconds: float, send: Any) -> int:
-    """Call `send(n)` per_second times a second, on schedule (late calls are not made up in a burst)."""
-    started, n, tasks = time.perf_counter(), 0, set()
-    while (elapsed := time.perf_counter() - started) < seconds:
-        due = int(elapsed * per_second) + 1
-        while n < due:
-            task = asyncio.create_task(send(n))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            n += 1
-        await asyncio.sleep(max(0.0, n / per_second - (time.perf_counter() - started)))
-    await asyncio.gather(*tasks)
-    return n
+async def _wrk(url: str, script: str, headers: dict[str, str], *, rate: float, connections: int, **env: str) -> int:
+    """Run wrk against `url` at about `rate` requests/s for LOAD_SECONDS; the requests it made."""
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{LOAD_SECONDS}s", "-s", str(BENCH / script), url]
+    for name, value in headers.items():
+        args[1:1] = ["-H", f"{name}: {value}"]
+    # Per connection, between its requests (a request's own time, ~20 ms here, counts towards the rate).
+    delay = str(max(0, int(connections * 1000 / rate) - 20))
+    proc = await asyncio.create_subprocess_exec(
+        *args, env={**os.environ, "DELAY_MS": delay, **env}, stdout=asyncio.subprocess.PIPE
+    )
+    out = (await proc.communicate())[0].decode()
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"{url}: failed requests under load:\n{out}")
+    made = re.search(r"(\d+) requests in", out)
+    assert made, out
+    return int(made[1])
 
 
 async def main(env: BenchEnv) -> None:
+    if shutil.which("wrk") is None:
+        print("skipped: wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
+        return
     workspace = "bench"
     jbase = await env.serve("services.journey.app:create_app", env_prefix="JOURNEY_", database="bench_lag_journey")
     fbase = await env.serve("services.feedback.app:create_app", env_prefix="FEEDBACK_", database="bench_lag_feedback")
@@ -109,24 +122,6 @@ async def main(env: BenchEnv) -> None:
         before = {
             s: _buckets((await c.get("/metrics")).text) for s, c in (("journey", journey), ("feedback", feedback))
         }
-        failures: list[str] = []
-
-        async def interactions(n: int) -> None:
-            now = datetime.now(UTC).isoformat()
-            keys = ["ad", "shop", "app", "support"]
-            items = [{"event_id": f"load-{n}-{i}", "customer": f"c-{(n * BULK + i) % 20000}",
-                      "touchpoint": keys[(n + i) % 4], "occurred_at": now} for i in range(BULK)]  # fmt: skip
-            r = await journey.post("/v1/interactions/bulk", json={"items": items})
-            if r.status_code != 200:
-                failures.append(f"interactions {r.status_code}")
-
-        async def responses(n: int) -> None:
-            body = {"survey_id": ids["survey"], "response_id": f"load-{n}", "customer_external_id": f"c-{n % 5000}",
-                    "touchpoint_key": f"tp-{n % 20}", "answers": {"recommend": n % 11}}  # fmt: skip
-            r = await feedback.post("/v1/responses", json=body, headers={"Idempotency-Key": f"load-{n}"})
-            if r.status_code != 201:
-                failures.append(f"response {r.status_code}")
-
         seen: dict[str, list[float]] = {"journey": [], "feedback": []}
 
         async def probe(n: int) -> None:
@@ -134,21 +129,23 @@ async def main(env: BenchEnv) -> None:
             item = {"event_id": f"probe-{n}", "customer": f"probe-{n}", "touchpoint": "probe",
                     "occurred_at": datetime.now(UTC).isoformat()}  # fmt: skip
             (await journey.post("/v1/interactions", json=item)).raise_for_status()
-            while True:
-                reach = (await journey.get(f"/v1/journeys/{ids['probe_journey']}/reach")).json()
-                if reach["steps"] and reach["steps"][0]["customers"] > n:
-                    break
-                await asyncio.sleep(0.02)
-            seen["journey"].append(time.perf_counter() - started)
+
+            async def reached() -> bool:
+                steps = (await journey.get(f"/v1/journeys/{ids['probe_journey']}/reach")).json()["steps"]
+                return bool(steps) and steps[0]["customers"] > n
+
+            await until(reached, every=0.02)
+            seen["journey"].append(time.perf_counter() - started)  # from the POST to the read that shows it
             started = time.perf_counter()
             body = {"survey_id": ids["survey"], "response_id": f"probe-{n}", "touchpoint_key": "probe",
                     "answers": {"recommend": 10}}  # fmt: skip
             (await feedback.post("/v1/responses", json=body)).raise_for_status()
-            while True:
+
+            async def counted() -> bool:
                 nps = (await feedback.get("/v1/metrics/nps", params={"touchpoint": "probe"})).json()
-                if nps["overall"]["n"] > n:
-                    break
-                await asyncio.sleep(0.02)
+                return bool(nps["overall"]["n"] > n)
+
+            await until(counted, every=0.02)
             seen["feedback"].append(time.perf_counter() - started)
 
         async def probes() -> None:
@@ -157,16 +154,18 @@ async def main(env: BenchEnv) -> None:
 
         started = time.perf_counter()
         sent = await asyncio.gather(
-            _at_rate(INTERACTIONS_PER_S / BULK, LOAD_SECONDS, interactions),
-            _at_rate(RESPONSES_PER_S, LOAD_SECONDS, responses),
+            _wrk(f"{jbase}/v1/interactions/bulk", "post_interactions.lua", headers, rate=INTERACTIONS_PER_S / BULK,
+                 connections=2, BULK=str(BULK), TAG="load"),
+            _wrk(f"{fbase}/v1/responses", "post_response.lua", headers, rate=RESPONSES_PER_S, connections=8,
+                 SID=ids["survey"], TAG="load", KEY="1"),
             probes(),
-        )
+        )  # fmt: skip
         elapsed = time.perf_counter() - started
         await asyncio.sleep(5)  # what is still in flight reaches the histograms
         after = {s: _buckets((await c.get("/metrics")).text) for s, c in (("journey", journey), ("feedback", feedback))}
     print(
-        f"steady load for {elapsed:.0f} s: {sent[0] * BULK / elapsed:,.0f} interactions/s in bulk calls of {BULK}, "
-        f"{sent[1] / elapsed:,.0f} responses/s as single POSTs; {len(failures)} failed calls {failures[:3]}"
+        f"steady load for {elapsed:.0f} s (wrk): {sent[0] * BULK / elapsed:,.0f} interactions/s in bulk calls of "
+        f"{BULK}, {sent[1] / elapsed:,.0f} responses/s as single POSTs"
     )
     print(f"{'consumer':<28}{'events':>9}{'p50 ms':>10}{'p99 ms':>10}{'<= 1 s':>10}{'p99 <= 1 s':>12}")
     for service in ("journey", "feedback"):

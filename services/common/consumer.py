@@ -10,7 +10,7 @@ projection (derived data) and runs every reaction to an event.
   exponential backoff (NAK with delay), and after `max_attempts` deliveries it is parked in
   `dead_letter` and acknowledged; the others go on.
 - `replay` rebuilds a consumer's projection from the start of the stream (its `reset` statements
-  empty it first); the live consumer keeps running meanwhile (an advisory lock orders the two).
+  empty it first); the live consumers keep running meanwhile (a lock on the inbox orders the two).
 """
 
 from __future__ import annotations
@@ -69,18 +69,21 @@ def backoff_seconds(attempt: int, *, base: float = 0.5, cap: float = 300.0) -> f
     return float(min(cap, base * 2 ** max(0, attempt - 1)))
 
 
-_LOCK_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtext(:c))")
-_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:c))")
+# One statement per batch: the batch's events claimed in the inbox (the new ones returned), and per
+# workspace the time of the last event applied (the whole transaction commits or nothing does).
 _CLAIM = text(
-    "INSERT INTO inbox_event (consumer, event_id) SELECT :c, e FROM unnest(CAST(:ids AS uuid[])) e "
+    "WITH state AS ("
+    " INSERT INTO projection_state AS p (consumer, workspace_id, as_of, applied_at)"
+    " SELECT :c, w, max(t), now() FROM unnest(CAST(:ws AS text[]), CAST(:ts AS timestamptz[])) AS e(w, t)"
+    " GROUP BY w ORDER BY w"
+    " ON CONFLICT (consumer, workspace_id) DO UPDATE SET as_of = greatest(p.as_of, EXCLUDED.as_of), applied_at = now()"
+    ") INSERT INTO inbox_event (consumer, event_id) SELECT :c, e FROM unnest(CAST(:ids AS uuid[])) e "
     "ON CONFLICT DO NOTHING RETURNING event_id"
 )
-_AS_OF = text(
-    "INSERT INTO projection_state AS p (consumer, workspace_id, as_of, applied_at) "
-    "SELECT :c, w, max(t), now() FROM unnest(CAST(:ws AS text[]), CAST(:ts AS timestamptz[])) AS e(w, t) "
-    "GROUP BY w ORDER BY w "
-    "ON CONFLICT (consumer, workspace_id) DO UPDATE SET as_of = greatest(p.as_of, EXCLUDED.as_of), applied_at = now()"
-)
+# A reset and a batch applied at the same time must not interleave (the reset could delete what the
+# batch applied and miss its inbox rows): the reset locks the inbox against new claims; a batch that
+# claimed first makes the reset wait for its commit.
+_LOCK_INBOX = text("LOCK TABLE inbox_event IN SHARE ROW EXCLUSIVE MODE")
 _PARK = text(
     "INSERT INTO dead_letter (id, consumer, workspace_id, event_id, subject, payload, error, attempts) "
     "VALUES (:id, :consumer, :workspace_id, :event_id, :subject, :payload, :error, :attempts)"
@@ -121,20 +124,21 @@ class Runner:
         """Apply the events in the caller's transaction: claim them in the inbox, hand the new ones of
         the consumer's types to `apply`, advance `as_of`. Returns how many were new."""
         c = self.consumer
-        await session.execute(_LOCK_SHARED, {"c": c.name})
         wanted = [e for e in events if c.types is None or e.type in c.types]
+        params = {
+            "c": c.name,
+            "ids": [e.id for e in wanted],
+            "ws": [e.workspace_id for e in events],
+            "ts": [e.occurred_at for e in events],
+        }
+        claimed = set((await session.execute(_CLAIM, params)).scalars())
         new: list[Event[dict[str, Any]]] = []
-        if wanted:
-            claimed = set((await session.execute(_CLAIM, {"c": c.name, "ids": [e.id for e in wanted]})).scalars())
-            for e in wanted:  # a batch may hold an event twice (a redelivery): the first copy counts
-                if e.id in claimed:
-                    claimed.discard(e.id)
-                    new.append(e)
-            if new:
-                await c.apply(session, new)
-        await session.execute(
-            _AS_OF, {"c": c.name, "ws": [e.workspace_id for e in events], "ts": [e.occurred_at for e in events]}
-        )
+        for e in wanted:  # a batch may hold an event twice (a redelivery): the first copy counts
+            if e.id in claimed:
+                claimed.discard(e.id)
+                new.append(e)
+        if new:
+            await c.apply(session, new)
         return len(new)
 
     async def apply_now(self, events: Sequence[Event[dict[str, Any]]]) -> int:
@@ -251,7 +255,7 @@ class Runner:
     async def reset(self) -> None:
         """Empty what the consumer built, its inbox and its as_of, in one transaction."""
         async with self._sessionmaker() as session, session.begin():
-            await session.execute(_LOCK, {"c": self.name})
+            await session.execute(_LOCK_INBOX)
             for statement in self.consumer.reset:
                 await session.execute(text(statement))
             for table in ("inbox_event", "projection_state"):

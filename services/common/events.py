@@ -124,8 +124,12 @@ def item_batches(items: Sequence[Any], *, budget: int = MAX_EVENT_BYTES - 4096) 
         yield b'{"items":[' + b",".join(chunk) + b"]}"
 
 
+# Parametrised once: `Event[...]` builds (or looks up) a class on every subscript.
+_ENVELOPE = Event[dict[str, Any]]
+
+
 def decode_event(payload: bytes) -> Event[dict[str, Any]]:
-    return Event[dict[str, Any]].model_validate_json(payload)
+    return _ENVELOPE.model_validate_json(payload)
 
 
 def stream_for(subject: str) -> str:

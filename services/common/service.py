@@ -31,7 +31,7 @@ from services.common.idempotency import IdempotentReplay, replay_response
 from services.common.migrations import upgrade_to_head
 from services.common.outbox import WAKE_KEY, OutboxRelay, ensure_streams
 from services.common.settings import ServiceSettings
-from services.common.telemetry import configure_logging, configure_tracing, instrument
+from services.common.telemetry import configure_logging, configure_tracing, instrument, telemetry_config
 from services.common.worker import Worker
 
 # Builds the service's workers once the engine and sessionmaker exist (on app.state).
@@ -110,6 +110,7 @@ def create_service_app(
         lifespan=lifespan,
         openapi_tags=openapi_tags,
         responses={},
+        telemetry=telemetry_config(),
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)

@@ -34,6 +34,7 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = 8
     consumer_ack_wait_seconds: float = Field(default=30.0, description="Redelivery after this long without news.")
     consumer_batch_size: int = Field(default=200, description="Most events one consumer transaction applies.")
+    worker_poll_seconds: float = Field(default=1.0, gt=0, description="Background workers' idle poll interval.")
     stream_max_age_days: int = 0  # 0: keep every event, so read models can replay from the start
     # Idempotency keys live at least this long.
     idempotency_ttl_hours: int = 48

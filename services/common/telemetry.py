@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import structlog
 from fastapi import FastAPI, Request, Response
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import trace
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -105,12 +105,11 @@ IN_PROGRESS = Gauge("journeygraph_http_requests_in_progress", "HTTP requests bei
 UNMATCHED = "__unmatched__"
 
 
-class RouteTelemetryMiddleware:
-    """Labels the request's metrics and its server span with the route template the router matched
+class RouteMetricsMiddleware:
+    """Prometheus metrics of every request, labelled with the route template the router matched
     (`scope["route"]`, which Starlette's router sets), not the raw path: ids in paths would make every
-    request a label of its own. Neither library reads the matched route: starlette-exporter and the
-    OpenTelemetry FastAPI instrumentation each match the request against every route again (costly
-    per request, docs/engineering-notes.md), so the labels are set here, once, after routing."""
+    request a label of its own. Ours, not starlette-exporter's: that one matches the request against
+    every route again to find the template (costly per request, docs/engineering-notes.md)."""
 
     def __init__(self, app: ASGIApp, *, service: str, skip_paths: frozenset[str]) -> None:
         self.app = app
@@ -128,12 +127,6 @@ class RouteTelemetryMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                # Routed by now; the server span ends with the response's last message.
-                span = trace.get_current_span()
-                if span.is_recording():
-                    route = _route(scope)
-                    span.update_name(f"{scope['method']} {route}")
-                    span.set_attribute("http.route", route)
             await send(message)
 
         in_progress = IN_PROGRESS.labels(self.service)
@@ -142,22 +135,13 @@ class RouteTelemetryMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             in_progress.dec()
-            method, route = scope["method"], _route(scope)
+            method, route = scope["method"], getattr(scope.get("route"), "path", None) or UNMATCHED
             REQUESTS.labels(self.service, method, route, str(status)).inc()
             DURATION.labels(self.service, method, route).observe(time.perf_counter() - started)
 
 
-def _route(scope: Scope) -> str:
-    return getattr(scope.get("route"), "path", None) or UNMATCHED
-
-
 async def get_metrics(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-def _method_only(scope: Scope) -> tuple[str, dict[str, Any]]:
-    # The span's first name; RouteTelemetryMiddleware renames it to "METHOD /route/{template}".
-    return str(scope.get("method", "HTTP")), {}
 
 
 class _BodyTooLarge(Exception):
@@ -229,19 +213,20 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+OPERATIONS = frozenset({"/metrics", "/healthz", "/readyz"})  # neither traced nor counted
+
+
+def telemetry_config() -> TelemetryConfig:
+    """FastAPI's own OpenTelemetry server spans (named and attributed with the matched route): one span
+    per request, no spans per dependency or serialisation step, no OpenTelemetry logs (structlog
+    writes ours), nothing for the operations endpoints."""
+    return {"operation_spans": False, "logs": False, "exclude": lambda scope: scope.get("path") in OPERATIONS}
+
+
 def instrument(app: FastAPI, *, service_name: str, max_body_bytes: int) -> None:
-    """Middleware from the inside out: body limit, request ids and access log, route labels, then
-    the OpenTelemetry server span around all of them."""
-    operations = frozenset({"/metrics", "/healthz", "/readyz"})
+    """Middleware from the inside out: body limit, request ids and access log, route metrics (the
+    server span around them is FastAPI's, see `telemetry_config`)."""
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(RouteTelemetryMiddleware, service=service_name, skip_paths=operations)
+    app.add_middleware(RouteMetricsMiddleware, service=service_name, skip_paths=OPERATIONS)
     app.add_route("/metrics", get_metrics, include_in_schema=False)
-    # One server span per request: the per-message `http send`/`receive` spans cost more CPU than a
-    # small request's own work and say nothing the server span does not.
-    app.add_middleware(
-        OpenTelemetryMiddleware,
-        excluded_urls=",".join(p.lstrip("/") for p in operations),
-        default_span_details=_method_only,
-        exclude_spans=["receive", "send"],
-    )

@@ -3,8 +3,8 @@
 English sentiment is VADER (vaderSentiment ships its lexicon in the package). German uses the small
 lexicon below (negation and boosters within a clause, scored like VADER's compound x / sqrt(x² + 15)).
 textblob-de was checked here and does work offline (textblob==0.17.1 + PatternTokenizer), but it was
-not adopted: importing it (nltk) took ~4 s, it costs ~2.4 ms per comment (blocking), pins an old
-textblob for the whole environment, and scored "Alles bestens, sehr zufrieden!" as 0.0.
+not adopted: its import (nltk) and its per-comment cost are high (docs/engineering-notes.md), it pins
+an old textblob for the whole environment, and it scored "Alles bestens, sehr zufrieden!" as 0.0.
 germansentiment downloads a model at run time, which cannot work here.
 Themes come from a bilingual keyword lexicon matched on word prefixes.
 """

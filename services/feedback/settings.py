@@ -12,4 +12,3 @@ class FeedbackSettings(ServiceSettings):
     webhook_backoff_cap_seconds: float = Field(default=3 * 3600.0, gt=0)
     webhook_max_attempts: int = Field(default=12, ge=1, le=50)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
-    worker_poll_seconds: float = Field(default=1.0, gt=0, description="Background workers' idle poll interval.")

@@ -21,7 +21,7 @@ from standardwebhooks import Webhook
 from services.common.db import ensure_database
 from services.common.events import decode_event
 from services.feedback.app import create_app
-from services.feedback.consumers import WEBHOOKS
+from services.feedback.consumers import PROJECTIONS
 from tests.conftest import Keys, Servers, unique_name
 from tests.eventually import eventually
 from tests.feedback.conftest import make_settings
@@ -60,7 +60,7 @@ async def applied_all(app: FastAPI, workspace: str, subject: str) -> list[str]:
 
     async def done() -> list[str] | None:
         ids = await event_ids(app, workspace, subject)
-        return ids if ids and all([await applied(app, WEBHOOKS, i) for i in ids]) else None
+        return ids if ids and all([await applied(app, PROJECTIONS, i) for i in ids]) else None
 
     return await eventually(done)
 
@@ -128,9 +128,9 @@ class TestWebhooks:
             (event_id,) = await event_ids(feedback_app, api.workspace, "feedback.response.submitted")
             ((payload,),) = await rows(feedback_app, "SELECT payload FROM outbox_event WHERE id = :e", e=event_id)
             await execute(
-                feedback_app, "DELETE FROM inbox_event WHERE consumer = :c AND event_id = :e", c=WEBHOOKS, e=event_id
+                feedback_app, "DELETE FROM inbox_event WHERE consumer = :c AND event_id = :e", c=PROJECTIONS, e=event_id
             )
-            assert await feedback_app.state.runners[WEBHOOKS].apply_now([decode_event(payload)]) == 1
+            assert await feedback_app.state.runners[PROJECTIONS].apply_now([decode_event(payload)]) == 1
             # a later event is delivered: had the first been scheduled again, it would have gone before
             marker = await api.respond(survey["id"], {"recommend": 10})
             await settled(api, hook, 2)

@@ -10,7 +10,7 @@ import asyncio
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from services.feedback.consumers import CASES
+from services.feedback.consumers import PROJECTIONS
 from services.feedback.flows import record_responses
 from services.feedback.models import Question, ResponseCreate, SurveyUpdate
 from services.feedback.store import surveys
@@ -96,7 +96,7 @@ class TestChangesCountFromTheNextWrite:
         survey = await api.survey()
         await api.respond(survey["id"], {"recommend": 9})  # the default rule: no case for a 9
         (first,) = await event_ids(feedback_app, api.workspace, "feedback.response.submitted")
-        await eventually(lambda: applied(feedback_app, CASES, first))  # checked before the rule exists
+        await eventually(lambda: applied(feedback_app, PROJECTIONS, first))  # checked before the rule exists
         rule = await api.created("/v1/loop-rules", {"name": "Everyone", "metric": "nps", "max_score": 10})
         second = await api.respond(survey["id"], {"recommend": 9})
         third = await api.respond(survey["id"], {"recommend": 10})

@@ -14,7 +14,7 @@ from services.common.db import SessionDep
 from services.common.errors import Unprocessable
 from services.feedback import stats
 from services.feedback.api._deps import Reader, make_router
-from services.feedback.consumers import ROLLUPS
+from services.feedback.consumers import PROJECTIONS
 from services.feedback.models import Channel, Comparison, MetricGroup, MetricResult, MetricValue
 from services.feedback.store.metrics import Filter, MetricName, aggregate, choose_level, parse_group_by
 
@@ -125,7 +125,7 @@ async def _metric(
     if level == "raw":
         complete_at: datetime | None = datetime.now(UTC)
     else:
-        complete_at = await as_of(session, consumer=ROLLUPS, workspace_id=caller_workspace)
+        complete_at = await as_of(session, consumer=PROJECTIONS, workspace_id=caller_workspace)
     overall, groups = await aggregate(
         session, workspace_id=caller_workspace, metric=metric, flt=base, group_by=dims, level=level
     )

@@ -183,7 +183,7 @@ class RollupCounts(SQLModel):
 
 class ResponseRollup(RollupCounts, FeedbackTable, table=True):
     """Counts per workspace × survey × journey × stage × touchpoint × day ('' = no key): a projection of
-    `feedback.response.submitted` (consumer `feedback-rollups`), complete up to its `as_of`."""
+    `feedback.response.submitted` (consumer `feedback-projections`), complete up to its `as_of`."""
 
     __tablename__ = "response_rollup"
     workspace_id: str = sqlmodel.Field(primary_key=True)

@@ -5,7 +5,7 @@ passing the bytes through avoids loading 2,000 ORM rows and serialising them aga
 The keys below mirror `models.JourneyMap`; tests validate the output against that model.
 
 Built on every request: a GET never writes (the cache of built documents, and the triggers that
-kept it current, went with migration 0011); the statement takes about twice its raw SQL.
+kept it current, went with migration 0011); `make bench` times it against its raw SQL.
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ _STAGING_COLUMNS = [
 # and back. Known customers: one probe of uq_customer_external_id per staged customer
 # (LATERAL, OFFSET 0 keeps it so). For a workspace the statistics do not know yet (a new tenant,
 # before autovacuum's next ANALYZE: estimated at one customer) a free join scanned all of the
-# workspace's customers once per staged row, 4-11 s per call at 20,000 customers (see also
-# migration 0009); the probes take ~20 ms. Unknown customers are created (empty profile, the
+# workspace's customers once per staged row (docs/engineering-notes.md, "multi-tenant planner
+# trap"; see also migration 0009). Unknown customers are created (empty profile, the
 # persona matched on it, $2/$3; version 1) with the id staged for them. A customer created by a
 # concurrent transaction after this statement's snapshot is in neither `known` nor `created`: its
 # items are not inserted here and the caller sends them again (see _insert_staged).

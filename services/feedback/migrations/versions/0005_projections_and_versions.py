@@ -1,7 +1,7 @@
 """derived data as projections of events; a version on every mutable aggregate
 
 The rollups lose their shards: one consumer applies them, so no writers queue on a row lock. Their
-rows are emptied rather than folded: the new durable consumer `feedback-rollups` starts at the
+rows are emptied rather than folded: the new durable consumer of the projections starts at the
 beginning of the stream, which keeps every event (STREAM_MAX_AGE_DAYS = 0), and rebuilds them from
 the `feedback.response.submitted` events; rows kept here would be counted twice. Surveys get a
 `revision` (their `version` is the questionnaire version responses reference); cases, loop rules,

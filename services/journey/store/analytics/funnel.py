@@ -82,7 +82,7 @@ def rollup_events_sql(n_stages: int, *, since: bool, until: bool) -> str:
         events = [f"({e}[1 : {count_before('CAST(:until AS timestamptz)', e)}])" for e in events]
     columns = ", ".join(f"{e} AS e{k}" for k, e in enumerate(events))
     # Stage 0's first and last times are plain subscripts: customers without a stage-0 event in the
-    # range are left out before any slicing (a month of three: ~300 -> ~150 ms over 100,000).
+    # range are left out before any slicing, the costly part.
     where = "r.stage_bounds[2] > 0"
     if since:
         where += " AND r.stage_times[r.stage_bounds[2]] >= :since"
@@ -101,10 +101,9 @@ def stage_times_sql(n_stages: int, modes: Sequence[WindowFrom], source: str = "p
     `funnel_<mode>` of t_0 .. t_{n-1}, where t_k = min(e in E_k, e >= t_{k-1}, within the window)
     (null from the first stage not reached).
 
-    E_k is sorted, so t_k is a binary search (`count_before`). One level per stage (OFFSET 0 keeps
-    each a level: flattened, t_k would inline t_{k-1}'s expression, and so on down). Measured:
-    ~55 ms for three stages of 100,000 customers, where a LATERAL min() over the unnested array per
-    stage took ~270 ms.
+    E_k is sorted, so t_k is a binary search (`count_before`), not a LATERAL min() over the unnested
+    array (several times slower: docs/engineering-notes.md). One level per stage (OFFSET 0 keeps
+    each a level: flattened, t_k would inline t_{k-1}'s expression, and so on down).
     """
     for k in range(1, n_stages):
         columns = []
@@ -126,8 +125,8 @@ def counts_sql(n_stages: int, times: str, *, breakdown: Breakdown, source: str, 
     with nulls from the first stage not reached): n0.. customers per stage, m1.. median seconds
     from the previous stage.
 
-    One row per group, not one row per customer and stage: unnesting 100,000 customers × stages
-    through a LATERAL VALUES and grouping by stage cost ~5x the aggregate itself (measured).
+    One row per group, not one row per customer and stage: unnesting customers × stages through a
+    LATERAL VALUES and grouping by stage cost several times the aggregate itself.
     """
     group, join = _GROUP[breakdown]
     counts = ", ".join(f"count({times}[{k + 1}]) AS n{k}" for k in range(n_stages))

@@ -66,9 +66,8 @@ per_touchpoint AS MATERIALIZED (
         else ""
     )
     # Per customer, the set of the journey's touchpoints met, as a bit string; then per distinct set
-    # the customers holding it. Counting per touchpoint over those few sets (not over the customer ×
-    # touchpoint pairs) halved the statement over 1,000,000 events: ~345 ms where DISTINCT pairs
-    # and a DISTINCT of their customers took 520–580 ms.
+    # the customers holding it. Counting per touchpoint over those few sets, not over the customer ×
+    # touchpoint pairs, halved the statement (docs/engineering-notes.md).
     return f"""{_STEPS},
 numbered AS (
     SELECT touchpoint_id, (row_number() OVER (ORDER BY touchpoint_id) - 1)::int AS bit, count(*) OVER () AS n

@@ -102,7 +102,7 @@ def build_sql(n_stages: int, *, some_customers: bool) -> str:
         # joins to the journey's steps nested loops. The ORDER BY (the order of
         # ix_interaction_customer_time) keeps the lookup on that index: for a workspace the statistics
         # did not know yet, the planner skipped through ix_interaction_touchpoint_time instead, all of
-        # the workspace's interactions per customer (5-14 s per ingest of 10,000 interactions).
+        # the workspace's interactions per customer (docs/engineering-notes.md, planner trap).
         interactions, filters = "mine i", ""
         mine = """mine AS MATERIALIZED (
     SELECT i.* FROM unnest(CAST(:customers AS uuid[])) AS cs(id) CROSS JOIN LATERAL (
@@ -176,11 +176,10 @@ async def _build(
     if customers is not None:
         params["customers"] = list(customers)
     # Planned from a journey or a workspace the statistics do not know yet (estimated at one step,
-    # one customer), the statement joined the per-customer results in nested loops (10,000 ×
-    # 10,000 rows); hash joins keep it linear whatever the estimates. The nested loop that remains
-    # (the per-customer lookups) then costs 1e10, far over jit_above_cost: JIT compiled the
-    # statement for ~1.4 s to recompute one customer. The settings return to their defaults for the
-    # rest of the transaction.
+    # one customer), the statement joined the per-customer results in nested loops (quadratic);
+    # hash joins keep it linear whatever the estimates. The nested loop that remains (the
+    # per-customer lookups) then costs 1e10, far over jit_above_cost, and JIT compiled the statement
+    # for longer than it runs. The settings return to their defaults for the rest of the transaction.
     for setting in _BUILD_SETTINGS:
         await session.execute(sa.text(f"SET LOCAL {setting} = off"))
     ok = await session.scalar(sa.text(build_sql(len(positions), some_customers=customers is not None)), params)
