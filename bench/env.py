@@ -85,7 +85,7 @@ class BenchEnv:
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
+                "services.common.serve",
                 "--factory",
                 app,
                 "--port",

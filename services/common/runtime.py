@@ -128,7 +128,7 @@ class Runtime:
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
+                "services.common.serve",
                 "--factory",
                 spec.app,
                 "--host",
