@@ -24,6 +24,7 @@ async def run(names: list[str]) -> None:
         for name in names:
             module = importlib.import_module(f"bench.{name}")
             print(f"\n== {name} ==", flush=True)
+            env.next_bench()
             await module.main(env)
 
 

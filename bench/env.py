@@ -32,6 +32,7 @@ class BenchEnv:
     private_key: str
     public_key: str
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    nats: subprocess.Popen[bytes] | None = None  # the embedded server, when JG_BENCH_NATS_URL is not set
 
     @classmethod
     @asynccontextmanager
@@ -42,23 +43,35 @@ class BenchEnv:
             db = os.environ.get("JG_BENCH_DATABASE_URL")
             if not db:
                 pg, db = start_postgres(root / "pg")
-            nats_url = os.environ.get("JG_BENCH_NATS_URL")
-            nats = None
-            if not nats_url:
-                port = free_port()
-                nats = start_nats(root / "nats", port)
-                nats_url = f"nats://127.0.0.1:{port}"
             private, public = generate_signing_key()
-            env = cls(root, db, nats_url, private, public)
+            env = cls(root, db, os.environ.get("JG_BENCH_NATS_URL", ""), private, public)
             try:
                 yield env
             finally:
-                for proc in env.procs:
-                    stop_process(proc)
-                if nats:
-                    stop_process(nats)
+                env.stop_services()
+                if env.nats is not None:
+                    stop_process(env.nats)
                 if pg:
                     pg.cleanup()
+
+    def next_bench(self) -> None:
+        """Stop the last benchmark's services (their consumers may still work through a backlog) and,
+        unless JG_BENCH_NATS_URL names a server, give the next one a NATS server of its own: on the
+        last one's, its services' durable consumers would go on where those left off, with events of
+        another database."""
+        self.stop_services()
+        if os.environ.get("JG_BENCH_NATS_URL"):
+            return
+        if self.nats is not None:
+            stop_process(self.nats)
+        port = free_port()
+        self.nats = start_nats(self.root / f"nats-{port}", port)
+        self.nats_url = f"nats://127.0.0.1:{port}"
+
+    def stop_services(self) -> None:
+        for proc in self.procs:
+            stop_process(proc)
+        self.procs.clear()
 
     def database_url(self, db: str) -> str:
         return self.database_url_template.format(db=db)

@@ -44,7 +44,8 @@ def running_service(
     log_path = log_dir / f"{env_prefix.lower()}uvicorn.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.common.serve", "--factory", factory, "--port", str(port), "--no-access-log"],
+            [sys.executable, "-m", "services.common.serve", "--factory", factory, "--port", str(port),
+             "--no-access-log"],
             env=env, stdout=log, stderr=log,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -26,13 +26,12 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 from opentelemetry import propagate
 from prometheus_client import Counter
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import Session
 
 from services.common.events import DUPLICATE_WINDOW_SECONDS, STREAMS, encode_event, item_batches
 from services.common.ids import new_ids
-from services.common.worker import LoopWorker
+from services.common.worker import LoopWorker, wake_on_commit
 
 log = structlog.get_logger(__name__)
 
@@ -74,8 +73,7 @@ def outbox_insert(prefix: str = "", gate: str = "", *, keyed: bool = False) -> s
 
 
 _INSERT = text(outbox_insert())
-WAKE_KEY = "outbox_wake"
-_DIRTY_KEY = "outbox_dirty"
+WAKE_KEY = "outbox_relay"  # the relay's `wake` in the sessionmaker's info (service.py)
 
 
 async def emit(
@@ -113,7 +111,7 @@ async def emit_many(session: AsyncSession, *, workspace_id: str, changes: Sequen
 
 def wrote_events(session: AsyncSession) -> None:
     """Wake this process's relay when the session commits (for writers with their own statement)."""
-    session.info[_DIRTY_KEY] = True
+    wake_on_commit(session, WAKE_KEY)
 
 
 @dataclass(slots=True)
@@ -148,21 +146,6 @@ def outbox_rows(workspace_id: str, changes: Sequence[Change]) -> OutboxRows:
         ],
         headers=orjson.dumps(carrier).decode(),
     )
-
-
-@event.listens_for(Session, "after_commit")
-def _wake_relay(session: Session) -> None:
-    # A committed transaction that wrote events wakes this process's relay at once;
-    # polling covers everything else (other processes, restarts).
-    if session.info.pop(_DIRTY_KEY, False):
-        wake = session.info.get(WAKE_KEY)
-        if wake is not None:
-            wake()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_rolled_back(session: Session) -> None:
-    session.info.pop(_DIRTY_KEY, None)
 
 
 async def ensure_streams(nc: NATS, *, max_age_days: int = 0) -> None:

@@ -8,8 +8,32 @@ from abc import ABC, abstractmethod
 from typing import Protocol
 
 import structlog
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 log = structlog.get_logger(__name__)
+_WAKES = "wake_on_commit"
+
+
+def wake_on_commit(session: AsyncSession, worker: str) -> None:
+    """Wake this process's worker registered as `worker` in the sessionmaker's `info` (name -> its
+    `wake`) once the session's transaction commits, not before: it would find nothing new yet. Polling
+    covers everything else (other processes, restarts)."""
+    session.info.setdefault(_WAKES, set()).add(worker)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    for worker in session.info.pop(_WAKES, ()):
+        wake = session.info.get(worker)
+        if wake is not None:
+            wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_wakes(session: Session) -> None:
+    session.info.pop(_WAKES, None)
 
 
 class Worker(Protocol):

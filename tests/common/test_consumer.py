@@ -5,10 +5,9 @@ letter can be applied again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -21,7 +20,6 @@ from uuid_utils.compat import uuid7
 from services.common.consumer import Consumer, PullLoop, Runner, as_of, backoff_seconds, pull_loops
 from services.common.db import create_engine, create_sessionmaker, ensure_database
 from services.common.dead_letters import list_dead_letters, replay_dead_letter
-from services.common.embedded import free_port, start_nats, stop_process
 from services.common.events import Event, encode_event
 from services.common.kit_tables import define_kit_tables
 from services.common.outbox import ensure_streams
@@ -36,17 +34,9 @@ class Calls(list[list[str]]):
 
 
 @pytest.fixture(scope="module")
-def nats_url() -> Iterator[str]:
+def nats_url(own_nats: str) -> str:
     """A server of this module's own: its streams hold only what these tests publish."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="jg-consumer-nats-") as tmp:
-        port = free_port()
-        proc = start_nats(Path(tmp), port)
-        try:
-            yield f"nats://127.0.0.1:{port}"
-        finally:
-            stop_process(proc)
+    return own_nats
 
 
 @pytest.fixture(scope="module")

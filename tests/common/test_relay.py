@@ -5,10 +5,8 @@ fixed. Its own database and NATS server: the relay here is the only one."""
 from __future__ import annotations
 
 import contextlib
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -21,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.db import create_engine, create_sessionmaker, ensure_database
 from services.common.dead_letters import list_dead_letters, replay_dead_letter
-from services.common.embedded import free_port, start_nats, stop_process
 from services.common.events import encode_event
 from services.common.ids import new_ids
 from services.common.kit_tables import define_kit_tables
@@ -30,14 +27,8 @@ from tests.conftest import Servers, unique_name
 
 
 @pytest.fixture(scope="module")
-def nats_url() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="jg-relay-nats-") as tmp:
-        port = free_port()
-        proc = start_nats(Path(tmp), port)
-        try:
-            yield f"nats://127.0.0.1:{port}"
-        finally:
-            stop_process(proc)
+def nats_url(own_nats: str) -> str:
+    return own_nats
 
 
 @pytest.fixture(scope="module")

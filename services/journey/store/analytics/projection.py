@@ -28,11 +28,10 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from services.common.events import Event
+from services.common.worker import wake_on_commit
 from services.journey.models import UNTAGGED
 from services.journey.store.analytics import rollup
 from services.journey.store.analytics.rollup import Held, signature_sql
@@ -55,8 +54,7 @@ OF_JOURNEY = frozenset(
 )
 # The builder's wake-up, in the sessionmaker's `info` (app.py): called after a commit that made a
 # journey stale, so the rebuild starts at once in this process (others poll).
-WAKE_BUILDER = "journey_rollup_wake"
-_STALE_KEY = "journey_rollup_stale"
+WAKE_BUILDER = "journey_rollup_builder"
 
 _PAIRS = sa.text("""
 INSERT INTO customer_touchpoint (workspace_id, touchpoint_id, customer_id, journey_tag)
@@ -196,20 +194,7 @@ async def apply(session: AsyncSession, events: list[Event[dict[str, Any]]]) -> N
     if moved:
         await session.execute(_STALE, {"js": moved, "at": min(due[j].at for j in moved)})
     if stale or moved or any(h.stale_since is not None for h in held.values()):
-        session.info[_STALE_KEY] = True
-
-
-@event.listens_for(Session, "after_commit")
-def _wake_builder(session: Session) -> None:
-    if session.info.pop(_STALE_KEY, False):
-        wake = session.info.get(WAKE_BUILDER)
-        if wake is not None:
-            wake()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_stale(session: Session) -> None:
-    session.info.pop(_STALE_KEY, None)
+        wake_on_commit(session, WAKE_BUILDER)
 
 
 # A replay first waits for a running rebuild (it holds its journey's state row), then deletes the
