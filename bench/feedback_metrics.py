@@ -98,7 +98,7 @@ async def main(env: BenchEnv) -> None:
 
         params = {"group_by": "touchpoint"}
         first = (await api.get("/v1/metrics/nps", params=params)).json()
-        assert (first["source"], first["rollup_level"]) == ("rollup", "month"), first["source"]
+        assert (first["source"], first["rollup_level"]) == ("projection", "month"), first["source"]
         by_tp = {
             g["group"]["touchpoint"]: (g["n"], g["promoters"], g["passives"], g["detractors"]) for g in first["groups"]
         }

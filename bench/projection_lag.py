@@ -155,8 +155,8 @@ async def main(env: BenchEnv) -> None:
         started = time.perf_counter()
         sent = await asyncio.gather(
             _wrk(f"{jbase}/v1/interactions/bulk", "post_interactions.lua", headers, rate=INTERACTIONS_PER_S / BULK,
-                 connections=2, BULK=str(BULK), TAG="load"),
-            _wrk(f"{fbase}/v1/responses", "post_response.lua", headers, rate=RESPONSES_PER_S, connections=8,
+                 connections=3, BULK=str(BULK), TAG="load"),
+            _wrk(f"{fbase}/v1/responses", "post_response.lua", headers, rate=RESPONSES_PER_S, connections=10,
                  SID=ids["survey"], TAG="load", KEY="1"),
             probes(),
         )  # fmt: skip

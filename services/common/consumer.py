@@ -1,4 +1,4 @@
-"""Durable, idempotent event consumers on FastStream + JetStream: the one mechanism that builds every
+"""Durable, idempotent event consumers on NATS JetStream: the one mechanism that builds every
 projection (derived data) and runs every reaction to an event.
 
 - Each `Consumer` is a durable pull consumer of one stream, shared by all replicas of the service. It

@@ -29,7 +29,7 @@ class TestNps:
         await api.bulk(nps_items(survey["id"], 50, 30, 20, JAN))
         result = await api.metric(n=100)
         overall = result["overall"]
-        assert (result["source"], result["rollup_level"]) == ("rollup", "month")
+        assert (result["source"], result["rollup_level"]) == ("projection", "month")
         assert result["as_of"] is not None
         assert (overall["n"], overall["promoters"], overall["passives"], overall["detractors"]) == (100, 50, 30, 20)
         assert overall["value"] == pytest.approx(30.0)
@@ -79,7 +79,7 @@ class TestNps:
         result = await api.metric(n=4, group_by="month")
         assert [(g["group"]["month"], g["n"]) for g in result["groups"]] == [("2025-01-01", 1), ("2025-02-01", 3)]
         feb = await api.ok("/v1/metrics/nps", params={"from": "2025-02-01T00:00:00Z", "to": "2025-03-01T00:00:00Z"})
-        assert (feb["source"], feb["rollup_level"], feb["overall"]["n"]) == ("rollup", "month", 3)
+        assert (feb["source"], feb["rollup_level"], feb["overall"]["n"]) == ("projection", "month", 3)
         # FEB puts responses on days 1-3 of February: a window from the 2nd needs the daily rollup
         part = await api.ok("/v1/metrics/nps", params={"from": "2025-02-02T00:00:00Z"})
         assert (part["rollup_level"], part["overall"]["n"]) == ("day", 2)

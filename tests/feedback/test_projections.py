@@ -211,7 +211,7 @@ class TestReads:
         elapsed = time.monotonic() - started
         assert elapsed < 5, elapsed  # ~0.1-0.3 s here; the slack is for a loaded machine
         assert at(counted["as_of"]) >= at(stored["created_at"])
-        assert counted["source"] == "rollup"
+        assert counted["source"] == "projection"
 
     async def test_a_read_writes_nothing(self, api: FeedbackApi, feedback_app: FastAPI) -> None:
         survey = await api.survey(target={"type": "touchpoint", "touchpoint_key": "shop"})

@@ -289,7 +289,7 @@ async def rollup_and_events(api: JourneyApi, url: str, params: dict[str, Any]) -
     events = await api.get(url, params={**params, "source": "events"})
     assert rollup.status_code == events.status_code == 200, (rollup.text, events.text)
     r, e = rollup.json(), events.json()
-    assert (r["source"], e["source"]) == ("rollup", "events")
+    assert (r["source"], e["source"]) == ("projection", "events")
     for body in (r, e):
         body.pop("source")
         body.pop("as_of")
@@ -342,7 +342,7 @@ class TestFunnelAndPathsRollup:
             assert group["stages"][1]["median_seconds_from_previous"] == 2 * 3600  # of 1, 2, 2, 24 h
             assert group["stages"][2]["median_seconds_from_previous"] == 3600  # of 1, 2, 1 h
         paths = (await api.get(f"/v1/journeys/{bike['journey']['id']}/paths")).json()
-        assert paths["source"] == "rollup"
+        assert paths["source"] == "projection"
         assert {tuple(p["nodes"]): p["customers"] for p in paths["paths"]} == {
             ("need", "buy", "use"): 3,  # A, B, E
             ("need", "buy"): 1,  # C

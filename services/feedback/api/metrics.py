@@ -141,7 +141,7 @@ async def _metric(
     return MetricResult(
         metric=metric,
         method=METHODS[metric],
-        source="raw" if level == "raw" else "rollup",
+        source="raw" if level == "raw" else "projection",
         rollup_level=None if level == "raw" else level,
         window={"from": base.since, "to": base.until},
         compared_window={"from": _utc(compare_since), "to": _utc(compare_until)} if compare_since else None,

@@ -41,8 +41,8 @@ class MetricResult(Shape):
     metric: Literal["nps", "csat", "ces"]
     method: str
     level: float = 0.95
-    source: Literal["rollup", "raw"] = Field(
-        description="rollup: the rollup projection answered (built from the response events, complete up to "
+    source: Literal["projection", "raw"] = Field(
+        description="projection: the rollups projection answered (built from the response events, complete up to "
         "`as_of`); raw: the response table was scanned (channel or metadata filters/groups, a time range not on "
         "whole UTC days, or source=raw)."
     )

@@ -35,8 +35,8 @@ Until = Annotated[datetime | None, Query(description="Only events before this ti
 FromSource = Annotated[
     SourceChoice,
     Query(
-        description="auto: the per-customer rollup when it is current and can answer, else the interactions; "
-        "events: always computed from the interactions (slower; to check the rollup against them).",
+        description="auto: the journey's per-customer projection as it is (see `as_of`), unless it cannot answer "
+        "the request; events: always computed from the interactions (slower; to check the projection against them).",
     ),
 ]
 

@@ -95,9 +95,9 @@ class Timeline(Shape):
 
 # Funnel -----------------------------------------------------------------------------------------
 
-Source = Literal["rollup", "events"]
+Source = Literal["projection", "events"]
 SOURCE_DESCRIPTION = (
-    "rollup: read from the journey's per-customer projection, built from the service's events in the "
+    "projection: read from the journey's per-customer projection, built from the service's events in the "
     "background (every request but a funnel with a channel breakdown and `since`); events: computed "
     "from the interactions at read time."
 )

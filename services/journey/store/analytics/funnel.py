@@ -211,7 +211,7 @@ async def journey_funnel(
         projected = await rollup.projected(
             session, workspace_id=workspace_id, journey_id=journey_id, current=scope.stages
         )
-        out.source, out.as_of = "rollup", projected.as_of
+        out.source, out.as_of = "projection", projected.as_of
         stages = projected.stages if projected.stages is not None else scope.stages
         if not projected.stages:
             pass  # never built: every count is zero (as_of null)

@@ -134,7 +134,7 @@ async def journey_paths(
         projected = await rollup.projected(
             session, workspace_id=workspace_id, journey_id=journey_id, current=scope.stages
         )
-        answered_from, as_of = "rollup", projected.as_of
+        answered_from, as_of = "projection", projected.as_of
         if projected.stages is None:
             pass
         elif rollup.answers(since=since, until=until):
