@@ -92,8 +92,8 @@ async def _wrk(url: str, script: str, headers: dict[str, str], *, rate: float, c
     args = ["wrk", "-t1", f"-c{connections}", f"-d{LOAD_SECONDS}s", "-s", str(BENCH / script), url]
     for name, value in headers.items():
         args[1:1] = ["-H", f"{name}: {value}"]
-    # Per connection, between its requests (a request's own time, ~20 ms here, counts towards the rate).
-    delay = str(max(0, int(connections * 1000 / rate) - 20))
+    # Per connection, between its requests (a request's own time, ~35 ms here, counts towards the rate).
+    delay = str(max(0, int(connections * 1000 / rate) - 35))
     proc = await asyncio.create_subprocess_exec(
         *args, env={**os.environ, "DELAY_MS": delay, **env}, stdout=asyncio.subprocess.PIPE
     )
