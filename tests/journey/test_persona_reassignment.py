@@ -3,7 +3,6 @@ customer whose persona changes gets version + 1, published in `journey.customer.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ from fastapi import FastAPI
 
 from tests.conftest import Servers
 from tests.events import published_events
+from tests.eventually import eventually
 from tests.journey.activity_factories import bulk, put_customer
 from tests.journey.factories import JourneyApi
 
@@ -18,14 +18,14 @@ B2C = {"name": "b2c", "when": {"attribute": "segment", "op": "eq", "value": "b2c
 B2B = {"name": "b2b", "when": {"attribute": "segment", "op": "eq", "value": "b2b"}}
 
 
-async def eventually(api: JourneyApi, external_id: str, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    customer: dict[str, Any] = {}
-    for _ in range(100):
-        customer = (await api.get(f"/v1/customers/{external_id}")).json()
-        if check(customer):
-            return customer
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"customer {external_id} never matched: {customer}")
+async def customer_once(api: JourneyApi, external_id: str, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The customer, once the reassignment running in the background made `check` true."""
+
+    async def matched() -> dict[str, Any] | None:
+        customer: dict[str, Any] = (await api.get(f"/v1/customers/{external_id}")).json()
+        return customer if check(customer) else None
+
+    return await eventually(matched)
 
 
 class TestPersonaReassignment:
@@ -41,9 +41,9 @@ class TestPersonaReassignment:
         assert (await api.get("/v1/customers/c1")).json()["persona_id"] is None
         patched = await api.patch(f"/v1/personas/{family['id']}", json={"rules": [B2B]})
         assert patched.status_code == 200, patched.text
-        c1 = await eventually(api, "c1", lambda c: c["persona_id"] == family["id"])
+        c1 = await customer_once(api, "c1", lambda c: c["persona_id"] == family["id"])
         assert c1["persona_rule"] == "b2b"
-        await eventually(api, "c0", lambda c: c["persona_id"] is None)
+        await customer_once(api, "c0", lambda c: c["persona_id"] is None)
         listed = (await api.get("/v1/customers", params={"persona_id": family["id"]})).json()["items"]
         assert sorted(c["external_id"] for c in listed) == ["c1", "c3", "c5"]
         # b2c customers: reassigned twice (family, then none); b2b ones once (then family)
@@ -60,9 +60,9 @@ class TestPersonaReassignment:
     async def test_new_persona_and_deleted_persona(self, api: JourneyApi) -> None:
         await put_customer(api, "c1", profile={"segment": "b2c"})
         family = await api.persona("family", rules=[B2C])
-        await eventually(api, "c1", lambda c: c["persona_id"] == family["id"])
+        await customer_once(api, "c1", lambda c: c["persona_id"] == family["id"])
         assert (await api.delete(f"/v1/personas/{family['id']}")).status_code == 204
-        c1 = await eventually(api, "c1", lambda c: c["persona_id"] is None and c["persona_rule"] is None)
+        c1 = await customer_once(api, "c1", lambda c: c["persona_id"] is None and c["persona_rule"] is None)
         assert c1["persona_key"] is None
 
     async def test_other_workspaces_are_untouched(self, api: JourneyApi) -> None:
@@ -71,5 +71,5 @@ class TestPersonaReassignment:
         await put_customer(api, "c1", profile={"segment": "b2c"})
         family = await api.persona("family", rules=[B2C])
         # once the job has run for this workspace, the other workspace's twin must be unchanged
-        await eventually(api, "c1", lambda c: c["persona_id"] == family["id"])
+        await customer_once(api, "c1", lambda c: c["persona_id"] == family["id"])
         assert (await other.get("/v1/customers/c1")).json()["persona_id"] is None
