@@ -65,12 +65,12 @@ def _with_service(name: str, home: Path | None, work: Callable[[Any, dict[str, R
     spec = next((s for s in SERVICES if s.name == name), None)
     if spec is None:
         raise typer.BadParameter(f"unknown service {name!r}; use {', '.join(s.name for s in SERVICES)}")
-    home = home or home_dir()
-    os.environ.setdefault(
-        f"{spec.env_prefix}DATABASE_URL", f"postgresql+asyncpg://postgres@/journeygraph_{name}?host={home / 'pg'}"
-    )
-    os.environ.setdefault(f"{spec.env_prefix}NATS_URL", f"nats://127.0.0.1:{NATS_PORT}")
-    os.environ.setdefault(f"{spec.env_prefix}AUTH_PUBLIC_KEY", load_or_create_keys(home)[1])
+    prefix = spec.env_prefix
+    if f"{prefix}DATABASE_URL" not in os.environ:  # not run in the service's environment: `make run`'s
+        home = home or home_dir()
+        os.environ[f"{prefix}DATABASE_URL"] = f"postgresql+asyncpg://postgres@/journeygraph_{name}?host={home / 'pg'}"
+        os.environ.setdefault(f"{prefix}NATS_URL", f"nats://127.0.0.1:{NATS_PORT}")
+        os.environ.setdefault(f"{prefix}AUTH_PUBLIC_KEY", load_or_create_keys(home)[1])
     service = import_from_string(spec.app)()  # the app, not started: its settings and consumers
 
     async def run() -> T:
