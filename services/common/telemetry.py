@@ -56,11 +56,27 @@ def configure_tracing(service_name: str, otlp_endpoint: str | None) -> None:
     trace.set_tracer_provider(provider)
 
 
-class RequestContextMiddleware:
-    """Binds request and trace ids to every log line, echoes X-Request-ID, logs one access line."""
+REQUESTS = Counter("journeygraph_http_requests", "HTTP requests answered.", ["service", "method", "route", "status"])
+DURATION = Histogram(
+    "journeygraph_http_request_duration_seconds", "Time to answer an HTTP request.", ["service", "method", "route"]
+)
+IN_PROGRESS = Gauge("journeygraph_http_requests_in_progress", "HTTP requests being answered.", ["service"])
+UNMATCHED = "__unmatched__"
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class RequestContextMiddleware:
+    """Binds request and trace ids to every log line, echoes X-Request-ID, logs one access line, and
+    counts the request in Prometheus (but the operations endpoints).
+
+    The metrics are labelled with the route template the router matched (`scope["route"]`, which
+    Starlette's router sets), not the raw path: ids in paths would make every request a label of its
+    own. Ours, not starlette-exporter's: that one matches the request against every route again to find
+    the template (costly per request, docs/engineering-notes.md)."""
+
+    def __init__(self, app: ASGIApp, *, service: str, unmeasured: frozenset[str]) -> None:
         self.app = app
+        self.service = service
+        self.unmeasured = unmeasured
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,60 +100,24 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        measured = scope["path"] not in self.unmeasured
+        in_progress = IN_PROGRESS.labels(self.service)
+        if measured:
+            in_progress.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            method = scope["method"]
             access_log.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                "request", method=method, path=scope["path"], status=status, duration_ms=round(seconds * 1000, 2)
             )
             structlog.contextvars.clear_contextvars()
-
-
-REQUESTS = Counter("journeygraph_http_requests", "HTTP requests answered.", ["service", "method", "route", "status"])
-DURATION = Histogram(
-    "journeygraph_http_request_duration_seconds", "Time to answer an HTTP request.", ["service", "method", "route"]
-)
-IN_PROGRESS = Gauge("journeygraph_http_requests_in_progress", "HTTP requests being answered.", ["service"])
-UNMATCHED = "__unmatched__"
-
-
-class RouteMetricsMiddleware:
-    """Prometheus metrics of every request, labelled with the route template the router matched
-    (`scope["route"]`, which Starlette's router sets), not the raw path: ids in paths would make every
-    request a label of its own. Ours, not starlette-exporter's: that one matches the request against
-    every route again to find the template (costly per request, docs/engineering-notes.md)."""
-
-    def __init__(self, app: ASGIApp, *, service: str, skip_paths: frozenset[str]) -> None:
-        self.app = app
-        self.service = service
-        self.skip_paths = skip_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.skip_paths:
-            await self.app(scope, receive, send)
-            return
-        status = 500
-        started = time.perf_counter()
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        in_progress = IN_PROGRESS.labels(self.service)
-        in_progress.inc()
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            in_progress.dec()
-            method, route = scope["method"], getattr(scope.get("route"), "path", None) or UNMATCHED
-            REQUESTS.labels(self.service, method, route, str(status)).inc()
-            DURATION.labels(self.service, method, route).observe(time.perf_counter() - started)
+            if measured:
+                in_progress.dec()
+                route = getattr(scope.get("route"), "path", None) or UNMATCHED
+                REQUESTS.labels(self.service, method, route, str(status)).inc()
+                DURATION.labels(self.service, method, route).observe(seconds)
 
 
 async def get_metrics(request: Request) -> Response:
@@ -224,9 +204,8 @@ def telemetry_config() -> TelemetryConfig:
 
 
 def instrument(app: FastAPI, *, service_name: str, max_body_bytes: int) -> None:
-    """Middleware from the inside out: body limit, request ids and access log, route metrics (the
-    server span around them is FastAPI's, see `telemetry_config`)."""
+    """Middleware from the inside out: body limit, then request ids, access log and route metrics
+    (the server span around them is FastAPI's, see `telemetry_config`)."""
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
-    app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(RouteMetricsMiddleware, service=service_name, skip_paths=OPERATIONS)
+    app.add_middleware(RequestContextMiddleware, service=service_name, unmeasured=OPERATIONS)
     app.add_route("/metrics", get_metrics, include_in_schema=False)
