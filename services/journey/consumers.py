@@ -23,18 +23,18 @@ from services.common.consumer import Consumer
 from services.common.events import Event
 from services.common.outbox import batch_changes, emit_many
 from services.common.worker import LoopWorker, Worker
+from services.journey.events import CUSTOMER_REASSIGNED
 from services.journey.store import customers
 from services.journey.store.analytics import projection, rollup
 
 log = structlog.get_logger(__name__)
-REASSIGNED = "journey.customer.reassigned"
 
 
 async def reassign_personas(session: AsyncSession, events: list[Event[dict[str, Any]]]) -> None:
     for workspace_id in dict.fromkeys(e.workspace_id for e in events):
         changed = 0
         async for batch in customers.reassign_personas(session, workspace_id=workspace_id):
-            await emit_many(session, workspace_id=workspace_id, changes=batch_changes(REASSIGNED, batch))
+            await emit_many(session, workspace_id=workspace_id, changes=batch_changes(CUSTOMER_REASSIGNED, batch))
             changed += len(batch)
         log.info("personas re-evaluated", workspace_id=workspace_id, changed=changed)
 

@@ -27,6 +27,10 @@ from services.journey.models import (
     TouchpointPublic,
 )
 
+# Batch events of customers: each item a customer's public state with its version.
+CUSTOMER_UPSERTED = "journey.customer.upserted"
+CUSTOMER_REASSIGNED = "journey.customer.reassigned"
+
 
 class Deleted(BaseModel):
     id: UUID
@@ -60,8 +64,8 @@ PUBLISHED: dict[str, type[BaseModel]] = {
     "journey.step.added": StepPublic,
     "journey.step.updated": StepPublic,
     "journey.step.removed": StepPublic,
-    "journey.customer.upserted": CustomersUpserted,
-    "journey.customer.reassigned": CustomersReassigned,
+    CUSTOMER_UPSERTED: CustomersUpserted,
+    CUSTOMER_REASSIGNED: CustomersReassigned,
     "journey.interaction.recorded": InteractionsRecorded,
     "journey.outcome.recorded": OutcomesRecorded,
 }

@@ -14,6 +14,7 @@ from services.common.errors import PROBLEM_RESPONSES
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import batch_changes, emit_many
 from services.common.pagination import CursorQuery, LimitQuery, Page
+from services.journey.events import CUSTOMER_UPSERTED
 from services.journey.models import (
     EXTERNAL_ID_PATTERN,
     BulkResult,
@@ -32,7 +33,6 @@ Writer = Annotated[Caller, caller_with("journeys:write")]
 ExternalIdPath = Annotated[str, Path(pattern=EXTERNAL_ID_PATTERN, description="The CRM's id of the customer.")]
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["customers"])
-UPSERTED = "journey.customer.upserted"  # a batch event: each item a customer's state with its version
 
 
 def _storable(text: str) -> str:
@@ -49,7 +49,7 @@ async def upsert_customer(
     item = CustomerBulkItem(external_id=external_id, **body.model_dump())
     result = await customers.upsert_customers(session, workspace_id=caller.workspace_id, items=[item])
     public, created = result[external_id]
-    await emit_many(session, workspace_id=caller.workspace_id, changes=batch_changes(UPSERTED, [public]))
+    await emit_many(session, workspace_id=caller.workspace_id, changes=batch_changes(CUSTOMER_UPSERTED, [public]))
     return Response(public.model_dump_json(), status_code=201 if created else 200, media_type="application/json")
 
 
@@ -75,7 +75,7 @@ async def upsert_customers(caller: Writer, idem: IdempotencyDep, session: Sessio
         if r.status != ItemStatus.failed and r.key is not None:
             public, created = upserted[r.key]
             r.id, r.status = public.id, ItemStatus.created if created else ItemStatus.updated
-    changes = batch_changes(UPSERTED, [p for p, _ in upserted.values()])
+    changes = batch_changes(CUSTOMER_UPSERTED, [p for p, _ in upserted.values()])
     await emit_many(session, workspace_id=caller.workspace_id, changes=changes)
     counts = {s.value: 0 for s in (ItemStatus.created, ItemStatus.updated, ItemStatus.failed)}
     for r in results:

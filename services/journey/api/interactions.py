@@ -15,7 +15,7 @@ from services.common.db import SessionDep
 from services.common.errors import PROBLEM_RESPONSES, Unprocessable
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import batch_changes, emit_many
-from services.journey.api.customers import UPSERTED
+from services.journey.events import CUSTOMER_UPSERTED
 from services.journey.models import BulkResult, EventBulk, InteractionIn, ItemResult, OutcomeIn
 from services.journey.store import interactions
 from services.journey.store.interactions import FAILED, STORED, Ingested
@@ -33,7 +33,7 @@ async def ingest(session: AsyncSession, *, workspace_id: str, kind: str, items: 
     else:
         done = await interactions.record_outcomes(session, workspace_id=workspace_id, items=items)
     changes = [
-        *batch_changes(UPSERTED, done.created_customers),
+        *batch_changes(CUSTOMER_UPSERTED, done.created_customers),
         *batch_changes(f"journey.{kind}.recorded", done.stored),
     ]
     await emit_many(session, workspace_id=workspace_id, changes=changes)
