@@ -109,15 +109,16 @@ def encode_event(
 def item_batches(items: Sequence[Any], *, budget: int = MAX_EVENT_BYTES - 4096) -> Iterator[bytes]:
     """`{"items": [...]}` documents of at most `budget` bytes each, every item in exactly one, in
     order (the 4 KiB left is the envelope's). An item alone over the budget raises EventTooLarge."""
+    frame = len(b'{"items":[]}')
     chunk: list[bytes] = []
-    size = len(b'{"items":[]}')
+    size = frame
     for item in items:
         encoded = encode_data(item)
-        if len(encoded) + len(b'{"items":[]}') > budget:
+        if frame + len(encoded) > budget:
             raise EventTooLarge(f"one item of {len(encoded)} bytes is over the event budget of {budget} bytes")
         if chunk and size + len(encoded) + 1 > budget:
             yield b'{"items":[' + b",".join(chunk) + b"]}"
-            chunk, size = [], len(b'{"items":[]}')
+            chunk, size = [], frame
         chunk.append(encoded)
         size += len(encoded) + 1
     if chunk:
