@@ -11,7 +11,7 @@ from fastapi import Query
 from pydantic import BaseModel, Field
 from sqlalchemy import Select
 
-from services.common.errors import Problem
+from services.common.errors import Unprocessable
 
 T = TypeVar("T")
 
@@ -30,10 +30,16 @@ def decode_cursor(cursor: str) -> UUID:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return UUID(bytes=raw)
     except (binascii.Error, ValueError):
-        raise Problem(f"The cursor {cursor[:40]!r} is not one this API issued; start again without a cursor.") from None
+        raise Unprocessable(
+            f"The cursor {cursor[:40]!r} is not one this API issued; start again without a cursor.",
+            errors=[{"field": "query.cursor", "message": "not a cursor of this API"}],
+        ) from None
 
 
-CursorQuery = Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page.")]
+# A cursor is a UUID's 16 bytes in unpadded base64url: 22 characters.
+CursorQuery = Annotated[
+    str | None, Query(pattern=r"^[A-Za-z0-9_-]{22}$", description="`next_cursor` of the previous page.")
+]
 LimitQuery = Annotated[int, Query(ge=1, le=500, description="Page size (1-500).")]
 
 

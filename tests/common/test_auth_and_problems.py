@@ -126,7 +126,7 @@ class TestBadInput:
     async def test_bad_uuid_and_cursor(self, journey_http: httpx.AsyncClient, keys: Keys, workspace: str) -> None:
         headers = keys.headers(workspace, ["admin"])
         assert_problem(await journey_http.get("/v1/journeys/not-a-uuid", headers=headers), 422, "path.journey_id")
-        assert_problem(await journey_http.get("/v1/journeys", params={"cursor": "%%%"}, headers=headers), 400, "cursor")
+        assert_problem(await journey_http.get("/v1/journeys", params={"cursor": "%%%"}, headers=headers), 422, "cursor")
         assert_problem(await journey_http.get("/v1/journeys", params={"limit": 0}, headers=headers), 422, "query.limit")
 
     async def test_unknown_route_and_method_are_problems(self, journey_http: httpx.AsyncClient) -> None:

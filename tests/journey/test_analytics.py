@@ -244,8 +244,8 @@ class TestTimeline:
                 break
         assert seen == ["C-store-2", "o1", "C-ad-1", "C-ad-0.5", "C-ad-0"]
 
-    async def test_bad_cursor_is_400(self, api: JourneyApi, bike: dict[str, Any]) -> None:
-        assert (await api.get("/v1/customers/C/timeline", params={"cursor": "nonsense"})).status_code == 400
+    async def test_bad_cursor_is_422(self, api: JourneyApi, bike: dict[str, Any]) -> None:
+        assert (await api.get("/v1/customers/C/timeline", params={"cursor": "nonsense"})).status_code == 422
 
 
 class TestAnalyticsIsolation:
