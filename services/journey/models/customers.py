@@ -8,17 +8,18 @@ form it rejects (NUL characters, naive or out-of-range timestamps).
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
 import sqlmodel
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
+from services.common.timestamps import BOUNDS_HELP, Timestamp
 from services.common.validation import FREEFORM_MAX_BYTES, check_freeform_size
 from services.common.vocabulary import Channel
 from services.journey.models._base import (
@@ -31,7 +32,6 @@ from services.journey.models._base import (
 )
 
 EXTERNAL_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 def _no_nul(value: Any, path: str = "") -> None:
@@ -59,20 +59,9 @@ def _json_object(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def _in_range(value: datetime) -> datetime:
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("timestamp out of range") from None
-    if utc < EARLIEST:
-        raise ValueError("timestamp before 1900-01-01 is not accepted")
-    return utc
-
-
 # Free-form JSON travels in events: bounded, so any one item fits an event (validation.py).
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object), AfterValidator(check_freeform_size)]
 FREEFORM_HELP = f"Free-form JSON object of at most {FREEFORM_MAX_BYTES // 1024} KiB (as compact JSON)."
-Timestamp = Annotated[AwareDatetime, AfterValidator(_in_range)]
 ExternalId = Annotated[str, Field(pattern=EXTERNAL_ID_PATTERN, description="The CRM's id of the customer.")]
 EventId = Annotated[
     str, Field(pattern=EXTERNAL_ID_PATTERN, description="Your unique id of this event: the dedupe key of replays.")
@@ -104,7 +93,7 @@ class Consent(Shape):
     purpose: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,79}$", examples=["marketing"])
     channel: Channel | None = Field(default=None, description="Omitted: the consent holds for every channel.")
     granted: bool
-    at: Timestamp | None = Field(default=None, description="When given or withdrawn; omitted: now.")
+    at: Timestamp | None = Field(default=None, description=f"When given or withdrawn; omitted: now. {BOUNDS_HELP}.")
 
 
 class CustomerUpsert(Shape):
@@ -169,7 +158,9 @@ class Customer(JourneyTable, table=True):
 class EventFields(IngestShape):
     event_id: EventId
     customer: ExternalId = Field(description="external_id of the customer; an unknown customer is created.")
-    occurred_at: Timestamp = Field(description="With a timezone; at most a few minutes in the future.")
+    occurred_at: Timestamp = Field(
+        description=f"With a zone offset; at most a few minutes in the future; {BOUNDS_HELP}."
+    )
     journey: Key | None = Field(default=None, description="Key of the journey this event belongs to, if known.")
     properties: JsonObject = Field(default_factory=dict, description=FREEFORM_HELP)
 
