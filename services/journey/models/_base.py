@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from decimal import Decimal
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 import sqlmodel
-from pydantic import ConfigDict, ValidationInfo, field_validator
+from pydantic import BeforeValidator, ConfigDict, ValidationInfo, WithJsonSchema, field_validator
 from pydantic.fields import FieldInfo
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
@@ -16,6 +18,33 @@ from services.common.validation import InputModel
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
 KEY_HELP = "Stable identifier you choose: lowercase letters, digits, '_', '.', '-' (max 80)."
+
+
+def _decimal_text(pattern: str, example: str) -> BeforeValidator:
+    def text(value: Any) -> Any:
+        if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+            raise ValueError(f"must be a decimal string such as {example!r} (pattern {pattern})")
+        return value
+
+    return BeforeValidator(text)
+
+
+# Exact amounts are documented as one type, a decimal string ("520000.00", never a float's
+# rounding); a JSON number is still read, as clients sent before the type was documented.
+MONEY_PATTERN = r"^\d{1,12}(\.\d{1,2})?$"
+Money = Annotated[
+    Decimal,
+    _decimal_text(MONEY_PATTERN, "520000.00"),
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN, "examples": ["520000.00"]}),
+]
+AMOUNT_PATTERN = r"^-?\d{1,14}(\.\d{1,4})?$"
+Amount = Annotated[
+    Decimal,
+    _decimal_text(AMOUNT_PATTERN, "129.90"),
+    WithJsonSchema({"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["129.90"]}),
+]
 
 
 class JourneyTable(SQLModel, registry=registry()):

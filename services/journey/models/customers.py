@@ -25,6 +25,7 @@ from services.common.vocabulary import Channel
 from services.journey.models._base import (
     KEY_PATTERN,
     VERSION_HELP,
+    Amount,
     JourneyTable,
     Shape,
     now_column,
@@ -172,7 +173,7 @@ class InteractionIn(EventFields):
 
 class OutcomeIn(EventFields):
     name: Key = Field(description="purchase, conversion, churn or a name of your own.", examples=["purchase"])
-    value: Decimal | None = Field(default=None, max_digits=18, decimal_places=4)
+    value: Amount | None = Field(default=None, description="Its value in `currency` (negative: a refund).")
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     touchpoint: Key | None = Field(default=None, description="Key of the touchpoint where it happened, if any.")
 
@@ -181,32 +182,6 @@ class EventBulk(IngestShape):
     items: list[Any] = Field(
         min_length=1, max_length=10_000, description="Each an InteractionIn / OutcomeIn; an invalid item fails alone."
     )
-
-
-class ItemStatus(enum.StrEnum):
-    created = "created"
-    updated = "updated"
-    stored = "stored"
-    duplicate = "duplicate"
-    failed = "failed"
-
-
-class ItemError(Shape):
-    field: str
-    message: str
-
-
-class ItemResult(Shape):
-    index: int
-    key: str | None = Field(description="external_id or event_id of the item, when readable.")
-    status: ItemStatus
-    id: UUID | None = None
-    errors: list[ItemError] | None = None
-
-
-class BulkResult(Shape):
-    counts: dict[str, int]
-    items: list[ItemResult]
 
 
 class InteractionPublic(Shape):
@@ -260,8 +235,9 @@ class Interaction(JourneyTable, table=True):
     workspace_id: str
     event_id: str
     # No foreign keys on this table: their per-row triggers cost a third of the bulk insert. The ingest
-    # resolves customer and touchpoint in the same transaction; history outlives a touchpoint or
-    # journey removed from the model (a dangling journey_id just no longer matches any journey).
+    # resolves customer and touchpoint in the same transaction, holding its touchpoints FOR KEY SHARE
+    # (once per touchpoint, not per row), and a touchpoint with interactions cannot be deleted; history
+    # outlives a journey removed from the model (a dangling journey_id just no longer matches any journey).
     customer_id: UUID
     touchpoint_id: UUID
     channel: Channel = sqlmodel.Field(sa_type=sa.Enum(Channel, name="channel", native_enum=False, length=20))
@@ -277,6 +253,7 @@ class Outcome(JourneyTable, table=True):
         sa.UniqueConstraint("workspace_id", "event_id", name="uq_outcome_event_id"),
         sa.Index("ix_outcome_customer_time", "workspace_id", "customer_id", "occurred_at"),
         sa.Index("ix_outcome_name_time", "workspace_id", "name", "occurred_at"),
+        sa.Index("ix_outcome_touchpoint", "workspace_id", "touchpoint_id"),  # is a touchpoint in use?
     )
     id: UUID = sqlmodel.Field(primary_key=True)
     workspace_id: str

@@ -21,6 +21,7 @@ from services.journey.models._base import (
     NOT_NULL,
     VERSION_HELP,
     JourneyTable,
+    Money,
     PatchShape,
     Shape,
     now_column,
@@ -136,7 +137,7 @@ class TouchpointFields(Shape):
     name: str = Field(min_length=1, max_length=200)
     channel: Channel
     department: str | None = Field(default=None, max_length=200, description="Owning department.")
-    yearly_cost: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    yearly_cost: Money | None = Field(default=None, description="Yearly cost or budget, in `currency`.")
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
     description: str | None = Field(default=None, max_length=5000)
 
@@ -166,7 +167,7 @@ class TouchpointUpdate(PatchShape):
     name: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1, max_length=200)
     channel: Annotated[Channel | None, NOT_NULL] = Field(default=None)
     department: str | None = Field(default=None, max_length=200)
-    yearly_cost: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    yearly_cost: Money | None = Field(default=None, description="Yearly cost or budget; null clears it.")
     currency: Annotated[str | None, NOT_NULL] = Field(default=None, pattern=r"^[A-Z]{3}$")
     description: str | None = Field(default=None, max_length=5000)
 
