@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
 
 from tests.journey.activity_factories import touch
 from tests.journey.factories import JourneyApi
@@ -41,6 +44,21 @@ class TestPersonaRules:
         response = await api.request("PUT", "/v1/customers/c1", json={"profile": {"city": "Berlin"}})
         assert response.status_code == 201, response.text
         assert response.json()["persona_id"] is None
+
+    async def test_a_stored_rule_this_version_cannot_read_matches_no_one(
+        self, api: JourneyApi, journey_app: FastAPI
+    ) -> None:
+        """Rules stored under older, looser validation must not fail every customer write."""
+        readable = {"name": "ok", "when": {"attribute": "a", "op": "eq", "value": 1}}
+        persona = await api.persona("p", rules=[readable])
+        async with journey_app.state.engine.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE persona SET rules = CAST(:r AS jsonb) WHERE id = :id"),
+                {"r": orjson.dumps([{"name": "old", "when": None}, readable]).decode(), "id": persona["id"]},
+            )
+        response = await api.request("PUT", "/v1/customers/c1", json={"profile": {"a": 1}})
+        assert response.status_code == 201, response.text
+        assert (response.json()["persona_id"], response.json()["persona_rule"]) == (persona["id"], "ok")
 
 
 PATCHED = {
@@ -92,6 +110,15 @@ class TestPatchWithNull:
                     assert "cannot be null" in response.json()["detail"], what
                 checked += 1
         assert checked >= 30
+
+    async def test_customer_put_with_null_follows_its_schema(self, api: JourneyApi) -> None:
+        openapi = (await api.get("/openapi.json")).json()
+        ref = openapi["paths"]["/v1/customers/{external_id}"]["put"]["requestBody"]["content"]["application/json"]
+        properties = openapi["components"]["schemas"][ref["schema"]["$ref"].rsplit("/", 1)[1]]["properties"]
+        for name, schema in properties.items():
+            nullable = {"type": "null"} in schema.get("anyOf", [])
+            response = await api.request("PUT", "/v1/customers/c1", json={name: None})
+            assert response.status_code == (201 if nullable else 422), f"{name}: {response.text}"
 
 
 BAD_TIMES = ["9999-12-31T00:00:00Z", "1899-12-31T23:59:59Z", "2100-01-01T00:00:00Z", 0.5, "0.5", 1_700_000_000]
