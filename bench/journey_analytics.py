@@ -72,7 +72,7 @@ async def _model(client: httpx.AsyncClient) -> tuple[str, dict[str, str]]:
         touchpoints[key] = (await post("/v1/touchpoints", {"key": key, "name": key, "channel": channel}))["id"]
     journey = await post("/v1/journeys", {"key": "bike", "name": "Bike", "stages": [
         {"key": k, "name": k.title()} for k, _ in STAGES]})  # fmt: skip
-    stages = (await client.get(f"/v1/journeys/{journey['id']}/stages")).json()
+    stages = (await client.get(f"/v1/journeys/{journey['id']}/stages")).json()["items"]
     for stage, (_, keys) in zip(stages, STAGES, strict=True):
         for key in keys:
             await post(

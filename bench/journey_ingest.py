@@ -71,7 +71,7 @@ async def main(env: BenchEnv) -> None:
             response.raise_for_status()
             api_calls.append(time.perf_counter() - t0)
             done = response.json()
-            stored += done["counts"]["stored"]
+            stored += done["counts"]["created"]
             records = [
                 tuple(r)
                 for r in await conn.fetch(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from services.common.validation import InputModel
 
@@ -54,7 +54,9 @@ class AttributeCondition(InputModel):
             case "not_in":
                 return actual not in self.value
             case "contains":
-                return isinstance(actual, list | str) and self.value in actual
+                if isinstance(actual, str):
+                    return isinstance(self.value, str) and self.value in actual
+                return isinstance(actual, list) and self.value in actual
         return _compare(actual, self.op, self.value)
 
 
@@ -82,12 +84,40 @@ class NotCondition(InputModel):
         return not self.not_.evaluate(profile)
 
 
-def _condition_kind(value: Any) -> str:
-    source = value if isinstance(value, dict) else value.__dict__
+def _condition_kind(value: Any) -> str | None:
+    """The union member a condition is; None (a validation error) for anything but an object."""
+    if isinstance(value, dict):
+        source = value
+    elif isinstance(value, AttributeCondition | AllCondition | AnyCondition | NotCondition):
+        source = value.__dict__
+    else:
+        return None
     for kind in ("all", "any", "not"):
         if kind in source or (kind == "not" and "not_" in source):
             return kind
     return "attribute"
+
+
+MAX_DEPTH = 16
+
+
+def _depth(value: Any) -> int:
+    """How deeply `all` / `any` / `not` nest in a condition as sent (iterative: no recursion limit)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            for kind in ("all", "any", "not"):
+                inner = node.get(kind)
+                todo.extend((c, depth + 1) for c in (inner if isinstance(inner, list) else [inner]) if c is not None)
+    return deepest
+
+
+def _shallow(value: Any) -> Any:
+    if _depth(value) > MAX_DEPTH:
+        raise ValueError(f"conditions may nest at most {MAX_DEPTH} levels deep")
+    return value
 
 
 # A callable discriminator picks the one member that applies, so an invalid rule gets one clear
@@ -97,8 +127,16 @@ Condition = Annotated[
     | Annotated[AllCondition, Tag("all")]
     | Annotated[AnyCondition, Tag("any")]
     | Annotated[NotCondition, Tag("not")],
-    Discriminator(_condition_kind),
+    Discriminator(
+        _condition_kind,
+        custom_error_type="condition_shape",
+        custom_error_message="a condition must be an object: {attribute, op, value}, {all: [...]}, {any: [...]} "
+        "or {not: {...}}",
+    ),
 ]
+# A rule's condition as sent: bounded nesting, so neither validation nor evaluation can recurse
+# past Python's limit (a 500).
+RuleCondition = Annotated[Condition, BeforeValidator(_shallow)]
 for _model in (AllCondition, AnyCondition, NotCondition):
     _model.model_rebuild()
 

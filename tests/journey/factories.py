@@ -56,7 +56,7 @@ class JourneyApi:
     async def stages(self, journey_id: str) -> list[dict[str, Any]]:
         response = await self.get(f"/v1/journeys/{journey_id}/stages")
         assert response.status_code == 200, response.text
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()["items"]  # type: ignore[no-any-return]
 
     async def step(self, journey_id: str, stage_id: str, touchpoint_id: str, **fields: Any) -> dict[str, Any]:
         return await self.created(

@@ -59,9 +59,16 @@ async def bike(api: JourneyApi, journey_app: FastAPI) -> dict[str, Any]:
     await put_customer(api, "B", profile={"segment": "b2c"})
     items = [touch(f"{c}-{tp}-{h}", c, tp, at(h), **({"channel": "email"} if c == "D" else {})) for c, tp, h in EVENTS]
     # two batches, the second replaying part of the first: replays must not count twice
-    assert (await bulk(api, "interactions", items[:10]))["counts"]["stored"] == 10
+    assert (await bulk(api, "interactions", items[:10]))["counts"]["created"] == 10
     mark = datetime.now(UTC)
-    assert (await bulk(api, "interactions", items[5:]))["counts"] == {"stored": 8, "duplicate": 5, "failed": 0}
+    assert (await bulk(api, "interactions", items[5:]))["counts"] == {
+        "created": 8,
+        "updated": 0,
+        "stored": 0,
+        "duplicate": 5,
+        "conflict": 0,
+        "failed": 0,
+    }
     await settled(journey_app, api.workspace, mark)
     return setup
 
@@ -369,7 +376,7 @@ class TestFunnelAndPathsRollup:
             touch("C-ad-0.5", "C", "ad", at(0.5)),
         ]:
             mark = datetime.now(UTC)
-            if (await bulk(api, "interactions", [item]))["counts"]["stored"]:  # a replay publishes nothing
+            if (await bulk(api, "interactions", [item]))["counts"]["created"]:  # a replay publishes nothing
                 await settled(journey_app, api.workspace, mark)
             await assert_rollup_agrees(api, jid)
         [group] = (await api.get(f"/v1/journeys/{jid}/funnel")).json()["groups"]

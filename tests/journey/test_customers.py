@@ -81,7 +81,7 @@ class TestBulkCustomers:
                 {"profile": {}},
             ],
         )
-        assert result["counts"] == {"created": 1, "updated": 1, "failed": 2}
+        assert result["counts"] == {"created": 1, "updated": 1, "stored": 0, "duplicate": 0, "conflict": 0, "failed": 2}
         statuses = [(r["key"], r["status"]) for r in result["items"]]
         assert statuses == [("old", "updated"), ("new", "created"), ("bad", "failed"), (None, "failed")]
         assert result["items"][2]["errors"][0]["field"].startswith("channel_preferences")
@@ -133,4 +133,4 @@ class TestHugeIntegers:
             "interactions",
             [{**item, "event_id": "e1", "properties": {"n": -(2**64)}}, {**item, "event_id": "e2"}],
         )
-        assert [i["status"] for i in body["items"]] == ["failed", "stored"]
+        assert [i["status"] for i in body["items"]] == ["failed", "created"]

@@ -22,7 +22,7 @@ class TestRecordInteraction:
         await api.touchpoint("shop", "web")
         first = await api.post("/v1/interactions", json=touch("e1", "c1", "shop", at()))
         assert first.status_code == 201, first.text
-        assert first.json()["status"] == "stored"
+        assert first.json()["status"] == "created"
         again = await api.post("/v1/interactions", json=touch("e1", "c1", "shop", at(1)))
         assert again.status_code == 200, again.text
         assert again.json()["status"] == "duplicate"
@@ -58,14 +58,14 @@ class TestBulkInteractions:
             touch("e6", "c2", "shop", at(), journey="no-such-journey"),
         ]
         result = await bulk(api, "interactions", batch)
-        assert result["counts"] == {"stored": 2, "duplicate": 1, "failed": 5}
+        assert result["counts"] == {"created": 2, "updated": 0, "stored": 0, "duplicate": 1, "conflict": 0, "failed": 5}
         items = result["items"]
         assert [i["status"] for i in items] == [
-            "stored",
+            "created",
             "duplicate",
             "failed",
             "failed",
-            "stored",
+            "created",
             "failed",
             "failed",
             "failed",
@@ -80,7 +80,7 @@ class TestBulkInteractions:
 
         # replay across batches: acknowledged, not stored again
         again = await bulk(api, "interactions", [touch("e1", "c1", "shop", at()), touch("e7", "c1", "shop", at(3))])
-        assert [i["status"] for i in again["items"]] == ["duplicate", "stored"]
+        assert [i["status"] for i in again["items"]] == ["duplicate", "created"]
         assert again["items"][0]["id"] == items[0]["id"]
         timeline = (await api.get("/v1/customers/c1/timeline")).json()["items"]
         assert sorted(t["event_id"] for t in timeline) == ["e1", "e4", "e7"]
@@ -112,7 +112,7 @@ class TestOutcomes:
             {"event_id": "o3", "customer": "c1", "name": "churn", "touchpoint": "gone", "occurred_at": at()},
         ]
         result = await bulk(api, "outcomes", items)
-        assert [i["status"] for i in result["items"]] == ["stored", "failed", "failed"]
+        assert [i["status"] for i in result["items"]] == ["created", "failed", "failed"]
         one = await api.post("/v1/outcomes", json=items[0])
         assert one.status_code == 200
         assert one.json()["status"] == "duplicate"
@@ -137,9 +137,9 @@ class TestInteractionIsolation:
         assert result["items"][0]["status"] == "failed"
         await put_customer(other, "c1")
         # the same event id in two workspaces is two events
-        assert (await bulk(api, "interactions", [touch("e1", "c1", "shop", at())]))["counts"]["stored"] == 1
+        assert (await bulk(api, "interactions", [touch("e1", "c1", "shop", at())]))["counts"]["created"] == 1
         await other.touchpoint("shop", "web")
-        assert (await bulk(other, "interactions", [touch("e1", "c1", "shop", at())]))["counts"]["stored"] == 1
+        assert (await bulk(other, "interactions", [touch("e1", "c1", "shop", at())]))["counts"]["created"] == 1
 
 
 class TestRecordedEvents:
@@ -168,7 +168,7 @@ class TestRecordedEvents:
         await api.touchpoint("shop", "web")
         note = "x" * 7000  # ~14 MB of items: some 60 events' worth
         items = [touch(f"e{i}", f"c{i % 50}", "shop", at(i), properties={"note": note}) for i in range(2000)]
-        assert (await bulk(api, "interactions", items))["counts"]["stored"] == 2000
+        assert (await bulk(api, "interactions", items))["counts"]["created"] == 2000
         events = await published_events(journey_app, servers.nats_url, api.workspace)
         recorded = [e for e in events if e["type"] == "journey.interaction.recorded"]
         assert len(recorded) >= 2000 * 7000 // MAX_EVENT_BYTES
@@ -202,7 +202,7 @@ class TestFreeformLimit:
             "interactions",
             [touch("e1", "c1", "shop", at(), properties=over), touch("e2", "c1", "shop", at(), properties=under)],
         )
-        assert [i["status"] for i in result["items"]] == ["failed", "stored"]
+        assert [i["status"] for i in result["items"]] == ["failed", "created"]
         assert result["items"][0]["errors"][0]["field"] == "properties"
         outcome = {"event_id": "o1", "customer": "c1", "name": "purchase", "occurred_at": at(), "properties": over}
         assert (await api.post("/v1/outcomes", json=outcome)).status_code == 422
@@ -223,16 +223,21 @@ class TestImport:
         assert by_line[3]["status"] == "failed"
         assert by_line[3]["errors"][0]["field"] == "line"
         assert [by_line[n]["status"] for n in (1, 2, 5, 6, 7, 8, 9)] == [
-            "stored", "stored", "duplicate", "stored", "stored", "stored", "failed",
+            "created", "created", "duplicate", "created", "created", "created", "failed",
         ]  # fmt: skip
-        assert results[-1] == {"counts": {"stored": 5, "duplicate": 1, "failed": 2}}
+        assert results[-1] == {
+            "counts": {"created": 5, "updated": 0, "stored": 0, "duplicate": 1, "conflict": 0, "failed": 2}
+        }
         timeline = (await api.get("/v1/customers/c1/timeline")).json()["items"]
         assert len(timeline) == 5
 
     async def test_outcome_import(self, api: JourneyApi) -> None:
         body = orjson.dumps({"event_id": "o1", "customer": "c1", "name": "churn", "occurred_at": at()})
         response = await api.post("/v1/outcomes/import", content=body, headers={"Content-Type": "application/x-ndjson"})
-        assert response.text.splitlines()[-1] == '{"counts":{"stored":1,"duplicate":0,"failed":0}}'
+        assert (
+            response.text.splitlines()[-1]
+            == '{"counts":{"created":1,"updated":0,"stored":0,"duplicate":0,"conflict":0,"failed":0}}'
+        )
 
 
 class TestUnstorableText:
@@ -250,4 +255,4 @@ class TestUnstorableText:
         )
         response = await api.post("/v1/interactions/bulk", content=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 200, response.text
-        assert [i["status"] for i in response.json()["items"]] == ["failed", "failed", "failed", "stored"]
+        assert [i["status"] for i in response.json()["items"]] == ["failed", "failed", "failed", "created"]

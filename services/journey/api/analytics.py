@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -12,6 +11,7 @@ from services.common.auth import Caller, caller_with
 from services.common.db import SessionDep
 from services.common.errors import PROBLEM_RESPONSES
 from services.common.pagination import CursorQuery, LimitQuery
+from services.common.timestamps import BOUNDS_HELP, TimeQuery
 from services.journey.api.customers import ExternalIdPath
 from services.journey.models import (
     Breakdown,
@@ -30,8 +30,10 @@ from services.journey.store.analytics import customer, funnel, paths, reach
 
 Reader = Annotated[Caller, caller_with("journeys:read")]
 JourneyId = Annotated[UUID, Path(description="The journey's id.")]
-Since = Annotated[datetime | None, Query(description="Only events at or after this time.")]
-Until = Annotated[datetime | None, Query(description="Only events before this time.")]
+Since = Annotated[
+    TimeQuery | None, Query(description=f"Only events at or after this time ({BOUNDS_HELP}; no offset: UTC).")
+]
+Until = Annotated[TimeQuery | None, Query(description=f"Only events before this time ({BOUNDS_HELP}; no offset: UTC).")]
 FromSource = Annotated[
     SourceChoice,
     Query(

@@ -9,24 +9,16 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
 from services.common.auth import Caller, caller_with
+from services.common.bulk import BulkResult, ItemError, ItemResult, ItemStatus
 from services.common.db import SessionDep
 from services.common.errors import PROBLEM_RESPONSES
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import batch_changes, emit_many
 from services.common.pagination import CursorQuery, LimitQuery, Page
 from services.journey.events import CUSTOMER_UPSERTED
-from services.journey.models import (
-    EXTERNAL_ID_PATTERN,
-    BulkResult,
-    CustomerBulk,
-    CustomerBulkItem,
-    CustomerPublic,
-    CustomerUpsert,
-    ItemError,
-    ItemResult,
-    ItemStatus,
-)
+from services.journey.models import EXTERNAL_ID_PATTERN, CustomerBulk, CustomerBulkItem, CustomerPublic, CustomerUpsert
 from services.journey.store import customers
+from services.journey.store.interactions import status_counts
 
 Reader = Annotated[Caller, caller_with("journeys:read")]
 Writer = Annotated[Caller, caller_with("journeys:write")]
@@ -77,9 +69,7 @@ async def upsert_customers(caller: Writer, idem: IdempotencyDep, session: Sessio
             r.id, r.status = public.id, ItemStatus.created if created else ItemStatus.updated
     changes = batch_changes(CUSTOMER_UPSERTED, [p for p, _ in upserted.values()])
     await emit_many(session, workspace_id=caller.workspace_id, changes=changes)
-    counts = {s.value: 0 for s in (ItemStatus.created, ItemStatus.updated, ItemStatus.failed)}
-    for r in results:
-        counts[r.status.value] += 1
+    counts = status_counts(r.status for r in results)
     return await idem.respond(BulkResult(counts=counts, items=results), status_code=200)
 
 

@@ -11,14 +11,15 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.auth import Caller, caller_with
+from services.common.bulk import BulkResult, ItemResult
 from services.common.db import SessionDep
 from services.common.errors import PROBLEM_RESPONSES, Unprocessable
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import batch_changes, emit_many
 from services.journey.events import CUSTOMER_UPSERTED
-from services.journey.models import BulkResult, EventBulk, InteractionIn, ItemResult, OutcomeIn
+from services.journey.models import EventBulk, InteractionIn, OutcomeIn
 from services.journey.store import interactions
-from services.journey.store.interactions import FAILED, STORED, Ingested
+from services.journey.store.interactions import CREATED, FAILED, Ingested, status_counts
 
 Writer = Annotated[Caller, caller_with("journeys:write")]
 
@@ -46,7 +47,7 @@ async def _one(session: AsyncSession, idem: Any, *, workspace_id: str, kind: str
     if result["status"] == FAILED:
         errors = [{"field": f"body.{e['field']}", "message": e["message"]} for e in result["errors"] or []]
         raise Unprocessable(f"The {kind} was not stored: " + "; ".join(e["message"] for e in errors), errors=errors)
-    return await idem.respond(result, status_code=201 if result["status"] == STORED else 200)  # type: ignore[no-any-return]
+    return await idem.respond(result, status_code=201 if result["status"] == CREATED else 200)  # type: ignore[no-any-return]
 
 
 _ONE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -60,7 +61,7 @@ _ONE_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def record_interaction(
     caller: Writer, idem: IdempotencyDep, session: SessionDep, body: InteractionIn
 ) -> Response:
-    """Record one interaction (201 stored, 200 replayed event id)."""
+    """Record one interaction (201 created, 200 replayed event id)."""
     return await _one(session, idem, workspace_id=caller.workspace_id, kind="interaction", item=body)
 
 
@@ -73,7 +74,7 @@ async def record_interactions(caller: Writer, idem: IdempotencyDep, session: Ses
 
 @router.post("/outcomes", status_code=201, response_model=ItemResult, responses=_ONE_RESPONSES, tags=["outcomes"])
 async def record_outcome(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: OutcomeIn) -> Response:
-    """Record one outcome (201 stored, 200 replayed event id)."""
+    """Record one outcome (201 created, 200 replayed event id)."""
     return await _one(session, idem, workspace_id=caller.workspace_id, kind="outcome", item=body)
 
 
@@ -122,7 +123,7 @@ async def _import_lines(
     Each chunk commits on its own, so a long history is not one huge transaction; a failed import
     can simply be sent again, since replayed event ids are acknowledged, not stored twice.
     """
-    counts = {"stored": 0, "duplicate": 0, "failed": 0}
+    counts = status_counts(())
     batch: list[tuple[int, Any]] = []
 
     async def flush() -> bytes:

@@ -184,7 +184,7 @@ async def update_touchpoint(
 
 @router.delete("/touchpoints/{touchpoint_id}", status_code=204, tags=["touchpoints"])
 async def delete_touchpoint(caller: Writer, session: SessionDep, touchpoint_id: TouchpointId) -> None:
-    """Delete a touchpoint that sits in no journey step (409 names the steps otherwise)."""
+    """Delete a touchpoint no journey step, interaction or outcome refers to (409 names them otherwise)."""
     row = await catalogue.delete_touchpoint(session, workspace_id=caller.workspace_id, touchpoint_id=touchpoint_id)
     await _publish(
         session, caller, "journey.touchpoint.deleted", Deleted(id=row.id, key=row.key), row.id, row.version + 1
@@ -269,10 +269,11 @@ async def delete_journey(caller: Writer, session: SessionDep, journey_id: Journe
 
 
 @router.get("/journeys/{journey_id}/stages", tags=["stages"])
-async def list_stages(caller: Reader, session: SessionDep, journey_id: JourneyId) -> list[StagePublic]:
-    """The journey's stages in order."""
+async def list_stages(caller: Reader, session: SessionDep, journey_id: JourneyId) -> Page[StagePublic]:
+    """The journey's stages in order, all in one page (`next_cursor` is null)."""
     await journeys.get_journey(session, workspace_id=caller.workspace_id, journey_id=journey_id)
-    return [StagePublic.model_validate(s) for s in await journeys.list_stages(session, journey_id=journey_id)]
+    stages = await journeys.list_stages(session, journey_id=journey_id)
+    return Page[StagePublic](items=[StagePublic.model_validate(s) for s in stages], next_cursor=None)
 
 
 def _stages_changed(journey_id: UUID, stage: StagePublic, stages: list[Stage]) -> StagesChanged:

@@ -8,22 +8,24 @@ form it rejects (NUL characters, naive or out-of-range timestamps).
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
 import sqlmodel
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
+from services.common.timestamps import BOUNDS_HELP, Timestamp
 from services.common.validation import FREEFORM_MAX_BYTES, check_freeform_size
 from services.common.vocabulary import Channel
 from services.journey.models._base import (
     KEY_PATTERN,
     VERSION_HELP,
+    Amount,
     JourneyTable,
     Shape,
     now_column,
@@ -31,7 +33,6 @@ from services.journey.models._base import (
 )
 
 EXTERNAL_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 def _no_nul(value: Any, path: str = "") -> None:
@@ -59,20 +60,9 @@ def _json_object(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def _in_range(value: datetime) -> datetime:
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("timestamp out of range") from None
-    if utc < EARLIEST:
-        raise ValueError("timestamp before 1900-01-01 is not accepted")
-    return utc
-
-
 # Free-form JSON travels in events: bounded, so any one item fits an event (validation.py).
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object), AfterValidator(check_freeform_size)]
 FREEFORM_HELP = f"Free-form JSON object of at most {FREEFORM_MAX_BYTES // 1024} KiB (as compact JSON)."
-Timestamp = Annotated[AwareDatetime, AfterValidator(_in_range)]
 ExternalId = Annotated[str, Field(pattern=EXTERNAL_ID_PATTERN, description="The CRM's id of the customer.")]
 EventId = Annotated[
     str, Field(pattern=EXTERNAL_ID_PATTERN, description="Your unique id of this event: the dedupe key of replays.")
@@ -104,7 +94,7 @@ class Consent(Shape):
     purpose: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,79}$", examples=["marketing"])
     channel: Channel | None = Field(default=None, description="Omitted: the consent holds for every channel.")
     granted: bool
-    at: Timestamp | None = Field(default=None, description="When given or withdrawn; omitted: now.")
+    at: Timestamp | None = Field(default=None, description=f"When given or withdrawn; omitted: now. {BOUNDS_HELP}.")
 
 
 class CustomerUpsert(Shape):
@@ -169,7 +159,9 @@ class Customer(JourneyTable, table=True):
 class EventFields(IngestShape):
     event_id: EventId
     customer: ExternalId = Field(description="external_id of the customer; an unknown customer is created.")
-    occurred_at: Timestamp = Field(description="With a timezone; at most a few minutes in the future.")
+    occurred_at: Timestamp = Field(
+        description=f"With a zone offset; at most a few minutes in the future; {BOUNDS_HELP}."
+    )
     journey: Key | None = Field(default=None, description="Key of the journey this event belongs to, if known.")
     properties: JsonObject = Field(default_factory=dict, description=FREEFORM_HELP)
 
@@ -181,7 +173,7 @@ class InteractionIn(EventFields):
 
 class OutcomeIn(EventFields):
     name: Key = Field(description="purchase, conversion, churn or a name of your own.", examples=["purchase"])
-    value: Decimal | None = Field(default=None, max_digits=18, decimal_places=4)
+    value: Amount | None = Field(default=None, description="Its value in `currency` (negative: a refund).")
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     touchpoint: Key | None = Field(default=None, description="Key of the touchpoint where it happened, if any.")
 
@@ -190,32 +182,6 @@ class EventBulk(IngestShape):
     items: list[Any] = Field(
         min_length=1, max_length=10_000, description="Each an InteractionIn / OutcomeIn; an invalid item fails alone."
     )
-
-
-class ItemStatus(enum.StrEnum):
-    created = "created"
-    updated = "updated"
-    stored = "stored"
-    duplicate = "duplicate"
-    failed = "failed"
-
-
-class ItemError(Shape):
-    field: str
-    message: str
-
-
-class ItemResult(Shape):
-    index: int
-    key: str | None = Field(description="external_id or event_id of the item, when readable.")
-    status: ItemStatus
-    id: UUID | None = None
-    errors: list[ItemError] | None = None
-
-
-class BulkResult(Shape):
-    counts: dict[str, int]
-    items: list[ItemResult]
 
 
 class InteractionPublic(Shape):
@@ -269,8 +235,9 @@ class Interaction(JourneyTable, table=True):
     workspace_id: str
     event_id: str
     # No foreign keys on this table: their per-row triggers cost a third of the bulk insert. The ingest
-    # resolves customer and touchpoint in the same transaction; history outlives a touchpoint or
-    # journey removed from the model (a dangling journey_id just no longer matches any journey).
+    # resolves customer and touchpoint in the same transaction, holding its touchpoints FOR KEY SHARE
+    # (once per touchpoint, not per row), and a touchpoint with interactions cannot be deleted; history
+    # outlives a journey removed from the model (a dangling journey_id just no longer matches any journey).
     customer_id: UUID
     touchpoint_id: UUID
     channel: Channel = sqlmodel.Field(sa_type=sa.Enum(Channel, name="channel", native_enum=False, length=20))
@@ -286,6 +253,7 @@ class Outcome(JourneyTable, table=True):
         sa.UniqueConstraint("workspace_id", "event_id", name="uq_outcome_event_id"),
         sa.Index("ix_outcome_customer_time", "workspace_id", "customer_id", "occurred_at"),
         sa.Index("ix_outcome_name_time", "workspace_id", "name", "occurred_at"),
+        sa.Index("ix_outcome_touchpoint", "workspace_id", "touchpoint_id"),  # is a touchpoint in use?
     )
     id: UUID = sqlmodel.Field(primary_key=True)
     workspace_id: str

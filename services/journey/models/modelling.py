@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -18,13 +18,16 @@ from services.common.vocabulary import Channel
 from services.journey.models._base import (
     KEY_HELP,
     KEY_PATTERN,
+    NOT_NULL,
     VERSION_HELP,
     JourneyTable,
+    Money,
+    PatchShape,
     Shape,
     now_column,
     version_column,
 )
-from services.journey.rules import Condition
+from services.journey.rules import RuleCondition
 
 
 class JourneyStatus(enum.StrEnum):
@@ -43,7 +46,7 @@ class JourneyState(enum.StrEnum):
 
 class PersonaRule(Shape):
     name: str = Field(min_length=1, max_length=120, description="Shown when this rule assigns a customer.")
-    when: Condition
+    when: RuleCondition
 
 
 class PersonaFields(Shape):
@@ -88,16 +91,16 @@ class PersonaCreate(PersonaFields):
     key: str = Field(pattern=KEY_PATTERN, description=KEY_HELP)
 
 
-class PersonaUpdate(Shape):
-    key: str | None = Field(default=None, pattern=KEY_PATTERN)
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+class PersonaUpdate(PatchShape):
+    key: Annotated[str | None, NOT_NULL] = Field(default=None, pattern=KEY_PATTERN)
+    name: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1, max_length=200)
     role: str | None = Field(default=None, max_length=200)
     background: str | None = Field(default=None, max_length=5000)
-    needs: list[str] | None = Field(default=None, max_length=50)
-    goals: list[str] | None = Field(default=None, max_length=50)
-    pains: list[str] | None = Field(default=None, max_length=50)
-    priority: int | None = Field(default=None, ge=0, le=10_000)
-    rules: list[PersonaRule] | None = Field(default=None, max_length=50)
+    needs: Annotated[list[str] | None, NOT_NULL] = Field(default=None, max_length=50)
+    goals: Annotated[list[str] | None, NOT_NULL] = Field(default=None, max_length=50)
+    pains: Annotated[list[str] | None, NOT_NULL] = Field(default=None, max_length=50)
+    priority: Annotated[int | None, NOT_NULL] = Field(default=None, ge=0, le=10_000)
+    rules: Annotated[list[PersonaRule] | None, NOT_NULL] = Field(default=None, max_length=50)
 
 
 class PersonaPublic(PersonaCreate):
@@ -134,7 +137,7 @@ class TouchpointFields(Shape):
     name: str = Field(min_length=1, max_length=200)
     channel: Channel
     department: str | None = Field(default=None, max_length=200, description="Owning department.")
-    yearly_cost: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    yearly_cost: Money | None = Field(default=None, description="Yearly cost or budget, in `currency`.")
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
     description: str | None = Field(default=None, max_length=5000)
 
@@ -159,13 +162,13 @@ class TouchpointCreate(TouchpointFields):
     key: str = Field(pattern=KEY_PATTERN, description=KEY_HELP)
 
 
-class TouchpointUpdate(Shape):
-    key: str | None = Field(default=None, pattern=KEY_PATTERN)
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    channel: Channel | None = None
+class TouchpointUpdate(PatchShape):
+    key: Annotated[str | None, NOT_NULL] = Field(default=None, pattern=KEY_PATTERN)
+    name: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1, max_length=200)
+    channel: Annotated[Channel | None, NOT_NULL] = Field(default=None)
     department: str | None = Field(default=None, max_length=200)
-    yearly_cost: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
-    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    yearly_cost: Money | None = Field(default=None, description="Yearly cost or budget; null clears it.")
+    currency: Annotated[str | None, NOT_NULL] = Field(default=None, pattern=r"^[A-Z]{3}$")
     description: str | None = Field(default=None, max_length=5000)
 
 
@@ -208,10 +211,10 @@ class StageCreate(Shape):
     position: int | None = Field(default=None, ge=0, description="0-based; omitted: appended at the end.")
 
 
-class StageUpdate(Shape):
-    key: str | None = Field(default=None, pattern=KEY_PATTERN)
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    position: int | None = Field(default=None, ge=0, description="Move the stage here (0-based).")
+class StageUpdate(PatchShape):
+    key: Annotated[str | None, NOT_NULL] = Field(default=None, pattern=KEY_PATTERN)
+    name: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1, max_length=200)
+    position: Annotated[int | None, NOT_NULL] = Field(default=None, ge=0, description="Move the stage here (0-based).")
 
 
 class StagePublic(Shape):
@@ -265,15 +268,15 @@ class JourneyCreate(JourneyFields):
     )
 
 
-class JourneyUpdate(Shape):
-    key: str | None = Field(default=None, pattern=KEY_PATTERN)
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+class JourneyUpdate(PatchShape):
+    key: Annotated[str | None, NOT_NULL] = Field(default=None, pattern=KEY_PATTERN)
+    name: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     persona_id: UUID | None = None
     owner: str | None = Field(default=None, max_length=200)
     team: str | None = Field(default=None, max_length=200)
-    status: JourneyStatus | None = None
-    state: JourneyState | None = None
+    status: Annotated[JourneyStatus | None, NOT_NULL] = Field(default=None)
+    state: Annotated[JourneyState | None, NOT_NULL] = Field(default=None)
     improves_journey_id: UUID | None = None
 
 
@@ -351,11 +354,13 @@ class StepCreate(Shape):
     expected_emotion: int = Field(default=0, ge=-2, le=2, description="−2 (very negative) … +2 (very positive).")
 
 
-class StepUpdate(Shape):
-    stage_id: UUID | None = Field(default=None, description="Move the step to another stage of this journey.")
-    position: int | None = Field(default=None, ge=0)
-    moment_of_truth: bool | None = None
-    expected_emotion: int | None = Field(default=None, ge=-2, le=2)
+class StepUpdate(PatchShape):
+    stage_id: Annotated[UUID | None, NOT_NULL] = Field(
+        default=None, description="Move the step to another stage of this journey."
+    )
+    position: Annotated[int | None, NOT_NULL] = Field(default=None, ge=0)
+    moment_of_truth: Annotated[bool | None, NOT_NULL] = Field(default=None)
+    expected_emotion: Annotated[int | None, NOT_NULL] = Field(default=None, ge=-2, le=2)
 
 
 class StepPublic(Shape):

@@ -16,8 +16,10 @@ from services.common.errors import Conflict
 from services.common.pagination import Page, keyset, page_of
 from services.common.vocabulary import Channel
 from services.journey.models import (
+    Interaction,
     Journey,
     JourneyStep,
+    Outcome,
     Persona,
     PersonaCreate,
     PersonaUpdate,
@@ -147,7 +149,9 @@ async def update_touchpoint(
 
 
 async def delete_touchpoint(session: AsyncSession, *, workspace_id: str, touchpoint_id: UUID) -> Touchpoint:
-    """Deletes the touchpoint (its deletion's event version is the row's last version + 1)."""
+    """Deletes the touchpoint that no step, interaction or outcome refers to (its deletion's event
+    version is the row's last version + 1). Locked first: an ingest resolving it holds it FOR KEY
+    SHARE, so the checks below see what that ingest stored."""
     row = await get_touchpoint(session, workspace_id=workspace_id, touchpoint_id=touchpoint_id, lock=True)
     placements = (
         await session.execute(
@@ -164,6 +168,21 @@ async def delete_touchpoint(session: AsyncSession, *, workspace_id: str, touchpo
         raise Conflict(
             f"Touchpoint {row.key!r} sits in {len(steps)} journey step(s) ({named}); remove those steps first.",
             steps=steps,
+        )
+    history = [
+        what
+        for what, table in (("interactions", Interaction), ("outcomes", Outcome))
+        if await session.scalar(
+            sa.select(
+                sa.exists().where(col(table.workspace_id) == workspace_id, col(table.touchpoint_id) == touchpoint_id)
+            )
+        )
+    ]
+    if history:
+        raise Conflict(
+            f"Touchpoint {row.key!r} has recorded {' and '.join(history)}, which refer to it; it cannot be "
+            "deleted. Keep it in the catalogue (remove it from journeys to stop mapping it).",
+            recorded=history,
         )
     await session.delete(row)
     await session.flush()

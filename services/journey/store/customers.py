@@ -15,7 +15,8 @@ from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
-from pydantic import TypeAdapter
+import structlog
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
@@ -23,7 +24,7 @@ from services.common.errors import NotFound
 from services.common.pagination import Page, decode_cursor, encode_cursor
 from services.journey.models import CustomerBulkItem, CustomerPublic, PersonaRule
 
-_rules = TypeAdapter(list[PersonaRule])
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,19 @@ async def load_personas(session: AsyncSession, *, workspace_id: str) -> list[Per
         sa.text("SELECT id, key, rules FROM persona WHERE workspace_id = :w ORDER BY priority, key"),
         {"w": workspace_id},
     )
-    return [PersonaMatcher(r.id, r.key, _rules.validate_python(r.rules or [])) for r in rows]
+    return [PersonaMatcher(r.id, r.key, _readable_rules(r.key, r.rules or [])) for r in rows]
+
+
+def _readable_rules(persona_key: str, stored: list[Any]) -> list[PersonaRule]:
+    """The persona's rules; a stored rule this version cannot read (stored under older, looser
+    validation) matches no one and is logged, instead of failing every customer write."""
+    rules = []
+    for rule in stored:
+        try:
+            rules.append(PersonaRule.model_validate(rule))
+        except ValidationError as exc:
+            log.warning("persona rule not readable; it matches no one", persona=persona_key, error=str(exc)[:300])
+    return rules
 
 
 def assign(personas: Sequence[PersonaMatcher], profile: dict[str, Any]) -> Assignment:
@@ -93,7 +106,7 @@ async def upsert_customers(
     now = datetime.now(UTC)
     values: list[tuple[CustomerBulkItem, Assignment, list[dict[str, Any]]]] = []
     for item in last.values():
-        consents = [{**c.model_dump(mode="json"), "at": (c.at or now).isoformat()} for c in item.consents]
+        consents = [c.model_copy(update={"at": c.at or now}).model_dump(mode="json") for c in item.consents]
         values.append((item, assign(personas, item.profile), consents))
     rows = await session.execute(
         _UPSERT,

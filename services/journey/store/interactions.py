@@ -13,7 +13,7 @@ This is the hot path of 10,000-item calls, so items and results stay plain dicts
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,14 +25,24 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
+from services.common.bulk import ItemStatus
 from services.journey.models import CustomerPublic, InteractionIn, OutcomeIn
 from services.journey.store.customers import ensure_customers
 from services.journey.store.staging import copy_interactions, json_text
 
 CLOCK_SKEW = timedelta(minutes=5)
-STORED, DUPLICATE, FAILED = "stored", "duplicate", "failed"
+# Plain strings on the hot path; the values of the kit's ItemStatus.
+CREATED, DUPLICATE, FAILED = ItemStatus.created.value, ItemStatus.duplicate.value, ItemStatus.failed.value
 
-Result = dict[str, Any]  # index, key, status, id, errors: the ItemResult shape
+Result = dict[str, Any]  # index, key, status, id, errors: the kit's ItemResult shape
+
+
+def status_counts(statuses: Iterable[str]) -> dict[str, int]:
+    """Items per status, every status present (the kit's BulkResult.counts)."""
+    out = {s.value: 0 for s in ItemStatus}
+    for status in statuses:
+        out[status] += 1
+    return out
 
 
 @dataclass
@@ -44,10 +54,7 @@ class Ingested:
 
     @property
     def counts(self) -> dict[str, int]:
-        out = {STORED: 0, DUPLICATE: 0, FAILED: 0}
-        for r in self.results:
-            out[r["status"]] += 1
-        return out
+        return status_counts(r["status"] for r in self.results)
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ def _validate(
     """
     # The key of a valid item comes from its model; only a failed one is read from the raw item.
     results: list[Result] = [
-        {"index": i, "key": None, "status": STORED, "id": None, "errors": None} for i in range(len(raw_items))
+        {"index": i, "key": None, "status": CREATED, "id": None, "errors": None} for i in range(len(raw_items))
     ]
     good = list(range(len(raw_items)))
     try:
@@ -115,9 +122,11 @@ def _validate(
 async def _keys(session: AsyncSession, table: str, workspace_id: str, keys: set[str]) -> dict[str, Any]:
     if not keys:
         return {}
-    channel = ", channel" if table == "touchpoint" else ""
+    # Touchpoints are held FOR KEY SHARE until commit: a concurrent delete of one waits, then finds
+    # the interactions stored here and is refused (catalogue.delete_touchpoint), or deleted it first.
+    channel, lock = (", channel", " FOR KEY SHARE") if table == "touchpoint" else ("", "")
     rows = await session.execute(
-        sa.text(f"SELECT key, id{channel} FROM {table} WHERE workspace_id = :w AND key = ANY(:keys)"),
+        sa.text(f"SELECT key, id{channel} FROM {table} WHERE workspace_id = :w AND key = ANY(:keys){lock}"),
         {"w": workspace_id, "keys": sorted(keys)},
     )
     # plain uuid.UUID ids: asyncpg's own UUID type is not one, and orjson (events) encodes only uuid.UUID
@@ -153,7 +162,7 @@ async def _settle(
     """Stored items get their id; items not inserted were replays of an earlier batch; duplicates
     carry the id of the row stored for their event id (in this batch or an earlier one)."""
     for r in results:
-        if r["status"] == STORED:
+        if r["status"] == CREATED:
             if r["key"] in stored:
                 r["id"] = stored[r["key"]]
             else:

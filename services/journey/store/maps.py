@@ -17,10 +17,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import NotFound
 
-_TOUCHPOINT = """json_build_object(
+
+def _iso(column: str) -> str:
+    """SQL: a timestamptz as the API's JSON renders every date-time (pydantic's form): UTC with `Z`,
+    microseconds only when there are some. PostgreSQL's own JSON form is `+00:00`."""
+    return (
+        f"to_char({column} AT TIME ZONE 'UTC', CASE WHEN date_trunc('second', {column}) = {column} "
+        """THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)"""
+    )
+
+
+_TOUCHPOINT = f"""json_build_object(
     'id', t.id, 'key', t.key, 'name', t.name, 'channel', t.channel, 'department', t.department,
     'yearly_cost', t.yearly_cost::text, 'currency', t.currency, 'description', t.description,
-    'version', t.version, 'created_at', t.created_at, 'updated_at', t.updated_at)"""
+    'version', t.version, 'created_at', {_iso("t.created_at")}, 'updated_at', {_iso("t.updated_at")})"""
 
 MAP_SQL = sa.text(f"""
 WITH j AS (
@@ -41,11 +51,12 @@ SELECT json_build_object(
         'id', j.id, 'key', j.key, 'name', j.name, 'description', j.description,
         'persona_id', j.persona_id, 'owner', j.owner, 'team', j.team, 'status', j.status,
         'state', j.state, 'improves_journey_id', j.improves_journey_id, 'version', j.version,
-        'created_at', j.created_at, 'updated_at', j.updated_at),
+        'created_at', {_iso("j.created_at")}, 'updated_at', {_iso("j.updated_at")}),
     'persona', (SELECT json_build_object(
         'id', p.id, 'key', p.key, 'name', p.name, 'role', p.role, 'background', p.background,
         'needs', p.needs, 'goals', p.goals, 'pains', p.pains, 'priority', p.priority,
-        'rules', p.rules, 'version', p.version, 'created_at', p.created_at, 'updated_at', p.updated_at)
+        'rules', p.rules, 'version', p.version, 'created_at', {_iso("p.created_at")},
+        'updated_at', {_iso("p.updated_at")})
         FROM persona p WHERE p.id = j.persona_id),
     'stages', COALESCE((SELECT json_agg(json_build_object(
         'id', s.id, 'journey_id', s.journey_id, 'key', s.key, 'name', s.name,

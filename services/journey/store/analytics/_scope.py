@@ -7,7 +7,7 @@ it is not tagged with another journey (`journey_id` null or this journey).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -16,8 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import NotFound, Unprocessable
 from services.journey.models import StageRef
-
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +47,8 @@ async def journey_scope(session: AsyncSession, *, workspace_id: str, journey_id:
     return JourneyScope(journey_id, persona.persona_id, [StageRef.model_validate(r._mapping) for r in rows])
 
 
-def utc(value: datetime | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    try:
-        value = value.astimezone(UTC)
-    except OverflowError:
-        value = EARLIEST
-    if value < EARLIEST:
-        raise Unprocessable(
-            f"{name} must not be before 1900-01-01.", errors=[{"field": f"query.{name}", "message": "too early"}]
-        )
-    return value
-
-
 def time_range(since: datetime | None, until: datetime | None) -> tuple[datetime | None, datetime | None]:
-    since, until = utc(since, "since"), utc(until, "until")
+    """The range, checked: its bounds are in UTC and within the time bounds already (TimeQuery)."""
     if since is not None and until is not None and since >= until:
         raise Unprocessable(
             "since must be before until.", errors=[{"field": "query.since", "message": "not before until"}]
