@@ -142,6 +142,12 @@ class TestPatchNull:
         assert cleared.status_code == 200, cleared.text
         assert (cleared.json()["assignee"], cleared.json()["due_at"], cleared.json()["version"]) == (None, None, 2)
 
+    async def test_settings_are_replaced_whole_and_take_no_null(self, api: FeedbackApi) -> None:
+        for field in ("allow_private_webhook_targets", "max_surveys_per_period", "period_days", "quiet_days"):
+            response = await api.admin().put("/v1/settings", json={field: None})
+            assert response.status_code == 422, f"{field}: {response.text}"
+            assert f"body.{field}" in field_errors(response.json())
+
     async def test_openapi_says_which_fields_take_null(self, api: FeedbackApi) -> None:
         schemas = (await api.ok("/openapi.json"))["components"]["schemas"]
 
@@ -212,10 +218,19 @@ class TestShapes:
 
     async def test_every_list_is_a_page(self, api: FeedbackApi) -> None:
         survey = await api.survey()
-        await api.created("/v1/loop-rules", {"name": "x"})
-        for url in ("/v1/loop-rules", f"/v1/surveys/{survey['id']}/versions"):
-            body = await api.ok(url, params={"limit": 1})
-            assert (len(body["items"]), body["next_cursor"]) == (1, None), url
+        await api.respond(survey["id"], {"recommend": 9})
+        questions = [{"key": "r", "type": "nps", "text": {"en": "?"}}]
+        assert (await api.patch(f"/v1/surveys/{survey['id']}", json={"questions": questions})).json()["version"] == 2
+        rules = [(await api.created("/v1/loop-rules", {"name": name}))["id"] for name in ("a", "b")]
+        for url, ids, key in (
+            ("/v1/loop-rules", rules, "id"),
+            (f"/v1/surveys/{survey['id']}/versions", [1, 2], "version"),
+        ):
+            first = await api.ok(url, params={"limit": 1})
+            assert first["next_cursor"] is not None, url
+            second = await api.ok(url, params={"limit": 1, "cursor": first["next_cursor"]})
+            assert [p["items"][0][key] for p in (first, second)] == ids
+            assert second["next_cursor"] is None, url
         spec = await api.ok("/openapi.json")
         schemas = spec["components"]["schemas"]
         for path, ops in spec["paths"].items():
