@@ -13,7 +13,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import SQLModel
 
-from services.common.timestamps import BOUNDS_HELP, Timestamp
+from services.common.timestamps import Timestamp
 from services.common.validation import FREEFORM_MAX_BYTES, check_freeform_size
 from services.common.vocabulary import Channel
 from services.feedback.models._base import ExternalId, FeedbackTable, Key, Language, PublicShape, Shape
@@ -48,9 +48,7 @@ class ResponseCreate(Shape):
     stage_key: Key | None = Field(default=None, description="Defaults to the survey's target.")
     touchpoint_key: Key | None = Field(default=None, description="Defaults to the survey's target.")
     channel: Channel | None = None
-    submitted_at: Timestamp | None = Field(
-        default=None, description=f"Defaults to now. Date-time with a zone offset; {BOUNDS_HELP}."
-    )
+    submitted_at: Timestamp | None = Field(default=None, description="Defaults to now.")
     answers: dict[str, Any] = Field(
         max_length=100, description="Question key → answer, checked against the survey version."
     )
