@@ -144,7 +144,7 @@ async def main(env: BenchEnv) -> None:
                                           headers={"content-type": "application/json"})  # fmt: skip
                 response.raise_for_status()
                 api_calls.append(time.perf_counter() - t0)
-                api_rows += response.json()["created"]
+                api_rows += response.json()["counts"]["created"]
                 now = datetime.now(UTC)
                 records = [
                     (uuid.uuid4(), "bench", uuid.UUID(sid), b["response_id"], b["customer_external_id"],

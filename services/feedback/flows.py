@@ -15,10 +15,11 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.bulk import ItemStatus
 from services.common.db import RawStatement, driver_connection
 from services.common.outbox import Change, outbox_rows, wrote_events
 from services.feedback.events import RESPONSE_SUBMITTED
-from services.feedback.models import ItemStatus, ResponseCreate
+from services.feedback.models import ResponseCreate
 from services.feedback.store.responses import WRITE, Outcome, Prepared, Result, item_result, prepare
 from services.feedback.store.surveys import SURVEYS_FOR_INGEST, survey_for_ingest
 
@@ -32,7 +33,7 @@ async def record_responses(
     session: AsyncSession, *, workspace_id: str, items: list[ResponseCreate], allow_closed: bool = False
 ) -> Outcome:
     """Validate every item, store the valid ones with their events, and report per item: created,
-    duplicate or conflict (of an earlier or an in-request response_id), or invalid."""
+    duplicate or conflict (of an earlier or an in-request response_id), or failed."""
     now = datetime.now(UTC)
     conn = await driver_connection(session)
     survey_ids = list({i.survey_id for i in items})
@@ -88,19 +89,19 @@ def _settle(
     for row, index, digest in zip(prepared.rows, prepared.index_of, prepared.cols["hashes"], strict=True):
         if row["id"] in inserted:
             created.append(row)
-            results[index] = item_result(index, ItemStatus.created, id=row["id"], response_id=row["response_id"])
+            results[index] = item_result(index, ItemStatus.created, id=row["id"], key=row["response_id"])
         else:  # its response_id was stored before this request
             clashes[str(row["response_id"])] = (index, digest)
 
 
 def _duplicate_of(index: int, id: UUID, response_id: str, *, same: bool) -> Result:
     if same:
-        return item_result(index, ItemStatus.duplicate, id=id, response_id=response_id)
+        return item_result(index, ItemStatus.duplicate, id=id, key=response_id)
     message = f"response {response_id!r} was already stored with other content"
     return item_result(
         index,
         ItemStatus.conflict,
         id=id,
-        response_id=response_id,
+        key=response_id,
         errors=[{"field": "response_id", "message": message}],
     )

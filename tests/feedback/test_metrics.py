@@ -70,7 +70,7 @@ class TestNps:
         assert (gold["overall"]["n"], gold["overall"]["value"]) == (2, -100.0)
         grouped = await api.ok("/v1/metrics/nps", params={"group_by": "metadata.plan"})
         assert {g["group"]["metadata.plan"]: g["n"] for g in grouped["groups"]} == {"basic": 2, "gold": 2}
-        half_day = await api.ok("/v1/metrics/nps", params={"from": "2025-01-01T12:00:00Z"})
+        half_day = await api.ok("/v1/metrics/nps", params={"since": "2025-01-01T12:00:00Z"})
         assert half_day["source"] == "raw"
 
     async def test_group_by_month_and_time_window(self, api: FeedbackApi) -> None:
@@ -78,10 +78,10 @@ class TestNps:
         await api.bulk(nps_items(survey["id"], 1, 0, 0, JAN) + nps_items(survey["id"], 0, 0, 3, FEB))
         result = await api.metric(n=4, group_by="month")
         assert [(g["group"]["month"], g["n"]) for g in result["groups"]] == [("2025-01-01", 1), ("2025-02-01", 3)]
-        feb = await api.ok("/v1/metrics/nps", params={"from": "2025-02-01T00:00:00Z", "to": "2025-03-01T00:00:00Z"})
+        feb = await api.ok("/v1/metrics/nps", params={"since": "2025-02-01T00:00:00Z", "until": "2025-03-01T00:00:00Z"})
         assert (feb["source"], feb["rollup_level"], feb["overall"]["n"]) == ("projection", "month", 3)
         # FEB puts responses on days 1-3 of February: a window from the 2nd needs the daily rollup
-        part = await api.ok("/v1/metrics/nps", params={"from": "2025-02-02T00:00:00Z"})
+        part = await api.ok("/v1/metrics/nps", params={"since": "2025-02-02T00:00:00Z"})
         assert (part["rollup_level"], part["overall"]["n"]) == ("day", 2)
         by_day = await api.ok("/v1/metrics/nps", params={"group_by": "day"})
         assert by_day["rollup_level"] == "day"
@@ -94,10 +94,10 @@ class TestNps:
         result = await api.ok(
             "/v1/metrics/nps",
             params={
-                "from": "2025-02-01",
-                "to": "2025-03-01",
-                "compare_from": "2025-01-01",
-                "compare_to": "2025-02-01",
+                "since": "2025-02-01",
+                "until": "2025-03-01",
+                "compare_since": "2025-01-01",
+                "compare_until": "2025-02-01",
             },
         )
         comparison = result["overall"]["comparison"]
@@ -151,5 +151,5 @@ class TestValidation:
         assert "colour" in response.json()["detail"]
 
     async def test_empty_window_is_422(self, api: FeedbackApi) -> None:
-        response = await api.get("/v1/metrics/nps", params={"from": "2025-02-01", "to": "2025-01-01"})
+        response = await api.get("/v1/metrics/nps", params={"since": "2025-02-01", "until": "2025-01-01"})
         assert response.status_code == 422

@@ -102,7 +102,7 @@ async def post_with_duplicates(api: FeedbackApi) -> dict[str, Any]:
     for _ in range(2):
         response = await api.post("/v1/responses/bulk", json={"items": items}, headers={"Idempotency-Key": "b-1"})
         assert response.status_code == 200, response.text
-    assert [r["status"] for r in response.json()["results"]] == [
+    assert [r["status"] for r in response.json()["items"]] == [
         "created",
         "created",
         "duplicate",
@@ -117,7 +117,7 @@ async def post_with_duplicates(api: FeedbackApi) -> dict[str, Any]:
         )
     )
     imported = await api.post("/v1/responses/import", content=ndjson, headers={"Content-Type": "application/x-ndjson"})
-    assert [r["status"] for r in imported.json()["results"]] == ["duplicate", "created"]
+    assert [r["status"] for r in imported.json()["items"]] == ["duplicate", "created"]
     await api.respond(m, {"recommend": 6}, submitted_at="2024-06-01T12:00:00Z")  # the oldest, posted last
     return {"mix": mix, "plain": plain, "stored": 7}
 

@@ -84,7 +84,7 @@ class TestWhatAWriteStores:
         again = await api.post("/v1/responses", json=body)
         bulk = await api.bulk([body, body])
         assert (first.status_code, again.status_code) == (201, 200)
-        assert [r["status"] for r in bulk["results"]] == ["duplicate", "duplicate"]
+        assert [r["status"] for r in bulk["items"]] == ["duplicate", "duplicate"]
         count = "SELECT count(*) FROM outbox_event WHERE workspace_id = :w AND subject = 'feedback.response.submitted'"
         assert await scalar(feedback_app, count, w=api.workspace) == 1
 
@@ -144,7 +144,7 @@ class TestInPlaceEditAgainstAResponse:
         edited = await edit
         assert edited.status_code == 200, edited.text
         assert edited.json()["version"] == 2  # the response it waited for answered version 1
-        versions = await api.ok(f"/v1/surveys/{survey['id']}/versions")
+        versions = (await api.ok(f"/v1/surveys/{survey['id']}/versions"))["items"]
         assert [[q["key"] for q in v["questions"]] for v in versions] == [
             ["recommend", "reason"],
             ["recommend", "reason", "again"],

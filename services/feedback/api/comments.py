@@ -11,6 +11,7 @@ from fastapi import Query
 from pydantic import Field
 
 from services.common.db import SessionDep
+from services.common.timestamps import TimeQuery
 from services.feedback.api._deps import Reader, make_router
 from services.feedback.models._base import Shape
 
@@ -70,8 +71,8 @@ async def summarise_comments(
     group_by: Annotated[Literal["touchpoint", "stage", "journey"], Query()] = "touchpoint",
     survey: Annotated[list[UUID] | None, Query(max_length=100)] = None,
     touchpoint: Annotated[list[str] | None, Query(max_length=500)] = None,
-    since: Annotated[datetime | None, Query(alias="from")] = None,
-    until: Annotated[datetime | None, Query(alias="to")] = None,
+    since: Annotated[TimeQuery | None, Query(description="submitted_at ≥ this (UTC if no zone).")] = None,
+    until: Annotated[TimeQuery | None, Query(description="submitted_at < this (UTC if no zone).")] = None,
 ) -> CommentSummaries:
     """Sentiment and themes of analysed comments, per touchpoint, stage or journey."""
     params: dict[str, Any] = {"w": caller.workspace_id}

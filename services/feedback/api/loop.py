@@ -13,7 +13,7 @@ from services.common.db import SessionDep
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import emit
 from services.common.pagination import CursorQuery, LimitQuery, Page
-from services.feedback.api._deps import Reader, Writer, make_router
+from services.feedback.api._deps import Reader, Writer, make_router, problems
 from services.feedback.events import (
     CASE_CLOSED,
     CASE_OPENED,
@@ -48,7 +48,7 @@ async def _emit_case(session: AsyncSession, workspace_id: str, type: str, case: 
     await emit(session, workspace_id=workspace_id, type=type, data=case, aggregate_id=case.id, version=case.version)
 
 
-@router.post("/loop-rules", status_code=201, response_model=RulePublic, tags=["closed loop"])
+@router.post("/loop-rules", status_code=201, response_model=RulePublic, tags=["closed loop"], responses=problems(409))
 async def create_rule(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: RuleCreate) -> Response:
     """Add a rule that opens follow-up cases (once a workspace has rules, the default NPS ≤ 6 rule is off)."""
     rule = RulePublic.model_validate(await rules.create_rule(session, workspace_id=caller.workspace_id, data=body))
@@ -57,18 +57,22 @@ async def create_rule(caller: Writer, idem: IdempotencyDep, session: SessionDep,
 
 
 @router.get("/loop-rules", tags=["closed loop"])
-async def list_rules(caller: Reader, session: SessionDep) -> list[RulePublic]:
-    """The workspace's rules in the order they are checked (empty: the default NPS ≤ 6 rule applies)."""
-    return [RulePublic.model_validate(r) for r in await rules.list_rules(session, workspace_id=caller.workspace_id)]
+async def list_rules(
+    caller: Reader, session: SessionDep, cursor: CursorQuery = None, limit: LimitQuery = 50
+) -> Page[RulePublic]:
+    """The workspace's rules, oldest first; they are checked by priority, then age (none: the default NPS ≤ 6
+    rule applies)."""
+    page = await rules.list_rules(session, workspace_id=caller.workspace_id, cursor=cursor, limit=limit)
+    return Page[RulePublic].model_validate(page, from_attributes=True)
 
 
-@router.get("/loop-rules/{rule_id}", tags=["closed loop"])
+@router.get("/loop-rules/{rule_id:uuid}", tags=["closed loop"], responses=problems(404))
 async def get_rule(caller: Reader, session: SessionDep, rule_id: RuleId) -> RulePublic:
     """Get a rule."""
     return RulePublic.model_validate(await rules.get_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id))
 
 
-@router.patch("/loop-rules/{rule_id}", tags=["closed loop"])
+@router.patch("/loop-rules/{rule_id:uuid}", tags=["closed loop"], responses=problems(404))
 async def update_rule(caller: Writer, session: SessionDep, rule_id: RuleId, body: RuleUpdate) -> RulePublic:
     """Change a rule."""
     row = await rules.update_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id, data=body)
@@ -77,17 +81,17 @@ async def update_rule(caller: Writer, session: SessionDep, rule_id: RuleId, body
     return rule
 
 
-@router.delete("/loop-rules/{rule_id}", status_code=204, tags=["closed loop"])
+@router.delete("/loop-rules/{rule_id:uuid}", status_code=204, tags=["closed loop"], responses=problems(404))
 async def delete_rule(caller: Writer, session: SessionDep, rule_id: RuleId) -> None:
     """Delete a rule (cases it opened stay)."""
     rule = await rules.delete_rule(session, workspace_id=caller.workspace_id, rule_id=rule_id)
     await _emit_rule(session, caller.workspace_id, RULE_DELETED, rule)
 
 
-@router.post("/cases", status_code=201, response_model=CasePublic, tags=["closed loop"])
+@router.post("/cases", status_code=201, response_model=CasePublic, tags=["closed loop"], responses=problems(409))
 async def open_case(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: CaseCreate) -> Response:
     """Open a follow-up case by hand for a response."""
-    response = await responses.get_response(session, workspace_id=caller.workspace_id, id=body.response_id)
+    response = await responses.referenced_response(session, workspace_id=caller.workspace_id, id=body.response_id)
     case = await loop.open_case_by_hand(
         session,
         workspace_id=caller.workspace_id,
@@ -125,13 +129,13 @@ async def list_cases(
     return Page[CasePublic].model_validate(page, from_attributes=True)
 
 
-@router.get("/cases/{case_id}", tags=["closed loop"])
+@router.get("/cases/{case_id:uuid}", tags=["closed loop"], responses=problems(404))
 async def get_case(caller: Reader, session: SessionDep, case_id: CaseId) -> CaseDetail:
     """Get a case with its history."""
     return await loop.get_case(session, workspace_id=caller.workspace_id, case_id=case_id)
 
 
-@router.patch("/cases/{case_id}", tags=["closed loop"])
+@router.patch("/cases/{case_id:uuid}", tags=["closed loop"], responses=problems(404))
 async def update_case(caller: Writer, session: SessionDep, case_id: CaseId, body: CaseUpdate) -> CaseDetail:
     """Move a case (open → in_progress → closed; closed → open reopens), assign it, set its due date."""
     case, before, changed = await loop.update_case(
@@ -143,7 +147,13 @@ async def update_case(caller: Writer, session: SessionDep, case_id: CaseId, body
     return await loop.get_case(session, workspace_id=caller.workspace_id, case_id=case_id)
 
 
-@router.post("/cases/{case_id}/notes", status_code=201, response_model=CaseDetail, tags=["closed loop"])
+@router.post(
+    "/cases/{case_id:uuid}/notes",
+    status_code=201,
+    response_model=CaseDetail,
+    tags=["closed loop"],
+    responses=problems(404, 409),
+)
 async def add_case_note(
     caller: Writer, idem: IdempotencyDep, session: SessionDep, case_id: CaseId, body: NoteCreate
 ) -> Response:

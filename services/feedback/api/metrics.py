@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.common.consumer import as_of
 from services.common.db import SessionDep
 from services.common.errors import Unprocessable
+from services.common.timestamps import TimeQuery
 from services.feedback import stats
 from services.feedback.api._deps import Reader, make_router
 from services.feedback.consumers import PROJECTIONS
@@ -96,15 +97,17 @@ async def _metric(
                 f"metadata filter {item!r} is not key:value.", errors=[{"field": "metadata", "message": "key:value"}]
             )
         meta[key] = value
-    for a, b, name in ((since, until, "from/to"), (compare_since, compare_until, "compare_from/compare_to")):
+    for a, b, name in ((since, until, "since"), (compare_since, compare_until, "compare_since")):
         if a is not None and b is not None and a >= b:
+            end = name.replace("since", "until")
             raise Unprocessable(
-                f"{name}: the start must be before the end.", errors=[{"field": name, "message": "empty"}]
+                f"{name} must be before {end}: the period is empty.",
+                errors=[{"field": name, "message": f"must be before {end}"}],
             )
     if (compare_since is None) != (compare_until is None):
         raise Unprocessable(
-            "A comparison period needs both compare_from and compare_to.",
-            errors=[{"field": "compare_from", "message": "set both"}],
+            "A comparison period needs both compare_since and compare_until.",
+            errors=[{"field": "compare_since" if compare_since is None else "compare_until", "message": "set both"}],
         )
     dims = parse_group_by(group_by or [])
     base = Filter(
@@ -114,12 +117,12 @@ async def _metric(
         touchpoints=touchpoint or [],
         channels=[c.value for c in channel or []],
         metadata=meta,
-        since=_utc(since),
-        until=_utc(until),
+        since=since,
+        until=until,
     )
     periods = [(base.since, base.until)]
     if compare_since is not None:
-        periods.append((_utc(compare_since), _utc(compare_until)))
+        periods.append((compare_since, compare_until))
     level = choose_level(base, dims, *periods) if source == "auto" else "raw"
     # Before the data: the projection commits its counts with its as_of, so what is read after holds at least this.
     if level == "raw":
@@ -132,7 +135,7 @@ async def _metric(
     prev_overall: dict[str, Any] | None = None
     prev_groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     if compare_since is not None:
-        prev = Filter(**{**base.__dict__, "since": _utc(compare_since), "until": _utc(compare_until)})
+        prev = Filter(**{**base.__dict__, "since": compare_since, "until": compare_until})
         prev_overall, pg = await aggregate(
             session, workspace_id=caller_workspace, metric=metric, flt=prev, group_by=dims, level=level
         )
@@ -143,8 +146,8 @@ async def _metric(
         method=METHODS[metric],
         source="raw" if level == "raw" else "projection",
         rollup_level=None if level == "raw" else level,
-        window={"from": base.since, "to": base.until},
-        compared_window={"from": _utc(compare_since), "to": _utc(compare_until)} if compare_since else None,
+        window={"since": since, "until": until},
+        compared_window={"since": compare_since, "until": compare_until} if compare_since else None,
         overall=MetricValue(**_value(metric, overall, prev_overall)),
         groups=[
             MetricGroup(
@@ -162,12 +165,6 @@ async def _metric(
     )
 
 
-def _utc(t: datetime | None) -> datetime | None:
-    if t is None:
-        return None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
-
-
 Surveys = Annotated[list[UUID] | None, Query(alias="survey", max_length=100, description="Survey ids (repeatable).")]
 Journeys = Annotated[list[str] | None, Query(alias="journey", max_length=100, description="Journey keys.")]
 Stages = Annotated[list[str] | None, Query(alias="stage", max_length=100, description="Stage keys.")]
@@ -176,12 +173,10 @@ Channels = Annotated[list[Channel] | None, Query(alias="channel", max_length=20)
 Metadata = Annotated[
     list[str] | None, Query(max_length=20, description="Metadata filter `key:value` (repeatable; all must match).")
 ]
-Since = Annotated[datetime | None, Query(alias="from", description="submitted_at ≥ this (UTC if no zone).")]
-Until = Annotated[datetime | None, Query(alias="to", description="submitted_at < this.")]
-CompareSince = Annotated[
-    datetime | None, Query(alias="compare_from", description="Start of the period to compare with.")
-]
-CompareUntil = Annotated[datetime | None, Query(alias="compare_to", description="End of the period to compare with.")]
+Since = Annotated[TimeQuery | None, Query(description="submitted_at ≥ this (UTC if no zone).")]
+Until = Annotated[TimeQuery | None, Query(description="submitted_at < this (UTC if no zone).")]
+CompareSince = Annotated[TimeQuery | None, Query(description="Start of the period to compare with (inclusive).")]
+CompareUntil = Annotated[TimeQuery | None, Query(description="End of the period to compare with (exclusive).")]
 GroupBy = Annotated[
     list[str] | None,
     Query(

@@ -3,30 +3,24 @@
 from __future__ import annotations
 
 import csv
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.bulk import BulkResult, ItemStatus
 from services.common.db import SessionDep
 from services.common.errors import Conflict, Problem, Unprocessable
 from services.common.idempotency import IdempotencyDep
 from services.common.pagination import CursorQuery, LimitQuery, Page
-from services.feedback.api._deps import Reader, Writer, make_router
+from services.common.timestamps import TimeQuery
+from services.feedback.api._deps import Reader, Writer, make_router, problems
 from services.feedback.flows import record_responses
 from services.feedback.imports import MAX_IMPORT_ROWS, csv_surveys, item_errors, parse_csv, parse_ndjson
-from services.feedback.models import (
-    MAX_BULK,
-    BulkResult,
-    ItemStatus,
-    ResponseCreate,
-    ResponsePublic,
-    ResponsesBulk,
-)
+from services.feedback.models import MAX_BULK, ResponseCreate, ResponsePublic, ResponsesBulk
 from services.feedback.store import responses
-from services.feedback.store.responses import Result, item_result
+from services.feedback.store.responses import Result, bulk_result, item_result
 from services.feedback.store.surveys import surveys_for_ingest
 
 router = make_router()
@@ -41,14 +35,17 @@ class UnsupportedMediaType(Problem):
     status_code=201,
     response_model=ResponsePublic,
     tags=["responses"],
-    responses={200: {"description": "This response_id was stored before with the same content: the stored one."}},
+    responses={
+        200: {"description": "This response_id was stored before with the same content: the stored one."},
+        **problems(409),
+    },
 )
 async def submit_response(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: ResponseCreate) -> Response:
     """Submit one response."""
     workspace_id = caller.workspace_id
     outcome = await record_responses(session, workspace_id=workspace_id, items=[body])
     result = outcome.results[0]
-    if result["status"] == ItemStatus.invalid:
+    if result["status"] == ItemStatus.failed:
         errors = result["errors"] or []
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         if errors and errors[0]["field"] == "survey_id" and "closed" in errors[0]["message"]:
@@ -66,23 +63,15 @@ async def submit_response(caller: Writer, idem: IdempotencyDep, session: Session
     return await idem.respond(ResponsePublic.model_validate(outcome.created[0]), status_code=201)
 
 
-def _bulk(results: list[Result]) -> dict[str, Any]:
-    """The `BulkResult` shape (a dict: its results are dicts, see `store.responses.Result`)."""
-    created = sum(r["status"] == ItemStatus.created for r in results)
-    duplicates = sum(r["status"] == ItemStatus.duplicate for r in results)
-    failed = len(results) - created - duplicates
-    return {"created": created, "duplicates": duplicates, "failed": failed, "results": results}
-
-
-@router.post("/responses/bulk", status_code=200, response_model=BulkResult, tags=["responses"])
+@router.post("/responses/bulk", status_code=200, response_model=BulkResult, tags=["responses"], responses=problems(409))
 async def submit_responses(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: ResponsesBulk) -> Response:
-    """Submit up to 10,000 responses; each item is stored or refused on its own (see `results`)."""
+    """Submit up to 10,000 responses; each item is stored or refused on its own (see `items`)."""
     parsed: list[ResponseCreate | list[dict[str, str]]] = [
         item if isinstance(item, ResponseCreate) else item_errors(item, f"items.{i}")
         for i, item in enumerate(body.items)
     ]
     results = await _record_parsed(session, workspace_id=caller.workspace_id, parsed=parsed, allow_closed=False)
-    return await idem.respond(_bulk(results), status_code=200)
+    return await idem.respond(bulk_result(results), status_code=200)
 
 
 async def _record_parsed(
@@ -94,7 +83,7 @@ async def _record_parsed(
 ) -> list[Result]:
     valid = [(i, p) for i, p in enumerate(parsed) if isinstance(p, ResponseCreate)]
     results: list[Result] = [
-        item_result(i, ItemStatus.invalid, errors=p) for i, p in enumerate(parsed) if isinstance(p, list)
+        item_result(i, ItemStatus.failed, errors=p) for i, p in enumerate(parsed) if isinstance(p, list)
     ]
     for start in range(0, len(valid), MAX_BULK):
         chunk = valid[start : start + MAX_BULK]
@@ -124,7 +113,12 @@ _IMPORT_BODY: dict[str, Any] = {
 
 
 @router.post(
-    "/responses/import", status_code=200, response_model=BulkResult, tags=["responses"], openapi_extra=_IMPORT_BODY
+    "/responses/import",
+    status_code=200,
+    response_model=BulkResult,
+    tags=["responses"],
+    openapi_extra=_IMPORT_BODY,
+    responses=problems(409, 415),
 )
 async def import_responses(
     caller: Writer,
@@ -154,7 +148,7 @@ async def import_responses(
     if len(parsed) > MAX_IMPORT_ROWS:
         raise Unprocessable(f"The import holds {len(parsed)} rows; send at most {MAX_IMPORT_ROWS} per call.")
     results = await _record_parsed(session, workspace_id=caller.workspace_id, parsed=parsed, allow_closed=True)
-    return await idem.respond(_bulk(results), status_code=200)
+    return await idem.respond(bulk_result(results), status_code=200)
 
 
 @router.get("/responses", tags=["responses"])
@@ -164,8 +158,8 @@ async def list_responses(
     survey_id: Annotated[UUID | None, Query()] = None,
     customer: Annotated[str | None, Query(max_length=200, description="The customer's external_id.")] = None,
     touchpoint: Annotated[str | None, Query(max_length=80)] = None,
-    since: Annotated[datetime | None, Query(alias="from", description="submitted_at ≥ this.")] = None,
-    until: Annotated[datetime | None, Query(alias="to", description="submitted_at < this.")] = None,
+    since: Annotated[TimeQuery | None, Query(description="submitted_at ≥ this (UTC if no zone).")] = None,
+    until: Annotated[TimeQuery | None, Query(description="submitted_at < this (UTC if no zone).")] = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
 ) -> Page[ResponsePublic]:
@@ -184,7 +178,7 @@ async def list_responses(
     return Page[ResponsePublic].model_validate(page.model_dump())
 
 
-@router.get("/responses/{response_id}", tags=["responses"])
+@router.get("/responses/{response_id:uuid}", tags=["responses"], responses=problems(404))
 async def get_response(
     caller: Reader, session: SessionDep, response_id: Annotated[UUID, Path(description="The response's id.")]
 ) -> ResponsePublic:

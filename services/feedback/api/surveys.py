@@ -11,7 +11,7 @@ from services.common.db import SessionDep
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import emit
 from services.common.pagination import CursorQuery, LimitQuery, Page
-from services.feedback.api._deps import Reader, Writer, make_router
+from services.feedback.api._deps import Reader, Writer, make_router, problems
 from services.feedback.events import SURVEY_CREATED, SURVEY_UPDATED
 from services.feedback.models import (
     SurveyCreate,
@@ -27,7 +27,7 @@ SurveyId = Annotated[UUID, Path(description="The survey's id.")]
 router = make_router()
 
 
-@router.post("/surveys", status_code=201, response_model=SurveyPublic, tags=["surveys"])
+@router.post("/surveys", status_code=201, response_model=SurveyPublic, tags=["surveys"], responses=problems(409))
 async def create_survey(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: SurveyCreate) -> Response:
     """Create a survey (version 1)."""
     survey = await surveys.create_survey(session, workspace_id=caller.workspace_id, data=body)
@@ -60,13 +60,13 @@ async def list_surveys(
     )
 
 
-@router.get("/surveys/{survey_id}", tags=["surveys"])
+@router.get("/surveys/{survey_id:uuid}", tags=["surveys"], responses=problems(404))
 async def get_survey(caller: Reader, session: SessionDep, survey_id: SurveyId) -> SurveyPublic:
     """Get a survey with its current questions."""
     return await surveys.get_survey(session, workspace_id=caller.workspace_id, survey_id=survey_id)
 
 
-@router.patch("/surveys/{survey_id}", tags=["surveys"])
+@router.patch("/surveys/{survey_id:uuid}", tags=["surveys"], responses=problems(404))
 async def update_survey(caller: Writer, session: SessionDep, survey_id: SurveyId, body: SurveyUpdate) -> SurveyPublic:
     """Change a survey; new questions on an active survey with responses become a new version."""
     survey, _ = await surveys.update_survey(session, workspace_id=caller.workspace_id, survey_id=survey_id, data=body)
@@ -75,7 +75,11 @@ async def update_survey(caller: Writer, session: SessionDep, survey_id: SurveyId
     return survey
 
 
-@router.get("/surveys/{survey_id}/versions", tags=["surveys"])
-async def list_survey_versions(caller: Reader, session: SessionDep, survey_id: SurveyId) -> list[SurveyVersionPublic]:
-    """Every version of a survey's questions, oldest first."""
-    return await surveys.list_versions(session, workspace_id=caller.workspace_id, survey_id=survey_id)
+@router.get("/surveys/{survey_id:uuid}/versions", tags=["surveys"], responses=problems(404))
+async def list_survey_versions(
+    caller: Reader, session: SessionDep, survey_id: SurveyId, cursor: CursorQuery = None, limit: LimitQuery = 50
+) -> Page[SurveyVersionPublic]:
+    """The versions of a survey's questions, oldest first."""
+    return await surveys.list_versions(
+        session, workspace_id=caller.workspace_id, survey_id=survey_id, cursor=cursor, limit=limit
+    )

@@ -12,7 +12,7 @@ from services.common.db import SessionDep
 from services.common.errors import NotFound
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import emit
-from services.feedback.api._deps import Admin, Reader, Writer, make_router
+from services.feedback.api._deps import Admin, Reader, Writer, make_router, problems
 from services.feedback.events import OPT_OUT_ADDED, OPT_OUT_WITHDRAWN, SETTINGS_UPDATED
 from services.feedback.models import (
     Eligibility,
@@ -41,7 +41,7 @@ async def put_settings(caller: Admin, session: SessionDep, body: WorkspaceSettin
     return settings
 
 
-@router.post("/opt-outs", status_code=201, response_model=OptOutPublic, tags=["eligibility"])
+@router.post("/opt-outs", status_code=201, response_model=OptOutPublic, tags=["eligibility"], responses=problems(409))
 async def add_opt_out(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: OptOutCreate) -> Response:
     """Record that a customer must never be surveyed again."""
     opt_out = await workspace.add_opt_out(session, workspace_id=caller.workspace_id, data=body)
@@ -49,7 +49,7 @@ async def add_opt_out(caller: Writer, idem: IdempotencyDep, session: SessionDep,
     return await idem.respond(opt_out)
 
 
-@router.delete("/opt-outs/{customer}", status_code=204, tags=["eligibility"])
+@router.delete("/opt-outs/{customer}", status_code=204, tags=["eligibility"], responses=problems(404))
 async def remove_opt_out(caller: Writer, session: SessionDep, customer: Annotated[str, Path(max_length=200)]) -> None:
     """Withdraw an opt-out (the customer opted in again)."""
     opt_out = await workspace.withdraw_opt_out(session, workspace_id=caller.workspace_id, customer_external_id=customer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -13,10 +13,13 @@ from pydantic import Field
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
+from services.common.timestamps import Timestamp
 from services.feedback.models._base import (
     VERSION_HELP,
     FeedbackTable,
     Key,
+    NotNull,
+    Patch,
     PublicShape,
     Shape,
     enum_type,
@@ -64,17 +67,17 @@ class RuleCreate(RuleFields):
     pass
 
 
-class RuleUpdate(Shape):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    enabled: bool | None = None
-    priority: int | None = Field(default=None, ge=0, le=10_000)
-    survey_id: UUID | None = None
-    touchpoint_key: Key | None = None
-    metric: Metric | None = None
-    max_score: int | None = Field(default=None, ge=0, le=10)
-    theme: Key | None = None
-    assignee: str | None = Field(default=None, max_length=200)
-    due_in_hours: int | None = Field(default=None, ge=1, le=24 * 365)
+class RuleUpdate(Patch):
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
+    enabled: Annotated[bool | None, NotNull] = None
+    priority: Annotated[int | None, NotNull] = Field(default=None, ge=0, le=10_000)
+    survey_id: UUID | None = Field(default=None, description="null: responses to any survey.")
+    touchpoint_key: Key | None = Field(default=None, description="null: responses about any touchpoint.")
+    metric: Metric | None = Field(default=None, description="null (with max_score null): a theme-only rule.")
+    max_score: int | None = Field(default=None, ge=0, le=10, description="null with metric null.")
+    theme: Key | None = Field(default=None, description="null: no theme condition.")
+    assignee: str | None = Field(default=None, max_length=200, description="null: cases opened unassigned.")
+    due_in_hours: int | None = Field(default=None, ge=1, le=24 * 365, description="null: cases without a due date.")
 
 
 class RulePublic(RuleFields):
@@ -109,14 +112,14 @@ class CaseCreate(Shape):
 
     response_id: UUID = Field(description="The response (its `id`) the case follows up.")
     assignee: str | None = Field(default=None, max_length=200)
-    due_at: datetime | None = None
+    due_at: Timestamp | None = None
     note: str | None = Field(default=None, max_length=10_000)
 
 
-class CaseUpdate(Shape):
-    status: CaseStatus | None = None
-    assignee: str | None = Field(default=None, max_length=200)
-    due_at: datetime | None = None
+class CaseUpdate(Patch):
+    status: Annotated[CaseStatus | None, NotNull] = None
+    assignee: str | None = Field(default=None, max_length=200, description="null: unassigned.")
+    due_at: Timestamp | None = Field(default=None, description="null: no due date.")
 
 
 class NoteCreate(Shape):

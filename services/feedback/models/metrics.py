@@ -49,8 +49,10 @@ class MetricResult(Shape):
     rollup_level: Literal["month", "day"] | None = Field(
         description="Which rollup answered: month (whole UTC months, no day/week grouping) or day."
     )
-    window: dict[str, datetime | None]
-    compared_window: dict[str, datetime | None] | None
+    window: dict[str, datetime | None] = Field(description="`since` (inclusive) and `until` (exclusive), UTC.")
+    compared_window: dict[str, datetime | None] | None = Field(
+        description="The comparison period's `since` and `until`; null without a comparison."
+    )
     overall: MetricValue
     groups: list[MetricGroup]
     as_of: datetime | None = Field(

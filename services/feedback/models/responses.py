@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import SQLModel
 
+from services.common.timestamps import Timestamp
 from services.common.validation import FREEFORM_MAX_BYTES, check_freeform_size
 from services.common.vocabulary import Channel
 from services.feedback.models._base import ExternalId, FeedbackTable, Key, Language, PublicShape, Shape
@@ -47,7 +48,7 @@ class ResponseCreate(Shape):
     stage_key: Key | None = Field(default=None, description="Defaults to the survey's target.")
     touchpoint_key: Key | None = Field(default=None, description="Defaults to the survey's target.")
     channel: Channel | None = None
-    submitted_at: datetime | None = Field(default=None, description="Defaults to now; a time without zone is UTC.")
+    submitted_at: Timestamp | None = Field(default=None, description="Defaults to now.")
     answers: dict[str, Any] = Field(
         max_length=100, description="Question key → answer, checked against the survey version."
     )
@@ -108,28 +109,6 @@ class ResponsePublic(PublicShape):
     sentiment: float | None = Field(default=None, description="−1..1, computed shortly after the write.")
     themes: list[str] | None = None
     created_at: datetime
-
-
-class ItemStatus(enum.StrEnum):
-    created = "created"
-    duplicate = "duplicate"  # same response_id and same content: the stored response stands
-    conflict = "conflict"  # same response_id, different content
-    invalid = "invalid"
-
-
-class ItemResult(Shape):
-    index: int
-    status: ItemStatus
-    id: UUID | None = None
-    response_id: str | None = None
-    errors: list[dict[str, str]] | None = None
-
-
-class BulkResult(Shape):
-    created: int
-    duplicates: int
-    failed: int
-    results: list[ItemResult]
 
 
 class Response(FeedbackTable, table=True):

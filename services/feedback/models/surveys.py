@@ -19,6 +19,8 @@ from services.feedback.models._base import (
     FeedbackTable,
     Key,
     Language,
+    NotNull,
+    Patch,
     PublicShape,
     Shape,
     enum_type,
@@ -172,13 +174,14 @@ class SurveyCreate(Shape):
         return self
 
 
-class SurveyUpdate(Shape):
-    """Changing the questions of an active survey that has responses creates a new version."""
+class SurveyUpdate(Patch):
+    """Changing the questions of an active survey that has responses creates a new version. No field
+    can be null: leave it out to keep it."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    status: SurveyStatus | None = None
-    default_language: Language | None = None
-    questions: Questions | None = None
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
+    status: Annotated[SurveyStatus | None, NotNull] = None
+    default_language: Annotated[Language | None, NotNull] = None
+    questions: Annotated[Questions | None, NotNull] = None
 
 
 class SurveyPublic(PublicShape):

@@ -308,18 +308,15 @@ async def update_case(
     before = CaseStatus(row.status)
     changes: dict[str, Any] = {}
     sent = data.model_dump(exclude_unset=True)
-    if "status" in sent:
-        if data.status is None:
-            raise Unprocessable("status cannot be null.", errors=[{"field": "status", "message": "cannot be null"}])
-        if data.status != before:
-            if data.status not in TRANSITIONS[before]:
-                raise Unprocessable(
-                    f"A case cannot move from {before} to {data.status}; allowed: "
-                    f"{', '.join(sorted(TRANSITIONS[before]))}.",
-                    errors=[{"field": "status", "message": f"not allowed from {before}"}],
-                )
-            changes["status"] = {"from": before.value, "to": data.status.value}
-            row.status = data.status
+    if data.status is not None and data.status != before:  # status is NotNull: left out or a status
+        if data.status not in TRANSITIONS[before]:
+            raise Unprocessable(
+                f"A case cannot move from {before} to {data.status}; allowed: "
+                f"{', '.join(sorted(TRANSITIONS[before]))}.",
+                errors=[{"field": "status", "message": f"not allowed from {before}"}],
+            )
+        changes["status"] = {"from": before.value, "to": data.status.value}
+        row.status = data.status
     if "assignee" in sent and data.assignee != row.assignee:
         changes["assignee"] = {"from": row.assignee, "to": data.assignee}
         row.assignee = data.assignee

@@ -17,12 +17,13 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.bulk import ItemStatus
 from services.common.db import RawStatement
-from services.common.errors import NotFound
+from services.common.errors import NotFound, Unprocessable
 from services.common.ids import new_ids
 from services.common.outbox import outbox_insert
 from services.common.pagination import Page, decode_cursor, encode_cursor
-from services.feedback.models import ItemStatus, ResponseCreate, SurveyStatus, nps_category
+from services.feedback.models import ResponseCreate, SurveyStatus, nps_category
 from services.feedback.store.surveys import SurveyForIngest
 from services.feedback.validation import scores_of, validate_answers
 
@@ -70,9 +71,12 @@ PUBLIC_COLUMNS = (
 _PUBLIC = ", ".join(PUBLIC_COLUMNS)
 
 
-# One item's result in the `ItemResult` shape: index, status, id, response_id, errors. Plain dicts,
-# not models: a 10,000-item call builds 10,000 of them, and a model each costs more than its insert.
+# One item's result in the kit's `ItemResult` shape (services/common/bulk.py): index, key (the
+# item's response_id), status, id, errors. Plain dicts, not models: a 10,000-item call builds
+# 10,000 of them, and a model each costs more than its insert.
 Result = dict[str, Any]
+# The statuses a response write reports, each counted in `BulkResult.counts`.
+STATUSES = (ItemStatus.created, ItemStatus.duplicate, ItemStatus.conflict, ItemStatus.failed)
 
 
 def item_result(
@@ -80,10 +84,18 @@ def item_result(
     status: ItemStatus,
     *,
     id: UUID | str | None = None,
-    response_id: str | None = None,
+    key: str | None = None,
     errors: list[dict[str, str]] | None = None,
 ) -> Result:
-    return {"index": index, "status": status, "id": id, "response_id": response_id, "errors": errors}
+    return {"index": index, "key": key, "status": status, "id": id, "errors": errors}
+
+
+def bulk_result(results: list[Result]) -> dict[str, Any]:
+    """The kit's `BulkResult` shape: a count per status and the results in item order."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for result in results:
+        counts[result["status"]] += 1
+    return {"counts": {status.value: n for status, n in counts.items()}, "items": results}
 
 
 @dataclass(slots=True)
@@ -156,12 +168,12 @@ def prepare(
         problem = _survey_problem(survey, item, allow_closed)
         if problem is not None:
             errors = [{"field": "survey_id", "message": problem}]
-            results[index] = item_result(index, ItemStatus.invalid, response_id=item.response_id, errors=errors)
+            results[index] = item_result(index, ItemStatus.failed, key=item.response_id, errors=errors)
             continue
         assert survey is not None
         errors, answers = validate_answers(survey.questions, item.answers)
         if errors:
-            results[index] = item_result(index, ItemStatus.invalid, response_id=item.response_id, errors=errors)
+            results[index] = item_result(index, ItemStatus.failed, key=item.response_id, errors=errors)
             continue
         digest = content_hash(item)
         if item.response_id is not None:
@@ -171,7 +183,7 @@ def prepare(
                 results[index] = item_result(
                     index,
                     ItemStatus.duplicate if same else ItemStatus.conflict,
-                    response_id=item.response_id,
+                    key=item.response_id,
                     errors=None
                     if same
                     else [{"field": "response_id", "message": f"item {seen[0]} has this response_id"}],
@@ -241,6 +253,15 @@ async def get_response(session: AsyncSession, *, workspace_id: str, id: UUID) ->
     if row is None:
         raise NotFound(f"No response with id {id} in this workspace.")
     return public_row(row)
+
+
+async def referenced_response(session: AsyncSession, *, workspace_id: str, id: UUID) -> dict[str, Any]:
+    """The response a request body names: a 422 naming the field when the workspace has none."""
+    try:
+        return await get_response(session, workspace_id=workspace_id, id=id)
+    except NotFound:
+        message = f"no response with id {id} in this workspace"
+        raise Unprocessable(f"response_id: {message}.", errors=[{"field": "response_id", "message": message}]) from None
 
 
 def public_row(row: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from services.common.errors import NotFound, Unprocessable
-from services.common.pagination import Page, keyset, page_of
+from services.common.pagination import Page, decode_cursor, keyset, page_of
 from services.feedback.models import (
     Question,
     Response,
@@ -156,9 +156,7 @@ async def update_survey(
 ) -> tuple[SurveyPublic, bool]:
     """Apply the change; (survey, whether a new version was created)."""
     survey = await _get(session, workspace_id=workspace_id, survey_id=survey_id, lock=True)
-    changes = data.model_dump(exclude_unset=True)
-    if ("status" in changes and changes["status"] is None) or ("name" in changes and changes["name"] is None):
-        raise Unprocessable("status and name cannot be null.")
+    changes = data.model_dump(exclude_unset=True)  # none is null (NotNull)
     if data.status == SurveyStatus.draft and survey.status != SurveyStatus.draft:
         raise Unprocessable(
             f"A survey that was {survey.status} cannot go back to draft; close it instead.",
@@ -197,7 +195,7 @@ async def update_survey(
                 .values(questions=questions_json)
             )
     for field in ("name", "status", "default_language"):
-        if field in changes and changes[field] is not None:
+        if field in changes:
             setattr(survey, field, changes[field])
     survey.revision += 1
     survey.updated_at = sa.func.now()  # type: ignore[assignment]
@@ -206,20 +204,18 @@ async def update_survey(
     return public(survey, await _questions_of(session, survey)), new_version
 
 
-async def list_versions(session: AsyncSession, *, workspace_id: str, survey_id: UUID) -> list[SurveyVersionPublic]:
+async def list_versions(
+    session: AsyncSession, *, workspace_id: str, survey_id: UUID, cursor: str | None, limit: int
+) -> Page[SurveyVersionPublic]:
+    """A page of the survey's versions, by number. The cursor carries the last number as the kit's
+    UUID cursor (`UUID(int=n)`), so it reads like every other cursor."""
     await _get(session, workspace_id=workspace_id, survey_id=survey_id)
-    rows = (
-        (
-            await session.execute(
-                sa.select(SurveyVersion)
-                .where(SurveyVersion.survey_id == survey_id)  # type: ignore[arg-type]
-                .order_by(SurveyVersion.version)  # type: ignore[arg-type]
-            )
-        )
-        .scalars()
-        .all()
-    )
-    return [SurveyVersionPublic.model_validate(r) for r in rows]
+    stmt = sa.select(SurveyVersion).where(SurveyVersion.survey_id == survey_id)  # type: ignore[arg-type]
+    if cursor is not None:
+        stmt = stmt.where(SurveyVersion.version > decode_cursor(cursor).int)  # type: ignore[arg-type]
+    stmt = stmt.order_by(SurveyVersion.version).limit(limit + 1)  # type: ignore[arg-type]
+    rows = [SurveyVersionPublic.model_validate(r) for r in (await session.execute(stmt)).scalars().all()]
+    return page_of(rows, limit=limit, id_of=lambda v: UUID(int=v.version))
 
 
 # The surveys a response write checks its answers against, read in the write's transaction. The

@@ -89,6 +89,19 @@ async def withdraw_opt_out(
     return OptOutPublic.model_validate(row._mapping) if row else None
 
 
+# Times are stored within bounds (services/common/timestamps.py), but a row written before the
+# bounds, or by hand, may hold any time PostgreSQL can: the check reads at most the last time
+# Python can hold, and a date past it is "not known" (null), never a 500.
+_PYTHON_MAX = "TIMESTAMPTZ '9999-12-31 23:59:59.999999+00'"
+
+
+def _days_after(at: datetime, days: int) -> datetime | None:
+    try:
+        return at + timedelta(days=days)
+    except OverflowError:
+        return None
+
+
 async def eligibility(
     session: AsyncSession, *, workspace_id: str, customer_external_id: str, journey_key: str | None, now: datetime
 ) -> Eligibility:
@@ -105,10 +118,10 @@ async def eligibility(
                 " AND withdrawn_at IS NULL) AS out, "
                 "(SELECT count(*) FROM response WHERE workspace_id = :w AND customer_external_id = :c "
                 " AND submitted_at > :since AND (CAST(:j AS text) IS NULL OR journey_key = :j)) AS n, "
-                "(SELECT max(submitted_at) FROM response WHERE workspace_id = :w AND customer_external_id = :c "
-                " AND (CAST(:j AS text) IS NULL OR journey_key = :j)) AS last, "
-                "(SELECT min(submitted_at) FROM (SELECT submitted_at FROM response WHERE workspace_id = :w "
-                " AND customer_external_id = :c AND submitted_at > :since "
+                f"(SELECT max(least(submitted_at, {_PYTHON_MAX})) FROM response WHERE workspace_id = :w "
+                " AND customer_external_id = :c AND (CAST(:j AS text) IS NULL OR journey_key = :j)) AS last, "
+                f"(SELECT min(least(submitted_at, {_PYTHON_MAX})) FROM (SELECT submitted_at FROM response "
+                " WHERE workspace_id = :w AND customer_external_id = :c AND submitted_at > :since "
                 " AND (CAST(:j AS text) IS NULL OR journey_key = :j) ORDER BY submitted_at DESC LIMIT :m) t) AS oldest"
             ),
             {
@@ -124,7 +137,7 @@ async def eligibility(
     if row.out:
         return Eligibility(eligible=False, reason="The customer opted out of surveys.", next_eligible_at=None, **base)
     if row.last is not None and policy.quiet_days and row.last > now - timedelta(days=policy.quiet_days):
-        until = row.last + timedelta(days=policy.quiet_days)
+        until = _days_after(row.last, policy.quiet_days)
         return Eligibility(
             eligible=False,
             reason=f"Quiet time: the last response was less than {policy.quiet_days} days ago.",
@@ -132,7 +145,7 @@ async def eligibility(
             **base,
         )
     if row.n >= policy.max_surveys_per_period:
-        until = row.oldest + timedelta(days=policy.period_days) if row.oldest else None
+        until = _days_after(row.oldest, policy.period_days) if row.oldest else None
         return Eligibility(
             eligible=False,
             reason=f"Survey limit reached: {row.n} responses in the last {policy.period_days} days "
