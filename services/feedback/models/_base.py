@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 import sqlmodel
-from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
 
 from services.common.kit_tables import define_kit_tables
+from services.common.patch import patch_schema
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
 KEY_HELP = "Stable identifier you choose: lowercase letters, digits, '_', '.', '-' (max 80)."
@@ -35,33 +36,10 @@ class Shape(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _not_null(value: Any) -> Any:
-    if value is None:
-        raise ValueError("cannot be null; leave the field out to keep its value")
-    return value
-
-
-# A PATCH field that must keep a value: `Annotated[T | None, NotNull] = None`. Left out, it keeps its
-# value; an explicit null is a 422 naming it. (Without it, `T | None` would read a null as "no change".)
-NotNull = BeforeValidator(_not_null)
-
-
-def _drop_null_from_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
-    """The schema of a NotNull field says what it accepts: its type, not null."""
-    for name, field in model.model_fields.items():
-        if NotNull in field.metadata:
-            prop = schema["properties"][name]
-            prop.pop("default", None)
-            branches = [b for b in prop.pop("anyOf", []) if b.get("type") != "null"]
-            if branches:
-                prop.update(branches[0])
-
-
 class Patch(Shape):
-    """A PATCH body: a field left out stays as it is; `null` clears a field whose type allows null
-    (its description says what that means) and is a 422 for a NotNull field."""
+    """Base of PATCH bodies (services/common/patch.py)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_drop_null_from_schema)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_schema)
 
 
 class PublicShape(BaseModel):

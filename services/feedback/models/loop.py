@@ -13,12 +13,12 @@ from pydantic import Field
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
+from services.common.patch import NotNull
 from services.common.timestamps import Timestamp
 from services.feedback.models._base import (
     VERSION_HELP,
     FeedbackTable,
     Key,
-    NotNull,
     Patch,
     PublicShape,
     Shape,

@@ -13,13 +13,13 @@ from pydantic import Field, StringConstraints, model_validator
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
+from services.common.patch import NotNull
 from services.feedback.models._base import (
     KEY_HELP,
     KEY_PATTERN,
     FeedbackTable,
     Key,
     Language,
-    NotNull,
     Patch,
     PublicShape,
     Shape,

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 import sqlmodel
-from pydantic import BeforeValidator, ConfigDict, ValidationInfo, WithJsonSchema, field_validator
-from pydantic.fields import FieldInfo
+from pydantic import BeforeValidator, ConfigDict, WithJsonSchema
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
 
 from services.common.kit_tables import define_kit_tables
+from services.common.patch import patch_schema
 from services.common.validation import InputModel
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
@@ -70,47 +70,7 @@ def version_column() -> Any:
 VERSION_HELP = "Increases with every change; events carry it, so a consumer can drop an outdated one."
 
 
-class _NotNull:
-    """Marks a PATCH field that refuses null: `Annotated[str | None, NOT_NULL]` (None = not sent)."""
+class Patch(Shape):
+    """Base of PATCH bodies (services/common/patch.py)."""
 
-    def __repr__(self) -> str:
-        return "NOT_NULL"
-
-
-NOT_NULL = _NotNull()
-PATCH_HELP = (
-    "Only the fields sent change. `null` clears a field that may be empty (its schema allows null); "
-    "the other fields refuse it (422): leave a field out to keep its value."
-)
-
-
-def _not_null(field: FieldInfo) -> bool:
-    return any(isinstance(m, _NotNull) for m in field.metadata)
-
-
-def _patch_schema(schema: dict[str, Any], model: type[Any]) -> None:
-    # The schema says what the validator does: a NOT_NULL field is not nullable and has no default.
-    schema.setdefault("description", PATCH_HELP)
-    for name, field in model.model_fields.items():
-        prop = schema.get("properties", {}).get(name)
-        if prop is None or not _not_null(field):
-            continue
-        prop.pop("default", None)
-        options = [o for o in prop.pop("anyOf", []) if o != {"type": "null"}]
-        if len(options) == 1:
-            prop.update(options[0])
-        elif options:
-            prop["anyOf"] = options
-
-
-class PatchShape(Shape):
-    """Base of PATCH bodies (PATCH_HELP)."""
-
-    model_config = ConfigDict(json_schema_extra=_patch_schema)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _null_only_where_clearable(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None and info.field_name and _not_null(cls.model_fields[info.field_name]):
-            raise ValueError("cannot be null; leave the field out to keep its current value")
-        return value
+    model_config = ConfigDict(json_schema_extra=patch_schema)

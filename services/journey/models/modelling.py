@@ -14,15 +14,15 @@ from pydantic import ConfigDict, Field
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
+from services.common.patch import NotNull
 from services.common.vocabulary import Channel
 from services.journey.models._base import (
     KEY_HELP,
     KEY_PATTERN,
-    NOT_NULL,
     VERSION_HELP,
     JourneyTable,
     Money,
-    PatchShape,
+    Patch,
     Shape,
     now_column,
     version_column,
@@ -91,16 +91,16 @@ class PersonaCreate(PersonaFields):
     key: str = Field(pattern=KEY_PATTERN, description=KEY_HELP)
 
 
-class PersonaUpdate(PatchShape):
-    key: Annotated[str | None, NOT_NULL] = Field(default=None, pattern=KEY_PATTERN)
-    name: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1, max_length=200)
+class PersonaUpdate(Patch):
+    key: Annotated[str | None, NotNull] = Field(default=None, pattern=KEY_PATTERN)
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
     role: str | None = Field(default=None, max_length=200)
     background: str | None = Field(default=None, max_length=5000)
-    needs: Annotated[list[str] | None, NOT_NULL] = Field(default=None, max_length=50)
-    goals: Annotated[list[str] | None, NOT_NULL] = Field(default=None, max_length=50)
-    pains: Annotated[list[str] | None, NOT_NULL] = Field(default=None, max_length=50)
-    priority: Annotated[int | None, NOT_NULL] = Field(default=None, ge=0, le=10_000)
-    rules: Annotated[list[PersonaRule] | None, NOT_NULL] = Field(default=None, max_length=50)
+    needs: Annotated[list[str] | None, NotNull] = Field(default=None, max_length=50)
+    goals: Annotated[list[str] | None, NotNull] = Field(default=None, max_length=50)
+    pains: Annotated[list[str] | None, NotNull] = Field(default=None, max_length=50)
+    priority: Annotated[int | None, NotNull] = Field(default=None, ge=0, le=10_000)
+    rules: Annotated[list[PersonaRule] | None, NotNull] = Field(default=None, max_length=50)
 
 
 class PersonaPublic(PersonaCreate):
@@ -162,13 +162,13 @@ class TouchpointCreate(TouchpointFields):
     key: str = Field(pattern=KEY_PATTERN, description=KEY_HELP)
 
 
-class TouchpointUpdate(PatchShape):
-    key: Annotated[str | None, NOT_NULL] = Field(default=None, pattern=KEY_PATTERN)
-    name: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1, max_length=200)
-    channel: Annotated[Channel | None, NOT_NULL] = Field(default=None)
+class TouchpointUpdate(Patch):
+    key: Annotated[str | None, NotNull] = Field(default=None, pattern=KEY_PATTERN)
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
+    channel: Annotated[Channel | None, NotNull] = Field(default=None)
     department: str | None = Field(default=None, max_length=200)
     yearly_cost: Money | None = Field(default=None, description="Yearly cost or budget; null clears it.")
-    currency: Annotated[str | None, NOT_NULL] = Field(default=None, pattern=r"^[A-Z]{3}$")
+    currency: Annotated[str | None, NotNull] = Field(default=None, pattern=r"^[A-Z]{3}$")
     description: str | None = Field(default=None, max_length=5000)
 
 
@@ -211,10 +211,10 @@ class StageCreate(Shape):
     position: int | None = Field(default=None, ge=0, description="0-based; omitted: appended at the end.")
 
 
-class StageUpdate(PatchShape):
-    key: Annotated[str | None, NOT_NULL] = Field(default=None, pattern=KEY_PATTERN)
-    name: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1, max_length=200)
-    position: Annotated[int | None, NOT_NULL] = Field(default=None, ge=0, description="Move the stage here (0-based).")
+class StageUpdate(Patch):
+    key: Annotated[str | None, NotNull] = Field(default=None, pattern=KEY_PATTERN)
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
+    position: Annotated[int | None, NotNull] = Field(default=None, ge=0, description="Move the stage here (0-based).")
 
 
 class StagePublic(Shape):
@@ -268,15 +268,15 @@ class JourneyCreate(JourneyFields):
     )
 
 
-class JourneyUpdate(PatchShape):
-    key: Annotated[str | None, NOT_NULL] = Field(default=None, pattern=KEY_PATTERN)
-    name: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1, max_length=200)
+class JourneyUpdate(Patch):
+    key: Annotated[str | None, NotNull] = Field(default=None, pattern=KEY_PATTERN)
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     persona_id: UUID | None = None
     owner: str | None = Field(default=None, max_length=200)
     team: str | None = Field(default=None, max_length=200)
-    status: Annotated[JourneyStatus | None, NOT_NULL] = Field(default=None)
-    state: Annotated[JourneyState | None, NOT_NULL] = Field(default=None)
+    status: Annotated[JourneyStatus | None, NotNull] = Field(default=None)
+    state: Annotated[JourneyState | None, NotNull] = Field(default=None)
     improves_journey_id: UUID | None = None
 
 
@@ -354,13 +354,13 @@ class StepCreate(Shape):
     expected_emotion: int = Field(default=0, ge=-2, le=2, description="−2 (very negative) … +2 (very positive).")
 
 
-class StepUpdate(PatchShape):
-    stage_id: Annotated[UUID | None, NOT_NULL] = Field(
+class StepUpdate(Patch):
+    stage_id: Annotated[UUID | None, NotNull] = Field(
         default=None, description="Move the step to another stage of this journey."
     )
-    position: Annotated[int | None, NOT_NULL] = Field(default=None, ge=0)
-    moment_of_truth: Annotated[bool | None, NOT_NULL] = Field(default=None)
-    expected_emotion: Annotated[int | None, NOT_NULL] = Field(default=None, ge=-2, le=2)
+    position: Annotated[int | None, NotNull] = Field(default=None, ge=0)
+    moment_of_truth: Annotated[bool | None, NotNull] = Field(default=None)
+    expected_emotion: Annotated[int | None, NotNull] = Field(default=None, ge=-2, le=2)
 
 
 class StepPublic(Shape):
