@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter
 
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
@@ -59,3 +59,12 @@ Timestamp = Annotated[
 ]
 # A time in a query parameter (a range bound): a time without zone is UTC.
 TimeQuery = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(within_bounds)]
+
+
+_RENDER = TypeAdapter(datetime)
+
+
+def iso(value: datetime) -> str:
+    """A time as every response and event renders it (pydantic's form: UTC as `Z`), for the few
+    times written into free-form JSON by hand."""
+    return _RENDER.dump_python(value.astimezone(UTC), mode="json")  # type: ignore[no-any-return]

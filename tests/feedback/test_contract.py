@@ -141,6 +141,9 @@ class TestPatchNull:
         cleared = await api.patch(url, json={"assignee": None, "due_at": None})
         assert cleared.status_code == 200, cleared.text
         assert (cleared.json()["assignee"], cleared.json()["due_at"], cleared.json()["version"]) == (None, None, 2)
+        history = (await api.get(url)).json()["history"]
+        # the history renders times as every response does (Z), not Python's isoformat (+00:00)
+        assert history[-1]["changes"]["due_at"] == {"from": "2026-12-24T11:00:00Z", "to": None}, history
 
     async def test_settings_are_replaced_whole_and_take_no_null(self, api: FeedbackApi) -> None:
         for field in ("allow_private_webhook_targets", "max_surveys_per_period", "period_days", "quiet_days"):

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import Conflict, NotFound, Unprocessable
 from services.common.pagination import Page, keyset, page_of
+from services.common.timestamps import iso
 from services.feedback.models import (
     TRANSITIONS,
     CaseDetail,
@@ -322,8 +323,8 @@ async def update_case(
         row.assignee = data.assignee
     if "due_at" in sent and data.due_at != row.due_at:
         changes["due_at"] = {
-            "from": row.due_at.isoformat() if row.due_at else None,
-            "to": data.due_at.isoformat() if data.due_at else None,
+            "from": iso(row.due_at) if row.due_at else None,
+            "to": iso(data.due_at) if data.due_at else None,
         }
         row.due_at = data.due_at
     if changes:
