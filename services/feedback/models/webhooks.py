@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -24,6 +24,16 @@ from services.feedback.models._base import (
 )
 
 EVENT_TYPE_PATTERN = r"^(\*|feedback\.[a-z_]+\.[a-z_]+|feedback\.[a-z_]+\.\*)$"
+# The pattern is in the schema; the store checks it, with a message that names the bad entries.
+EventTypes = Annotated[
+    list[str],
+    Field(
+        min_length=1,
+        max_length=50,
+        description="Subjects such as feedback.response.submitted, feedback.case.*, or * for all.",
+        json_schema_extra={"items": {"type": "string", "pattern": EVENT_TYPE_PATTERN}},
+    ),
+]
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -34,12 +44,7 @@ class DeliveryStatus(enum.StrEnum):
 
 class WebhookCreate(Shape):
     url: AnyHttpUrl = Field(description="HTTPS (or HTTP) endpoint; private and loopback targets need the setting.")
-    event_types: list[str] = Field(
-        min_length=1,
-        max_length=50,
-        description="Subjects such as feedback.response.submitted, feedback.case.*, or * for all.",
-        json_schema_extra={"items": {"pattern": EVENT_TYPE_PATTERN}},
-    )
+    event_types: EventTypes
     secret: str | None = Field(
         default=None,
         pattern=r"^whsec_[A-Za-z0-9+/=]{24,200}$",
@@ -57,7 +62,7 @@ class WebhookCreate(Shape):
 
 class WebhookUpdate(Shape):
     url: AnyHttpUrl | None = None
-    event_types: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    event_types: EventTypes | None = None
     description: str | None = Field(default=None, max_length=500)
     enabled: bool | None = None
 
