@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -21,13 +22,16 @@ class Received:
     headers: dict[str, str]
     body: bytes
     answered: int
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 @dataclass
 class Receiver:
     url: str
     fail_next: int = 0  # answer this many requests with 500 before succeeding
+    delay: float = 0.0  # seconds before answering (a slow receiver); the receiver's stop ends the wait
     requests: list[Received] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def delivered(self) -> list[Received]:
@@ -44,7 +48,11 @@ async def run_receiver() -> AsyncIterator[Receiver]:
         if receiver.fail_next > 0:
             receiver.fail_next -= 1
             status = 500
-        receiver.requests.append(Received(dict(request.headers), await request.body(), status))
+        receiver.requests.append(Received(dict(request.headers), await request.body(), status, time.monotonic()))
+        if receiver.delay:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(receiver.delay):
+                    await receiver.stopping.wait()
         return Response(status_code=status)
 
     app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
@@ -55,5 +63,6 @@ async def run_receiver() -> AsyncIterator[Receiver]:
     try:
         yield receiver
     finally:
+        receiver.stopping.set()
         server.should_exit = True
         await task
