@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.common.db import ensure_database
 from services.feedback.app import create_app
+from services.feedback.delivery import DeliveryWorker
 from services.feedback.settings import FeedbackSettings
 from tests.conftest import Keys, Servers, unique_name
 from tests.eventually import eventually
@@ -51,13 +52,23 @@ async def settings(servers: Servers, keys: Keys, own_nats: str) -> FeedbackSetti
 
 
 @contextlib.asynccontextmanager
-async def service(settings: FeedbackSettings, keys: Keys, workspace: str) -> AsyncIterator[FeedbackApi]:
+async def service(
+    settings: FeedbackSettings, keys: Keys, workspace: str, *, more_workers: int = 0
+) -> AsyncIterator[FeedbackApi]:
+    """The service running; `more_workers` delivery workers beside its own stand for other replicas."""
     app = create_app(settings)
     async with (
         LifespanManager(app, startup_timeout=60, shutdown_timeout=60),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://f") as http,
     ):
-        yield FeedbackApi(http, keys, workspace)
+        workers = [DeliveryWorker(app.state.engine, settings) for _ in range(more_workers)]
+        for worker in workers:
+            worker.start()
+        try:
+            yield FeedbackApi(http, keys, workspace)
+        finally:
+            for worker in workers:
+                await worker.stop()
 
 
 async def logged_attempts(settings: FeedbackSettings, hook: dict[str, Any]) -> int:
@@ -109,6 +120,21 @@ class TestSlowReceiver:
             # Stopped: the attempts in flight ended (timed out) and are in the log, every one.
             assert await logged_attempts(settings, slow_hook) == len(slow.requests) > 0
             assert await logged_attempts(settings, fast_hook) == len(fast.requests) == 30
+
+
+class TestReplicas:
+    async def test_replicas_share_the_deliveries_and_send_each_once(
+        self, settings: FeedbackSettings, keys: Keys, workspace: str
+    ) -> None:
+        async with run_receiver() as receiver, service(settings, keys, workspace, more_workers=2) as api:
+            await allow_loopback(api)
+            hook = await subscribe(api, receiver)
+            survey = await api.survey()
+            await respond(api, survey, 40)  # one page of the log
+            log = await settled(api, hook, 40)
+            assert {d["attempts"] for d in log} == {1}
+            ids = [r.headers["webhook-id"] for r in receiver.requests]
+            assert len(ids) == len(set(ids)) == 40
 
 
 class TestRetries:

@@ -24,6 +24,10 @@ from services.feedback.models._base import (
 )
 
 EVENT_TYPE_PATTERN = r"^(\*|feedback\.[a-z_]+\.[a-z_]+|feedback\.[a-z_]+\.\*)$"
+ENABLED_HELP = (
+    "Disabled: nothing is sent; events that occur meanwhile are not delivered, and deliveries already "
+    "pending wait until it is enabled again."
+)
 # The pattern is in the schema; the store checks it, with a message that names the bad entries.
 EventTypes = Annotated[
     list[str],
@@ -51,7 +55,7 @@ class WebhookCreate(Shape):
         description="Standard Webhooks secret (whsec_ + base64); omitted: one is generated.",
     )
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool = True
+    enabled: bool = Field(default=True, description=ENABLED_HELP)
 
     model_config = {
         "json_schema_extra": {
@@ -64,7 +68,7 @@ class WebhookUpdate(Shape):
     url: AnyHttpUrl | None = None
     event_types: EventTypes | None = None
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool | None = None
+    enabled: bool | None = Field(default=None, description=ENABLED_HELP)
 
 
 class WebhookPublic(PublicShape):
@@ -96,7 +100,10 @@ class DeliveryPublic(PublicShape):
     event_type: str
     status: DeliveryStatus
     attempts: int
-    next_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(
+        description="When the next attempt is due (null: none is); while an attempt is under way, when it is "
+        "tried again should that attempt's outcome be lost."
+    )
     last_status_code: int | None
     last_error: str | None
     log: list[Attempt]
