@@ -229,7 +229,8 @@ class DeliveryWorker(LoopWorker):
             "webhook-signature": Webhook(claim.secret).sign(msg_id, now, body.decode()),
             "user-agent": "journeygraph-webhooks/0.1",
         }
-        extensions = {"sni_hostname": url.host} if url.scheme == "https" and url.host != str(address) else {}
+        host = url.raw_host.decode("ascii")  # an IDN as its A-label, as TLS sends it
+        extensions = {"sni_hostname": host} if url.scheme == "https" and host != str(address) else {}
         return self._client.build_request(
             "POST", url.copy_with(host=str(address)), content=body, headers=headers, extensions=extensions
         )

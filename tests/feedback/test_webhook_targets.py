@@ -11,15 +11,22 @@ shows that nothing else resolves the name on the way.
 from __future__ import annotations
 
 import ipaddress
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from fastapi import FastAPI
 
+from services.feedback.delivery import Claim, DeliveryWorker
+from services.feedback.settings import FeedbackSettings
 from services.feedback.store import webhooks as webhooks_store
+from services.feedback.store.webhooks import new_secret
 from tests.eventually import eventually
 from tests.feedback.factories import FeedbackApi
-from tests.feedback.receiver import run_receiver
+from tests.feedback.receiver import make_tls, run_receiver
 from tests.feedback.test_webhooks import allow_loopback, deliveries, settled
 
 PUBLIC = ipaddress.ip_address("93.184.215.14")
@@ -84,3 +91,47 @@ class TestRebinding:
             assert (log["status"], log["attempts"]) == ("succeeded", 1), log["log"]
             (request,) = receiver.requests
             assert request.headers["host"] == f"receiver.invalid:{port}"
+
+
+class TestTls:
+    async def test_https_goes_to_the_checked_address_and_verifies_the_certificate_for_the_name(
+        self,
+        feedback_app: FastAPI,
+        feedback_settings: FeedbackSettings,
+        dns: dict[str, list[Any]],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """One attempt, sent by a worker that trusts the test CA (httpx reads SSL_CERT_FILE when it builds
+        its client), to a receiver whose certificate names only `receiver.test`: it verifies only if TLS
+        checks the name (and sends it as SNI) while the connection goes to 127.0.0.1."""
+        tls = make_tls(tmp_path, "receiver.test")
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_file))
+        worker = DeliveryWorker(feedback_app.state.engine, feedback_settings)
+        dns["receiver.test"] = [LOOPBACK]
+        async with run_receiver(tls) as receiver:
+
+            def claim(url: str) -> Claim:
+                return Claim(
+                    id=uuid.uuid4(),
+                    subscription_id=uuid.uuid4(),
+                    event_id=uuid.uuid4(),
+                    payload=b'{"id": 1}',
+                    attempts=0,
+                    lease=datetime.now(UTC),
+                    url=url,
+                    secret=new_secret(),
+                    allow_private=True,
+                )
+
+            sent = await worker._attempt(claim(receiver.url))
+            assert (sent["code"], sent["error"]) == (204, None)
+            (request,) = receiver.requests
+            assert request.headers["host"] == urlsplit(receiver.url).netloc
+
+            # the same server under a name its certificate does not have
+            dns["elsewhere.test"] = [LOOPBACK]
+            refused = await worker._attempt(claim(receiver.url.replace("receiver.test", "elsewhere.test")))
+            assert refused["code"] is None
+            assert "CERTIFICATE_VERIFY_FAILED" in refused["error"], refused
+        await worker.stop()
