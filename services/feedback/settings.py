@@ -12,3 +12,6 @@ class FeedbackSettings(ServiceSettings):
     webhook_backoff_cap_seconds: float = Field(default=3 * 3600.0, gt=0)
     webhook_max_attempts: int = Field(default=12, ge=1, le=50)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Deliveries in flight per replica, and per subscription: a slow receiver holds only its own share.
+    webhook_concurrency: int = Field(default=64, ge=1)
+    webhook_subscription_concurrency: int = Field(default=8, ge=1)

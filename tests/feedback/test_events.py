@@ -106,10 +106,10 @@ class TestEvents:
         assert (await api.patch(f"/v1/loop-rules/{rule['id']}", json={"max_score": 4})).json()["version"] == 2
         assert (await api.delete(f"/v1/loop-rules/{rule['id']}")).status_code == 204
 
-        hook = await api.created("/v1/webhooks", {"url": "http://127.0.0.1:9/x", "event_types": ["feedback.case.*"]})
-        changed = await api.patch(f"/v1/webhooks/{hook['id']}", json={"enabled": False})
+        hook = await admin.created("/v1/webhooks", {"url": "http://127.0.0.1:9/x", "event_types": ["feedback.case.*"]})
+        changed = await admin.patch(f"/v1/webhooks/{hook['id']}", json={"enabled": False})
         assert changed.json()["version"] == 2
-        assert (await api.delete(f"/v1/webhooks/{hook['id']}")).status_code == 204
+        assert (await admin.delete(f"/v1/webhooks/{hook['id']}")).status_code == 204
 
         await api.created("/v1/opt-outs", {"customer_external_id": "C-1", "reason": "phone"})
         assert (await api.delete("/v1/opt-outs/C-1")).status_code == 204

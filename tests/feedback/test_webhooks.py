@@ -36,7 +36,7 @@ async def allow_loopback(api: FeedbackApi) -> None:
 
 
 async def subscribe(api: FeedbackApi, receiver: Receiver, types: list[str] | None = None) -> dict[str, Any]:
-    return await api.created(
+    return await api.admin().created(
         "/v1/webhooks", {"url": receiver.url, "event_types": types or ["feedback.response.submitted"]}
     )
 
@@ -68,13 +68,15 @@ async def applied_all(app: FastAPI, workspace: str, subject: str) -> list[str]:
 class TestWebhooks:
     async def test_loopback_target_refused_without_setting(self, api: FeedbackApi) -> None:
         for url in ("http://127.0.0.1:9/hook", "http://10.1.2.3/hook", "http://[::1]/hook", "http://localhost/x"):
-            response = await api.post("/v1/webhooks", json={"url": url, "event_types": ["*"]})
+            response = await api.admin().post("/v1/webhooks", json={"url": url, "event_types": ["*"]})
             assert response.status_code == 422, url
             assert "private or loopback" in response.json()["detail"]
 
     async def test_unknown_event_type_is_422(self, api: FeedbackApi) -> None:
         await allow_loopback(api)
-        response = await api.post("/v1/webhooks", json={"url": "http://127.0.0.1/x", "event_types": ["journey.x.y"]})
+        response = await api.admin().post(
+            "/v1/webhooks", json={"url": "http://127.0.0.1/x", "event_types": ["journey.x.y"]}
+        )
         assert response.status_code == 422
 
     async def test_delivery_is_the_event_signed_with_its_id_as_webhook_id(
@@ -142,7 +144,7 @@ class TestWebhooks:
         await allow_loopback(api)
         survey = await api.survey()
         await api.respond(survey["id"], {"recommend": 9})
-        hook = await api.created(
+        hook = await api.admin().created(
             "/v1/webhooks", {"url": "http://127.0.0.1:9/unused", "event_types": ["feedback.response.submitted"]}
         )
         later = await api.respond(survey["id"], {"recommend": 9})

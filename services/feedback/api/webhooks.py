@@ -12,7 +12,7 @@ from services.common.db import SessionDep
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import emit
 from services.common.pagination import CursorQuery, LimitQuery, Page
-from services.feedback.api._deps import Reader, Writer, make_router
+from services.feedback.api._deps import Admin, Reader, Writer, make_router
 from services.feedback.events import WEBHOOK_CREATED, WEBHOOK_DELETED, WEBHOOK_UPDATED
 from services.feedback.models import (
     DeliveryPublic,
@@ -36,8 +36,8 @@ async def _emit(session: AsyncSession, workspace_id: str, type: str, webhook: We
 
 
 @router.post("/webhooks", status_code=201, response_model=WebhookCreated, tags=["webhooks"])
-async def create_webhook(caller: Writer, idem: IdempotencyDep, session: SessionDep, body: WebhookCreate) -> Response:
-    """Subscribe a URL to events; deliveries are signed per Standard Webhooks with the returned secret."""
+async def create_webhook(caller: Admin, idem: IdempotencyDep, session: SessionDep, body: WebhookCreate) -> Response:
+    """Subscribe a URL to events (scope `admin`); deliveries are signed (Standard Webhooks) with the secret."""
     row = await webhooks.create_webhook(session, workspace_id=caller.workspace_id, data=body)
     await _emit(session, caller.workspace_id, WEBHOOK_CREATED, WebhookPublic.model_validate(row))
     return await idem.respond(WebhookCreated.model_validate(row))
@@ -61,9 +61,9 @@ async def get_webhook(caller: Reader, session: SessionDep, webhook_id: WebhookId
 
 @router.patch("/webhooks/{webhook_id}", tags=["webhooks"])
 async def update_webhook(
-    caller: Writer, session: SessionDep, webhook_id: WebhookId, body: WebhookUpdate
+    caller: Admin, session: SessionDep, webhook_id: WebhookId, body: WebhookUpdate
 ) -> WebhookPublic:
-    """Change a webhook subscription."""
+    """Change a webhook subscription (scope `admin`)."""
     row = await webhooks.update_webhook(session, workspace_id=caller.workspace_id, webhook_id=webhook_id, data=body)
     webhook = WebhookPublic.model_validate(row)
     await _emit(session, caller.workspace_id, WEBHOOK_UPDATED, webhook)
@@ -71,8 +71,8 @@ async def update_webhook(
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, tags=["webhooks"])
-async def delete_webhook(caller: Writer, session: SessionDep, webhook_id: WebhookId) -> None:
-    """Delete a webhook subscription and its delivery log."""
+async def delete_webhook(caller: Admin, session: SessionDep, webhook_id: WebhookId) -> None:
+    """Delete a webhook subscription and its delivery log (scope `admin`)."""
     last = await webhooks.delete_webhook(session, workspace_id=caller.workspace_id, webhook_id=webhook_id)
     await _emit(session, caller.workspace_id, WEBHOOK_DELETED, last)
 

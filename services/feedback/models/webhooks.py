@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -24,6 +24,20 @@ from services.feedback.models._base import (
 )
 
 EVENT_TYPE_PATTERN = r"^(\*|feedback\.[a-z_]+\.[a-z_]+|feedback\.[a-z_]+\.\*)$"
+ENABLED_HELP = (
+    "Disabled: nothing is sent; events that occur meanwhile are not delivered, and deliveries already "
+    "pending wait until it is enabled again."
+)
+# The pattern is in the schema; the store checks it, with a message that names the bad entries.
+EventTypes = Annotated[
+    list[str],
+    Field(
+        min_length=1,
+        max_length=50,
+        description="Subjects such as feedback.response.submitted, feedback.case.*, or * for all.",
+        json_schema_extra={"items": {"type": "string", "pattern": EVENT_TYPE_PATTERN}},
+    ),
+]
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -34,19 +48,14 @@ class DeliveryStatus(enum.StrEnum):
 
 class WebhookCreate(Shape):
     url: AnyHttpUrl = Field(description="HTTPS (or HTTP) endpoint; private and loopback targets need the setting.")
-    event_types: list[str] = Field(
-        min_length=1,
-        max_length=50,
-        description="Subjects such as feedback.response.submitted, feedback.case.*, or * for all.",
-        json_schema_extra={"items": {"pattern": EVENT_TYPE_PATTERN}},
-    )
+    event_types: EventTypes
     secret: str | None = Field(
         default=None,
         pattern=r"^whsec_[A-Za-z0-9+/=]{24,200}$",
         description="Standard Webhooks secret (whsec_ + base64); omitted: one is generated.",
     )
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool = True
+    enabled: bool = Field(default=True, description=ENABLED_HELP)
 
     model_config = {
         "json_schema_extra": {
@@ -57,9 +66,9 @@ class WebhookCreate(Shape):
 
 class WebhookUpdate(Shape):
     url: AnyHttpUrl | None = None
-    event_types: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    event_types: EventTypes | None = None
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool | None = None
+    enabled: bool | None = Field(default=None, description=ENABLED_HELP)
 
 
 class WebhookPublic(PublicShape):
@@ -91,7 +100,10 @@ class DeliveryPublic(PublicShape):
     event_type: str
     status: DeliveryStatus
     attempts: int
-    next_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(
+        description="When the next attempt is due (null: none is); while an attempt is under way, when it is "
+        "tried again should that attempt's outcome be lost."
+    )
     last_status_code: int | None
     last_error: str | None
     log: list[Attempt]

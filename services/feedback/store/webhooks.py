@@ -7,6 +7,7 @@ import base64
 import ipaddress
 import re
 import secrets
+import socket
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,32 +37,59 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-async def target_problem(url: str, *, allow_private: bool) -> str | None:
-    """Why this URL may not receive webhooks (private/loopback targets need the workspace setting)."""
+class TargetRefused(Exception):
+    """A webhook URL that may not receive deliveries; the message says why."""
+
+
+def _blocked(ip: IPAddress) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address of `host` (an IP literal is its own). Webhook targets are resolved only here, once
+    per check, and the delivery connects to an address this returned: a name cannot resolve to a
+    checked address for the check and to another for the connection (DNS rebinding)."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+
+
+async def target_address(url: str, *, allow_private: bool) -> IPAddress:
+    """The address to send to `url` at: its host resolved now, every address it has checked (private,
+    loopback and link-local ones need the workspace setting). Raises TargetRefused."""
     parts = urlsplit(url)
     host = parts.hostname
     if parts.scheme not in ("http", "https") or not host:
-        return "the URL must be http(s) with a host"
-    if allow_private:
-        return None
+        raise TargetRefused("the URL must be http(s) with a host")
     try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443)
-        except OSError:
-            return f"the host {host!r} does not resolve"
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+        addresses = await resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+    except (OSError, UnicodeError, ValueError):
+        addresses = []
+    if not addresses:
+        raise TargetRefused(f"the host {host!r} does not resolve")
     blocked = [str(a) for a in addresses if _blocked(a)]
-    if blocked:
-        return (
+    if blocked and not allow_private:
+        raise TargetRefused(
             f"the host {host!r} is a private or loopback address ({', '.join(sorted(set(blocked)))}); "
             "the workspace setting allow_private_webhook_targets permits it"
         )
+    return addresses[0]
+
+
+async def target_problem(url: str, *, allow_private: bool) -> str | None:
+    """Why this URL may not receive webhooks, or None."""
+    try:
+        await target_address(url, allow_private=allow_private)
+    except TargetRefused as refused:
+        return str(refused)
     return None
 
 
