@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
+from services.common.timestamps import iso
 from services.common.worker import LoopWorker
 from services.feedback.settings import FeedbackSettings
 from services.feedback.store.webhooks import IPAddress, TargetRefused, target_address
@@ -211,7 +212,7 @@ class DeliveryWorker(LoopWorker):
             "error": error,
             "delivered": now if ok else None,
             "entry": orjson.dumps(
-                [{"at": now.isoformat(), "status_code": code, "error": error, "duration_ms": round(duration, 2)}]
+                [{"at": iso(now), "status_code": code, "error": error, "duration_ms": round(duration, 2)}]
             ).decode(),
         }
 
