@@ -11,7 +11,7 @@ from fastapi import Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import SessionDep
-from services.common.errors import Conflict, Problem, Unprocessable
+from services.common.errors import Conflict, Problem, Unprocessable, UnsupportedMediaType, problem_doc
 from services.common.idempotency import IdempotencyDep
 from services.common.pagination import CursorQuery, LimitQuery, Page
 from services.feedback.api._deps import Reader, Writer, make_router
@@ -30,10 +30,6 @@ from services.feedback.store.responses import Result, item_result
 from services.feedback.store.surveys import surveys_for_ingest
 
 router = make_router()
-
-
-class UnsupportedMediaType(Problem):
-    status, type_slug = 415, "unsupported-media-type"
 
 
 @router.post(
@@ -124,7 +120,12 @@ _IMPORT_BODY: dict[str, Any] = {
 
 
 @router.post(
-    "/responses/import", status_code=200, response_model=BulkResult, tags=["responses"], openapi_extra=_IMPORT_BODY
+    "/responses/import",
+    status_code=200,
+    response_model=BulkResult,
+    tags=["responses"],
+    openapi_extra=_IMPORT_BODY,
+    responses={415: problem_doc(415, "The body is neither NDJSON nor CSV.")},
 )
 async def import_responses(
     caller: Writer,
