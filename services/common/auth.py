@@ -181,12 +181,16 @@ class TokenVerifier:
             key = self._static_key
             if key is None:
                 key = await self._jwks_key(jwt.get_unverified_header(token))
+            if key.algorithm_name not in s.auth_algorithms:
+                raise Unauthorized(
+                    f"The token's signing key uses {key.algorithm_name}, which this service does not accept."
+                )
             claims = jwt.decode(
                 token,
                 key=key,
-                # The key's own algorithm, if configured: a header naming another (RS256 for an
-                # Ed25519 key) is refused by PyJWT instead of reaching the key with the wrong type.
-                algorithms=[key.algorithm_name] if key.algorithm_name in s.auth_algorithms else [],
+                # The key's own algorithm only: a header naming another (RS256 for an Ed25519 key)
+                # is refused by PyJWT instead of reaching the key as the wrong type (a TypeError).
+                algorithms=[key.algorithm_name],
                 audience=s.auth_audience,
                 issuer=s.auth_issuer,
                 options={"require": ["exp", "iss", "aud", "sub"]},

@@ -243,7 +243,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             reason = _DATA_ERRORS.get(state, "a value is outside what can be stored or compared")
             return problem_response(
                 422,
-                f"The request cannot be stored: {reason}. Correct the value and send it again.",
+                f"A value in the request cannot be used: {reason}. Correct it and send the request again.",
                 instance=request.url.path,
                 errors=[{"field": "body", "message": reason}],
             )
