@@ -14,13 +14,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
-def create_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
+def create_engine(database_url: str, *, pool_size: int = 20, pool_timeout: float = 10.0) -> AsyncEngine:
     return create_async_engine(
         database_url,
         # A fixed pool: overflow connections are closed on return, so under load every request past
-        # the pool's size would pay for a new PostgreSQL backend (docs/engineering-notes.md).
+        # the pool's size would pay for a new PostgreSQL backend (docs/engineering-notes.md). A
+        # request that gets no connection within pool_timeout is a 503 (errors.py).
         pool_size=pool_size,
         max_overflow=0,
+        pool_timeout=pool_timeout,
         # asyncpg caches prepared statements per connection; keep SQLAlchemy's cache large too.
         query_cache_size=1200,
     )

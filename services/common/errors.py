@@ -11,12 +11,16 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.events import EventTooLarge
 
 PROBLEM_JSON = "application/problem+json"
+# Every 422, whoever finds the problem (pydantic, a handler, the database), has this one type.
+VALIDATION_TYPE = "validation-error"
 log = structlog.get_logger(__name__)
 
 
@@ -58,7 +62,11 @@ class Conflict(Problem):
 
 
 class Unprocessable(Problem):
-    status, type_slug = 422, "unprocessable"
+    status, type_slug = 422, VALIDATION_TYPE
+
+
+class UnsupportedMediaType(Problem):
+    status, type_slug = 415, "unsupported-media-type"
 
 
 class PayloadTooLarge(Problem):
@@ -67,6 +75,12 @@ class PayloadTooLarge(Problem):
 
 class TooManyRequests(Problem):
     status, type_slug = 429, "rate-limited"
+
+
+class ServiceUnavailable(Problem):
+    """Something this service depends on does not answer now; send `Retry-After`."""
+
+    status, type_slug = 503, "service-unavailable"
 
 
 def problem_response(
@@ -80,8 +94,9 @@ def problem_response(
     **extra: Any,
 ) -> JSONResponse:
     title = HTTPStatus(status).phrase
+    slug = VALIDATION_TYPE if status == 422 else type_slug or _slug(title)
     body: dict[str, Any] = {
-        "type": f"https://journeygraph.dev/problems/{type_slug or _slug(title)}",
+        "type": f"https://journeygraph.dev/problems/{slug}",
         "title": title,
         "status": status,
         "detail": detail,
@@ -124,6 +139,42 @@ def _slug(title: str) -> str:
     return title.lower().replace(" ", "-").replace("'", "")
 
 
+# What a person can correct, per SQLSTATE of class 22 (data exception); 22000 is asyncpg's own,
+# raised when a parameter does not fit its column's type (a year past 9999, an int over 32 bits).
+_DATA_ERRORS = {
+    "22000": "a value is outside the range its field can store",
+    "22001": "a text is longer than its field allows",
+    "22003": "a number is outside the range that can be stored",
+    "22007": "a date or time is malformed",
+    "22008": "a date or time is outside the range that can be stored",
+    "22012": "a calculation over the request's values divides by zero",
+    "22021": "a text holds a character that cannot be stored (NUL or invalid UTF-8)",
+    "22P02": "a value does not have the expected format",
+    "22P05": "a text holds a character that cannot be stored (NUL or invalid UTF-8)",
+}
+RETRY_AFTER_SECONDS = 2
+
+
+def _unavailable(request: Request, what: str) -> JSONResponse:
+    return problem_response(
+        503,
+        f"{what}; retry in {RETRY_AFTER_SECONDS} s. Retrying with the same Idempotency-Key is safe.",
+        instance=request.url.path,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path serves (Starlette's 405 names the first route's only)."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        if route.methods and regex is not None and regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
+
+
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
@@ -155,7 +206,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             422,
             f"The request is not valid: {summary}",
-            type_slug="validation-error",
+            type_slug=VALIDATION_TYPE,
             instance=request.url.path,
             errors=errors,
         )
@@ -163,13 +214,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No route matches {request.method} {request.url.path}."
         elif exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}."
-        return problem_response(
-            exc.status_code, detail, instance=request.url.path, headers=getattr(exc, "headers", None)
-        )
+            allowed = _allowed_methods(request)
+            detail = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}."
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        return problem_response(exc.status_code, detail, instance=request.url.path, headers=headers)
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
         state = sqlstate_of(exc)
@@ -186,11 +238,22 @@ def install_problem_handlers(app: FastAPI) -> None:
                 instance=request.url.path,
             )
         if state.startswith("22"):  # data exception: a value PostgreSQL cannot store or compare
-            reason = str(next((e for e in reversed(_driver_errors(exc)) if e is not None), exc)).split("\n")[0][:300]
+            # The driver's text names internals (query arguments, encodings): logged, not answered.
+            log.warning("data error", path=request.url.path, sqlstate=state, error=str(exc).split("\n")[0][:300])
+            reason = _DATA_ERRORS.get(state, "a value is outside what can be stored or compared")
             return problem_response(
-                422, f"A value in the request cannot be stored or compared: {reason}.", instance=request.url.path
+                422,
+                f"A value in the request cannot be used: {reason}. Correct it and send the request again.",
+                instance=request.url.path,
+                errors=[{"field": "body", "message": reason}],
             )
+        if state.startswith(("53", "57P")):  # out of connections or memory; shutting down
+            return _unavailable(request, "The database is busy")
         return await on_unexpected(request, exc)
+
+    async def on_pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+        # Every pooled connection stayed busy for the pool's timeout: overload, not a fault.
+        return _unavailable(request, "The service is busy (no database connection became free)")
 
     async def on_too_large_event(request: Request, exc: Exception) -> JSONResponse:
         # A change whose event would not fit the budget (validation limits make it rare).
@@ -209,29 +272,37 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(DBAPIError, on_database_error)
     app.add_exception_handler(asyncpg.PostgresError, on_database_error)
+    app.add_exception_handler(PoolTimeout, on_pool_timeout)
     app.add_exception_handler(EventTooLarge, on_too_large_event)
     app.add_exception_handler(Exception, on_unexpected)
 
 
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+
+
+def problem_doc(status: int, description: str | None = None) -> dict[str, Any]:
+    """The OpenAPI `responses` entry of a problem answer."""
+    content = {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}
+    return {"description": description or HTTPStatus(status).phrase, "content": content}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entries of the problem statuses a route itself answers (404 of an id in its path,
+    409 of a conflict it names, ...), so its documentation never depends on the router's list."""
+    return {code: problem_doc(code) for code in codes}
+
+
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {
-        "description": HTTPStatus(code).phrase,
-        "content": {
-            PROBLEM_JSON: {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "type": {"type": "string"},
-                        "title": {"type": "string"},
-                        "status": {"type": "integer"},
-                        "detail": {"type": "string"},
-                        "instance": {"type": "string"},
-                        "errors": {"type": "array", "items": {"type": "object"}},
-                    },
-                    "required": ["type", "title", "status", "detail"],
-                }
-            }
-        },
-    }
-    for code in (400, 401, 403, 404, 409, 413, 422, 429)
+    code: problem_doc(code) for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
 }

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from services.common import admin
-from services.common.auth import TokenVerifier
+from services.common.auth import AuthenticateFirst, TokenVerifier
 from services.common.consumer import Consumer, create_broker, pull_loops
 from services.common.db import create_engine, create_sessionmaker
 from services.common.errors import install_problem_handlers
@@ -69,7 +69,7 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await asyncio.to_thread(upgrade_to_head, service_dir, settings.database_url)
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, pool_timeout=settings.database_pool_timeout_seconds)
         broker: NatsBroker = app.state.broker
         await broker.connect()
         await ensure_streams(broker.connection, max_age_days=settings.stream_max_age_days)
@@ -163,5 +163,6 @@ def create_service_app(
     async def get_asyncapi() -> Response:
         return Response(asyncapi_json, media_type="application/json")
 
+    app.add_middleware(AuthenticateFirst, verifier=app.state.verifier)  # innermost: logged and counted
     instrument(app, service_name=settings.service_name, max_body_bytes=settings.max_body_bytes)
     return app

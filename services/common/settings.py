@@ -14,6 +14,9 @@ class ServiceSettings(BaseSettings):
     database_url: str = Field(
         description="SQLAlchemy URL of this service's own database (postgresql+asyncpg://...).",
     )
+    database_pool_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest wait for a pooled connection; then 503 with Retry-After."
+    )
     nats_url: str = Field(description="NATS server with JetStream, e.g. nats://127.0.0.1:4222.")
     migrate_on_start: bool = Field(default=True, description="Apply the Alembic history on start.")
     # Auth: either a JWKS URL (OIDC) or a PEM public key (embedded mode). Neither has a default:
@@ -24,6 +27,9 @@ class ServiceSettings(BaseSettings):
     auth_audience: str = "journeygraph"
     auth_algorithms: list[str] = ["EdDSA", "RS256", "ES256"]
     auth_workspace_claim: str = "workspace"
+    auth_jwks_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Longest wait for the JWKS endpoint; then 503 with Retry-After."
+    )
     # Limits.
     rate_limit: str = Field(default="1200/minute", description="Per token, `limits` notation.")
     rate_limit_storage_uri: str = Field(default="async+memory://", description="`limits` storage.")

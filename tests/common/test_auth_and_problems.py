@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 
 import httpx
+import jwt
 import pytest
 from asgi_lifespan import LifespanManager
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.auth import generate_signing_key, mint_token
 from services.common.db import ensure_database
@@ -44,6 +52,18 @@ def assert_problem(response: httpx.Response, status: int, *needles: str) -> None
         assert needle in body["detail"], body["detail"]
 
 
+def _signed_by_another_algorithm(algorithm: str) -> str:
+    """A token with good claims whose header names another algorithm than the service's Ed25519 key."""
+    key: object = {
+        "RS256": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
+        "HS256": lambda: "a-shared-secret-of-at-least-32-bytes!",
+    }[algorithm]()
+    claims = {"iss": "journeygraph-dev", "aud": "journeygraph", "sub": "dev", "exp": int(time.time()) + 600,
+              "workspace": "ws1", "scope": "admin"}  # fmt: skip
+    return jwt.encode(claims, key, algorithm=algorithm)  # type: ignore[arg-type]
+
+
 class TestAuthentication:
     async def test_missing_token_is_401_with_a_hint(self, journey_http: httpx.AsyncClient) -> None:
         response = await journey_http.get("/v1/journeys")
@@ -70,6 +90,30 @@ class TestAuthentication:
             token = keys.token("ws1", ["admin"], **kw)
             response = await journey_http.get("/v1/journeys", headers={"Authorization": f"Bearer {token}"})
             assert_problem(response, 401, needle)
+
+    @pytest.mark.parametrize("algorithm", ["RS256", "ES256", "HS256"])
+    async def test_token_of_another_algorithm_than_the_key_is_401(
+        self, journey_http: httpx.AsyncClient, algorithm: str
+    ) -> None:
+        token = _signed_by_another_algorithm(algorithm)
+        response = await journey_http.get("/v1/journeys", headers={"Authorization": f"Bearer {token}"})
+        assert_problem(response, 401, "not valid")
+
+    async def test_unauthenticated_requests_with_broken_bodies_are_401_on_every_route(
+        self, journey_app: FastAPI, journey_http: httpx.AsyncClient
+    ) -> None:
+        answers: dict[str, int] = {}
+        for route in iter_route_contexts(journey_app.router.routes):
+            path = route.path or ""
+            for method in sorted((route.methods or set()) & {"POST", "PUT", "PATCH"}):
+                if path.startswith("/v1/"):
+                    url = re.sub(r"{[^}]+}", str(uuid.uuid4()), path)
+                    response = await journey_http.request(
+                        method, url, content=b'{"broken', headers={"content-type": "application/json"}
+                    )
+                    answers[f"{method} {path}"] = response.status_code
+        assert len(answers) > 10  # every body route of the service
+        assert {k: v for k, v in answers.items() if v != 401} == {}
 
     async def test_token_without_workspace_is_401(self, journey_http: httpx.AsyncClient, keys: Keys) -> None:
         token = keys.token("not a valid workspace!", ["admin"])
@@ -129,27 +173,49 @@ class TestBadInput:
         assert_problem(await journey_http.get("/v1/journeys", params={"cursor": "%%%"}, headers=headers), 422, "cursor")
         assert_problem(await journey_http.get("/v1/journeys", params={"limit": 0}, headers=headers), 422, "query.limit")
 
-    async def test_unknown_route_and_method_are_problems(self, journey_http: httpx.AsyncClient) -> None:
-        assert_problem(await journey_http.get("/v1/nothing-here"), 404, "No route")
-        assert_problem(await journey_http.put("/v1/journeys"), 405, "PUT")
+    async def test_unknown_route_and_method_are_problems(
+        self, journey_http: httpx.AsyncClient, keys: Keys, workspace: str
+    ) -> None:
+        headers = keys.headers(workspace, ["journeys:read"])
+        assert_problem(await journey_http.get("/v1/nothing-here", headers=headers), 404, "No route")
+        assert_problem(await journey_http.put("/v1/journeys", headers=headers), 405, "PUT")
+
+    async def test_405_allows_every_method_of_the_path(
+        self, journey_http: httpx.AsyncClient, keys: Keys, workspace: str
+    ) -> None:
+        headers = keys.headers(workspace, ["journeys:read"])
+        for path, allowed in (
+            ("/v1/touchpoints", "GET, POST"),  # two routes: Starlette named the first one's only
+            (f"/v1/touchpoints/{uuid.uuid4()}", "DELETE, GET, PATCH"),
+        ):
+            response = await journey_http.put(path, headers=headers)
+            assert_problem(response, 405, allowed)
+            assert response.headers["allow"] == allowed
 
 
 @pytest.fixture(scope="module")
-async def strict_http(
-    journey_settings: JourneySettings, servers: Servers, own_nats: str
-) -> AsyncIterator[httpx.AsyncClient]:
+async def strict_app(journey_settings: JourneySettings, servers: Servers, own_nats: str) -> AsyncIterator[FastAPI]:
     """A second journey app with tight limits, on a database and a NATS of its own (on the session's,
     its relay and consumers would take part in the session app's events)."""
     url = servers.database_url(unique_name("jg_journey_strict"))
     await ensure_database(url)
     settings = journey_settings.model_copy(
-        update={"rate_limit": "5/minute", "max_body_bytes": 2048, "database_url": url, "nats_url": own_nats}
+        update={
+            "rate_limit": "5/minute",
+            "max_body_bytes": 2048,
+            "database_pool_timeout_seconds": 1.0,
+            "database_url": url,
+            "nats_url": own_nats,
+        }
     )
     app = create_app(settings)
-    async with (
-        LifespanManager(app, startup_timeout=60),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://strict") as client,
-    ):
+    async with LifespanManager(app, startup_timeout=60):
+        yield app
+
+
+@pytest.fixture(scope="module")
+async def strict_http(strict_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=strict_app), base_url="http://strict") as client:
         yield client
 
 
@@ -167,6 +233,32 @@ class TestLimits:
         assert (await strict_http.get("/v1/journeys", headers=other)).status_code == 429
         someone_else = {"Authorization": f"Bearer {keys.token(workspace, ['journeys:read'], subject='other')}"}
         assert (await strict_http.get("/v1/journeys", headers=someone_else)).status_code == 200
+
+    async def test_tokens_that_fail_to_authenticate_count_per_client_address(
+        self, strict_http: httpx.AsyncClient
+    ) -> None:
+        token = _signed_by_another_algorithm("RS256")
+        statuses = [
+            (await strict_http.get("/v1/journeys", headers={"Authorization": f"Bearer {token}"})).status_code
+            for _ in range(6)
+        ]
+        assert statuses == [401] * 5 + [429]
+        assert 1 <= int((await strict_http.get("/v1/journeys")).headers["retry-after"]) <= 61
+
+    async def test_an_exhausted_database_pool_is_503_with_retry_after(
+        self, strict_app: FastAPI, strict_http: httpx.AsyncClient, keys: Keys, workspace: str
+    ) -> None:
+        engine: AsyncEngine = strict_app.state.engine
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(engine.pool.size()):  # type: ignore[attr-defined]
+                await held.enter_async_context(engine.connect())
+            started = time.monotonic()
+            response = await strict_http.get("/v1/journeys", headers=keys.headers(workspace, ["journeys:read"]))
+            waited = time.monotonic() - started
+        assert_problem(response, 503, "busy", "retry")
+        assert int(response.headers["retry-after"]) >= 1
+        assert waited < 20  # the pool's timeout (1 s here), not a hang
+        assert "QueuePool" not in response.text
 
     async def test_body_over_the_limit_is_413(self, strict_http: httpx.AsyncClient, keys: Keys, workspace: str) -> None:
         headers = keys.headers(workspace, ["admin"])
@@ -189,8 +281,8 @@ class TestOperations:
         assert (await journey_http.get("/healthz")).json() == {"status": "ok"}
         ready = (await journey_http.get("/readyz")).json()
         assert ready == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
-        await journey_http.get("/v1/journeys")
-        labels = {"service": "journey", "method": "GET", "route": "/v1/journeys", "status": "401"}
+        await journey_http.get("/v1/journeys")  # refused before routing: counted, as no route
+        labels = {"service": "journey", "method": "GET", "route": "__unmatched__", "status": "401"}
         assert requests_counted(await journey_http.get("/metrics"), labels) >= 1
         spec = (await journey_http.get("/asyncapi.json")).json()
         assert spec["asyncapi"].startswith("3.")

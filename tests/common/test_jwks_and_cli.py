@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from services.common.db import ensure_database
+from services.common.embedded import free_port
 from services.common.events import encode_event
 from services.common.ids import new_ids
 from services.common.runtime import load_or_create_keys
@@ -56,9 +60,9 @@ def jwks_url() -> Iterator[str]:
     server.shutdown()
 
 
-@pytest.fixture(scope="module")
-async def oidc_http(
-    journey_settings: JourneySettings, jwks_url: str, servers: Servers, own_nats: str
+@contextlib.asynccontextmanager
+async def _oidc_client(
+    journey_settings: JourneySettings, jwks_url: str, servers: Servers, nats_url: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     # A database and a NATS of its own: on the session's, its relay and consumers would take part
     # in the session app's events.
@@ -68,9 +72,10 @@ async def oidc_http(
         update={
             "auth_public_key": None,
             "auth_jwks_url": jwks_url,
+            "auth_jwks_timeout_seconds": JWKS_TIMEOUT,
             "auth_issuer": "https://idp.example",
             "database_url": url,
-            "nats_url": own_nats,
+            "nats_url": nats_url,
         }
     )
     app = create_app(settings)
@@ -79,6 +84,40 @@ async def oidc_http(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://oidc") as client,
     ):
         yield client
+
+
+JWKS_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+async def oidc_http(
+    journey_settings: JourneySettings, jwks_url: str, servers: Servers, own_nats: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with _oidc_client(journey_settings, jwks_url, servers, own_nats) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def unreachable_issuer_http(
+    journey_settings: JourneySettings, servers: Servers, own_nats: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Its JWKS URL names a port nothing listens on."""
+    url = f"http://127.0.0.1:{free_port()}/.well-known/jwks.json"
+    async with _oidc_client(journey_settings, url, servers, own_nats) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def hanging_issuer_http(
+    journey_settings: JourneySettings, servers: Servers, own_nats: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Its JWKS endpoint takes connections (the kernel's backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/.well-known/jwks.json"
+        async with _oidc_client(journey_settings, url, servers, own_nats) as client:
+            yield client
 
 
 def _token(key: rsa.RSAPrivateKey, kid: str) -> str:
@@ -100,6 +139,31 @@ class TestJwks:
     async def test_forged_signature_under_a_known_key_id_is_401(self, oidc_http: httpx.AsyncClient) -> None:
         response = await oidc_http.get("/v1/journeys", headers={"Authorization": f"Bearer {_token(OTHER, 'key-1')}"})
         assert response.status_code == 401
+
+
+class TestIssuerDown:
+    async def test_unreachable_jwks_is_503_with_retry_after(self, unreachable_issuer_http: httpx.AsyncClient) -> None:
+        for _ in range(2):  # the second within the back-off: answered without trying again
+            response = await unreachable_issuer_http.get(
+                "/v1/journeys", headers={"Authorization": f"Bearer {_token(KEY, 'key-1')}"}
+            )
+            assert response.status_code == 503, response.text
+            assert response.headers["content-type"] == "application/problem+json"
+            assert "key set" in response.json()["detail"]
+            assert int(response.headers["retry-after"]) >= 1
+
+    async def test_hanging_jwks_is_a_bounded_503(self, hanging_issuer_http: httpx.AsyncClient) -> None:
+        headers = {"Authorization": f"Bearer {_token(KEY, 'key-1')}"}
+
+        async def timed() -> tuple[int, float]:
+            started = time.monotonic()
+            response = await hanging_issuer_http.get("/v1/journeys", headers=headers)
+            return response.status_code, time.monotonic() - started
+
+        answers = await asyncio.gather(*(timed() for _ in range(5)))  # queued behind one fetch
+        assert [status for status, _ in answers] == [503] * 5
+        # JWKS_TIMEOUT (1 s) each, waiting for another request's fetch included; margin for a loaded machine
+        assert max(seconds for _, seconds in answers) < 8 * JWKS_TIMEOUT
 
 
 class TestTokenCommand:

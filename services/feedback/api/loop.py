@@ -10,10 +10,11 @@ from fastapi import Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import SessionDep
+from services.common.errors import problems
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import emit
 from services.common.pagination import CursorQuery, LimitQuery, Page
-from services.feedback.api._deps import Reader, Writer, make_router, problems
+from services.feedback.api._deps import Reader, Writer, make_router
 from services.feedback.events import (
     CASE_CLOSED,
     CASE_OPENED,

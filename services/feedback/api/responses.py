@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.bulk import BulkResult, ItemStatus
 from services.common.db import SessionDep
-from services.common.errors import Conflict, Problem, Unprocessable
+from services.common.errors import Conflict, Problem, Unprocessable, UnsupportedMediaType, problem_doc, problems
 from services.common.idempotency import IdempotencyDep
 from services.common.pagination import CursorQuery, LimitQuery, Page
 from services.common.timestamps import TimeQuery
-from services.feedback.api._deps import Reader, Writer, make_router, problems
+from services.feedback.api._deps import Reader, Writer, make_router
 from services.feedback.flows import record_responses
 from services.feedback.imports import MAX_IMPORT_ROWS, csv_surveys, item_errors, parse_csv, parse_ndjson
 from services.feedback.models import MAX_BULK, ResponseCreate, ResponsePublic, ResponsesBulk
@@ -24,10 +24,6 @@ from services.feedback.store.responses import Result, bulk_result, item_result
 from services.feedback.store.surveys import surveys_for_ingest
 
 router = make_router()
-
-
-class UnsupportedMediaType(Problem):
-    status, type_slug = 415, "unsupported-media-type"
 
 
 @router.post(
@@ -118,7 +114,7 @@ _IMPORT_BODY: dict[str, Any] = {
     response_model=BulkResult,
     tags=["responses"],
     openapi_extra=_IMPORT_BODY,
-    responses=problems(409, 415),
+    responses={**problems(409), 415: problem_doc(415, "The body is neither NDJSON nor CSV.")},
 )
 async def import_responses(
     caller: Writer,

@@ -8,10 +8,11 @@ from uuid import UUID
 from fastapi import Path, Query, Response
 
 from services.common.db import SessionDep
+from services.common.errors import problems
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import emit
 from services.common.pagination import CursorQuery, LimitQuery, Page
-from services.feedback.api._deps import Reader, Writer, make_router, problems
+from services.feedback.api._deps import Reader, Writer, make_router
 from services.feedback.events import SURVEY_CREATED, SURVEY_UPDATED
 from services.feedback.models import (
     SurveyCreate,

@@ -9,10 +9,10 @@ from fastapi import Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.db import SessionDep
-from services.common.errors import NotFound
+from services.common.errors import NotFound, problems
 from services.common.idempotency import IdempotencyDep
 from services.common.outbox import emit
-from services.feedback.api._deps import Admin, Reader, Writer, make_router, problems
+from services.feedback.api._deps import Admin, Reader, Writer, make_router
 from services.feedback.events import OPT_OUT_ADDED, OPT_OUT_WITHDRAWN, SETTINGS_UPDATED
 from services.feedback.models import (
     Eligibility,

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.common.auth import Caller, caller_with
 from services.common.bulk import BulkResult, ItemResult
 from services.common.db import SessionDep
-from services.common.errors import PROBLEM_RESPONSES, Unprocessable
-from services.common.idempotency import IdempotencyDep
+from services.common.errors import PROBLEM_RESPONSES, Unprocessable, UnsupportedMediaType, problem_doc
+from services.common.idempotency import IdempotencyDep, IdempotencyKeyHeader, stream_idempotently
 from services.common.outbox import batch_changes, emit_many
 from services.journey.events import CUSTOMER_UPSERTED
 from services.journey.models import EventBulk, InteractionIn, OutcomeIn
@@ -106,12 +106,14 @@ def _import_docs(kind: str) -> dict[str, Any]:
     }
 
 
+NDJSON_TYPES = (NDJSON, "application/ndjson", "application/jsonl")
 _IMPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "One result per line as it is stored (`line`, `key`, `status`, `id`, `errors`), "
-        "then a last line with the `counts`.",
+        "then a last line with the `counts`. With an Idempotency-Key, a retry replays this answer.",
         "content": {NDJSON: {"schema": {"type": "string"}}},
-    }
+    },
+    415: problem_doc(415, f"The body is not NDJSON (send Content-Type {NDJSON})."),
 }
 
 
@@ -152,6 +154,24 @@ async def _import_lines(
     yield orjson.dumps({"counts": counts}) + b"\n"
 
 
+async def _import(request: Request, caller: Caller, idempotency_key: str | None, *, kind: str) -> StreamingResponse:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in NDJSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Send Content-Type {NDJSON} (one JSON object per line), not {media_type or 'nothing'!r}."
+        )
+    # The body is read before streaming starts: StreamingResponse listens for the client's
+    # disconnect on the same receive channel and would swallow body messages read later.
+    body = await request.body()
+    if not body.strip():
+        raise Unprocessable(
+            f"The import is empty; send one {kind} JSON object per line.",
+            errors=[{"field": "body", "message": "at least one line is required"}],
+        )
+    lines = _import_lines(body, request.app.state.sessionmaker, workspace_id=caller.workspace_id, kind=kind)
+    return await stream_idempotently(request, idempotency_key, lines, media_type=NDJSON)
+
+
 @router.post(
     "/interactions/import",
     response_class=StreamingResponse,
@@ -159,13 +179,11 @@ async def _import_lines(
     responses=_IMPORT_RESPONSES,
     tags=["interactions"],
 )
-async def import_interactions(caller: Writer, request: Request) -> StreamingResponse:
+async def import_interactions(
+    caller: Writer, request: Request, idempotency_key: IdempotencyKeyHeader = None
+) -> StreamingResponse:
     """Import a history of interactions as NDJSON; results stream back per line."""
-    # The body is read before streaming starts: StreamingResponse listens for the client's
-    # disconnect on the same receive channel and would swallow body messages read later.
-    body = await request.body()
-    lines = _import_lines(body, request.app.state.sessionmaker, workspace_id=caller.workspace_id, kind="interaction")
-    return StreamingResponse(lines, media_type=NDJSON)
+    return await _import(request, caller, idempotency_key, kind="interaction")
 
 
 @router.post(
@@ -175,10 +193,8 @@ async def import_interactions(caller: Writer, request: Request) -> StreamingResp
     responses=_IMPORT_RESPONSES,
     tags=["outcomes"],
 )
-async def import_outcomes(caller: Writer, request: Request) -> StreamingResponse:
+async def import_outcomes(
+    caller: Writer, request: Request, idempotency_key: IdempotencyKeyHeader = None
+) -> StreamingResponse:
     """Import a history of outcomes as NDJSON; results stream back per line."""
-    # The body is read before streaming starts: StreamingResponse listens for the client's
-    # disconnect on the same receive channel and would swallow body messages read later.
-    body = await request.body()
-    lines = _import_lines(body, request.app.state.sessionmaker, workspace_id=caller.workspace_id, kind="outcome")
-    return StreamingResponse(lines, media_type=NDJSON)
+    return await _import(request, caller, idempotency_key, kind="outcome")
