@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from services.common.demo import _activity
 from services.common.settings import ServiceSettings
 from services.feedback.settings import FeedbackSettings
 from services.journey.settings import JourneySettings
@@ -26,3 +27,10 @@ def test_readme_commands_exist_in_the_makefile_and_ci() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make lint" in ci
     assert "make test" in ci
+
+
+def test_the_tour_counts_the_demos_customers() -> None:
+    interactions, _, _ = _activity()
+    customers = len({i["customer"] for i in interactions})
+    said = re.findall(r"(\d+) customers'\s+interactions", (ROOT / "README.md").read_text())
+    assert said == [str(customers)], f"the demo holds {customers} customers; README says {said}"
