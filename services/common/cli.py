@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
@@ -17,7 +19,15 @@ from services.common.auth import SCOPES, mint_token
 from services.common.consumer import Runner
 from services.common.db import create_engine, create_sessionmaker
 from services.common.dead_letters import list_dead_letters, replay_dead_letter
-from services.common.runtime import NATS_PORT, SERVICES, Runtime, home_dir, load_or_create_keys
+from services.common.runtime import (
+    BASE_PORT,
+    NATS_PORT,
+    SERVICES,
+    Runtime,
+    home_dir,
+    load_or_create_keys,
+    signing_key_path,
+)
 
 app = typer.Typer(help="journeygraph: customer journey management backend.", no_args_is_help=True)
 events = typer.Typer(
@@ -39,23 +49,83 @@ def up(
     demo: Annotated[bool, typer.Option(help="Load the demo workspace.")] = True,
 ) -> None:
     """Start embedded PostgreSQL and NATS, every service, and load the demo workspace."""
-    Runtime(home or home_dir()).run(load_demo=demo)
+    home = (home or home_dir()).resolve()
+    with _announced(home):
+        Runtime(home).run(load_demo=demo)
+
+
+def _record() -> Path:
+    """Where a running `journeygraph up` names its data folder (one file per base port, in the
+    user's application folder), so a command run from another directory finds its key."""
+    return Path(typer.get_app_dir("journeygraph")) / f"up-{BASE_PORT}.json"
+
+
+def _running_home() -> Path | None:
+    try:
+        record = json.loads(_record().read_text())
+        os.kill(record["pid"], 0)  # still running?
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Path(record["home"])
+
+
+@contextmanager
+def _announced(home: Path) -> Iterator[None]:
+    if _running_home() is not None:  # another `up` holds these ports: the runtime will refuse to start
+        yield
+        return
+    _record().parent.mkdir(parents=True, exist_ok=True)
+    _record().write_text(json.dumps({"home": str(home), "pid": os.getpid()}))
+    try:
+        yield
+    finally:
+        _record().unlink(missing_ok=True)
+
+
+def _stack_home(home: Path | None) -> Path:
+    """The data folder whose key and servers a command uses: --home, else $JOURNEYGRAPH_HOME, else
+    the running `journeygraph up`'s, else ./.journeygraph. It must hold a signing key: one made
+    here would sign tokens no running service accepts."""
+    if home is not None:
+        where = f"{home.resolve()} (--home)"
+    elif "JOURNEYGRAPH_HOME" in os.environ:
+        home, where = home_dir(), f"{home_dir()} ($JOURNEYGRAPH_HOME)"
+    elif (home := _running_home()) is not None:
+        where = f"{home} (the running `journeygraph up` on port {BASE_PORT}, recorded in {_record()})"
+    else:
+        home = home_dir()
+        where = f"{home} (the default: no `journeygraph up` on port {BASE_PORT} is recorded in {_record()})"
+    if not signing_key_path(home.resolve()).exists():
+        raise typer.BadParameter(
+            f"no dev signing key in {where}. Start the stack with `make run` (it creates the key) or point "
+            "--home or JOURNEYGRAPH_HOME at the data folder of the `journeygraph up` you run.",
+            param_hint="--home",
+        )
+    return home.resolve()
 
 
 @app.command()
 def token(
     workspace: Annotated[str, typer.Option(help="Workspace the token is for.")] = "demo",
-    scopes: Annotated[list[str] | None, typer.Option("--scopes", "-s", help=f"Any of: {', '.join(SCOPES)}.")] = None,
+    scopes: Annotated[
+        list[str] | None, typer.Option("--scopes", "-s", help=f"Any of: {', '.join(SCOPES)}.", show_default="admin")
+    ] = None,
     subject: Annotated[str, typer.Option(help="Who the token speaks for.")] = "dev",
-    hours: Annotated[int, typer.Option(help="Lifetime in hours.")] = 12,
-    home: Annotated[Path | None, typer.Option(help="Data folder holding the dev signing key.")] = None,
+    hours: Annotated[int, typer.Option(min=1, help="Lifetime in hours.")] = 12,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data folder holding the dev signing key (default: $JOURNEYGRAPH_HOME, else the running "
+            "`journeygraph up`'s, else ./.journeygraph)."
+        ),
+    ] = None,
 ) -> None:
-    """Mint a dev token signed with the embedded runtime's key."""
+    """Mint a dev token signed with the running stack's key."""
     chosen = [s for arg in (scopes or ["admin"]) for s in arg.replace(",", " ").split()]
     unknown = sorted(set(chosen) - set(SCOPES))
     if unknown:
         raise typer.BadParameter(f"unknown scope(s) {', '.join(unknown)}; use {', '.join(SCOPES)}")
-    private, _ = load_or_create_keys(home or home_dir())
+    private, _ = load_or_create_keys(_stack_home(home))
     typer.echo(mint_token(private, workspace=workspace, scopes=chosen, subject=subject, ttl_seconds=hours * 3600))
 
 
@@ -67,7 +137,7 @@ def _with_service(name: str, home: Path | None, work: Callable[[Any, dict[str, R
         raise typer.BadParameter(f"unknown service {name!r}; use {', '.join(s.name for s in SERVICES)}")
     prefix = spec.env_prefix
     if f"{prefix}DATABASE_URL" not in os.environ:  # not run in the service's environment: `make run`'s
-        home = home or home_dir()
+        home = _stack_home(home)
         os.environ[f"{prefix}DATABASE_URL"] = f"postgresql+asyncpg://postgres@/journeygraph_{name}?host={home / 'pg'}"
         os.environ.setdefault(f"{prefix}NATS_URL", f"nats://127.0.0.1:{NATS_PORT}")
         os.environ.setdefault(f"{prefix}AUTH_PUBLIC_KEY", load_or_create_keys(home)[1])

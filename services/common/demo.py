@@ -196,8 +196,9 @@ def _activity(
     interactions, outcomes, responses = [], [], []
     for c in range(customers):
         customer, t = f"demo-{c:04d}", start + timedelta(minutes=rng.randrange(0, 50 * 24 * 60))
-        met = [key for key, p in NEED if rng.random() < p]
-        bought = bool(met) and rng.random() < 0.6
+        # Everyone met the need stage somewhere (a customer who met nothing is not in the data).
+        met = [key for key, p in NEED if rng.random() < p] or [rng.choice(NEED)[0]]
+        bought = rng.random() < 0.6
         if bought:
             met += ["online-signup", *(key for key, p in AFTER_SIGNUP if rng.random() < p)]
         for n, key in enumerate(met):

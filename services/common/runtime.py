@@ -43,9 +43,13 @@ def home_dir() -> Path:
     return Path(os.environ.get("JOURNEYGRAPH_HOME", ".journeygraph")).resolve()
 
 
+def signing_key_path(home: Path) -> Path:
+    return home / "dev-signing-key.pem"
+
+
 def load_or_create_keys(home: Path) -> tuple[str, str]:
     """The dev signing key pair of this data folder (created on first use, kept across runs)."""
-    private_path, public_path = home / "dev-signing-key.pem", home / "dev-signing-key.pub.pem"
+    private_path, public_path = signing_key_path(home), home / "dev-signing-key.pub.pem"
     if not private_path.exists():
         home.mkdir(parents=True, exist_ok=True)
         private, public = generate_signing_key()

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel
@@ -103,7 +104,7 @@ def create_service_app(
             await broker.stop()
             await engine.dispose()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their assets served by the app, not a CDN
         title=title,
         description=description,
         version="0.1.0",

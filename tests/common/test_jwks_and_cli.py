@@ -168,12 +168,12 @@ class TestIssuerDown:
 
 class TestTokenCommand:
     def test_cli_mints_a_token_the_services_accept(self, tmp_path: Path) -> None:
+        _, public = load_or_create_keys(tmp_path)  # as `journeygraph up` does
         out = subprocess.run(
             [sys.executable, "-m", "services.common.cli", "token", "--workspace", "acme", "--scopes",
              "journeys:read,feedback:read", "--home", str(tmp_path)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
-        _, public = load_or_create_keys(tmp_path)
         claims = jwt.decode(out.stdout.strip(), public, algorithms=["EdDSA"], audience="journeygraph")
         assert (claims["workspace"], claims["scope"]) == ("acme", "journeys:read feedback:read")
 

@@ -14,7 +14,7 @@ Create Date: 2026-11-27 17:55:00
 
 from collections.abc import Sequence
 
-from alembic import op
+from services.common.migrations import replace_index_concurrently
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -23,10 +23,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.drop_index("ix_customer_persona", table_name="customer")
-    op.create_index("ix_customer_persona", "customer", ["persona_id"], unique=False)
+    replace_index_concurrently("ix_customer_persona", "customer", ["persona_id"])  # without blocking writes
 
 
 def downgrade() -> None:
-    op.drop_index("ix_customer_persona", table_name="customer")
-    op.create_index("ix_customer_persona", "customer", ["workspace_id", "persona_id"], unique=False)
+    replace_index_concurrently("ix_customer_persona", "customer", ["workspace_id", "persona_id"])
