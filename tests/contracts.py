@@ -65,7 +65,7 @@ def schemathesis_run(base_url: str, token: str, *, max_examples: int, report_dir
         "--report", "junit", "--report-dir", str(report_dir), "--no-color", "--output-truncate", "true",
     ]  # fmt: skip
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, env=env, cwd=report_dir)
     output = done.stdout + done.stderr
     (report_dir / "schemathesis.txt").write_text(output)
     return done.returncode, output
