@@ -9,7 +9,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 import sqlmodel
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
@@ -50,17 +50,19 @@ TRANSITIONS: dict[CaseStatus, set[CaseStatus]] = {
 
 class RuleFields(Shape):
     name: str = Field(min_length=1, max_length=200)
-    enabled: bool = True
-    priority: int = Field(default=100, ge=0, le=10_000, description="Lower is checked first; one case per response.")
+    enabled: StrictBool = True
+    priority: StrictInt = Field(
+        default=100, ge=0, le=10_000, description="Lower is checked first; one case per response."
+    )
     survey_id: UUID | None = Field(default=None, description="Only responses to this survey.")
     touchpoint_key: Key | None = Field(default=None, description="Only responses about this touchpoint.")
     metric: Metric | None = Field(default=Metric.nps, description="Score to compare; null for a theme-only rule.")
-    max_score: int | None = Field(default=6, ge=0, le=10, description="Opens a case when the score is ≤ this.")
+    max_score: StrictInt | None = Field(default=6, ge=0, le=10, description="Opens a case when the score is ≤ this.")
     theme: Key | None = Field(
         default=None, description="Opens a case when the comment has this theme (checked after comment analysis)."
     )
     assignee: str | None = Field(default=None, max_length=200)
-    due_in_hours: int | None = Field(default=48, ge=1, le=24 * 365)
+    due_in_hours: StrictInt | None = Field(default=48, ge=1, le=24 * 365)
 
 
 class RuleCreate(RuleFields):
@@ -69,15 +71,17 @@ class RuleCreate(RuleFields):
 
 class RuleUpdate(Patch):
     name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
-    enabled: Annotated[bool | None, NotNull] = None
-    priority: Annotated[int | None, NotNull] = Field(default=None, ge=0, le=10_000)
+    enabled: Annotated[StrictBool | None, NotNull] = None
+    priority: Annotated[StrictInt | None, NotNull] = Field(default=None, ge=0, le=10_000)
     survey_id: UUID | None = Field(default=None, description="null: responses to any survey.")
     touchpoint_key: Key | None = Field(default=None, description="null: responses about any touchpoint.")
     metric: Metric | None = Field(default=None, description="null (with max_score null): a theme-only rule.")
-    max_score: int | None = Field(default=None, ge=0, le=10, description="null with metric null.")
+    max_score: StrictInt | None = Field(default=None, ge=0, le=10, description="null with metric null.")
     theme: Key | None = Field(default=None, description="null: no theme condition.")
     assignee: str | None = Field(default=None, max_length=200, description="null: cases opened unassigned.")
-    due_in_hours: int | None = Field(default=None, ge=1, le=24 * 365, description="null: cases without a due date.")
+    due_in_hours: StrictInt | None = Field(
+        default=None, ge=1, le=24 * 365, description="null: cases without a due date."
+    )
 
 
 class RulePublic(RuleFields):

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 import sqlmodel
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StrictBool, StringConstraints, model_validator
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
@@ -85,7 +85,7 @@ class ChoiceOption(Shape):
 class Question(Shape):
     key: str = Field(pattern=KEY_PATTERN, description=KEY_HELP)
     type: QuestionType
-    required: bool = False
+    required: StrictBool = False
     text: Texts
     options: list[ChoiceOption] = Field(default_factory=list, max_length=100, description="Choice questions only.")
 

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 import sqlmodel
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, StrictBool
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from uuid_utils.compat import uuid7
 
@@ -55,7 +55,7 @@ class WebhookCreate(Shape):
         description="Standard Webhooks secret (whsec_ + base64); omitted: one is generated.",
     )
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool = Field(default=True, description=ENABLED_HELP)
+    enabled: StrictBool = Field(default=True, description=ENABLED_HELP)
 
     model_config = {
         "json_schema_extra": {
@@ -68,7 +68,7 @@ class WebhookUpdate(Shape):
     url: AnyHttpUrl | None = None
     event_types: EventTypes | None = None
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool | None = Field(default=None, description=ENABLED_HELP)
+    enabled: StrictBool | None = Field(default=None, description=ENABLED_HELP)
 
 
 class WebhookPublic(PublicShape):

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 import sqlmodel
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
 from services.feedback.models._base import (
     VERSION_HELP,
@@ -20,12 +20,16 @@ from services.feedback.models._base import (
 
 
 class WorkspaceSettingsFields(Shape):
-    allow_private_webhook_targets: bool = Field(
+    allow_private_webhook_targets: StrictBool = Field(
         default=False, description="Allow webhooks to loopback/private addresses (development, tests)."
     )
-    max_surveys_per_period: int = Field(default=3, ge=0, le=1000, description="Survey fatigue: at most N responses…")
-    period_days: int = Field(default=90, ge=1, le=3650, description="…per this many days.")
-    quiet_days: int = Field(default=14, ge=0, le=3650, description="No survey within this many days of a response.")
+    max_surveys_per_period: StrictInt = Field(
+        default=3, ge=0, le=1000, description="Survey fatigue: at most N responses…"
+    )
+    period_days: StrictInt = Field(default=90, ge=1, le=3650, description="…per this many days.")
+    quiet_days: StrictInt = Field(
+        default=14, ge=0, le=3650, description="No survey within this many days of a response."
+    )
 
 
 class WorkspaceSettingsPublic(WorkspaceSettingsFields):

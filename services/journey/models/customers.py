@@ -15,7 +15,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 import sqlmodel
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
@@ -93,7 +93,7 @@ class VisitorType(enum.StrEnum):
 class Consent(Shape):
     purpose: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,79}$", examples=["marketing"])
     channel: Channel | None = Field(default=None, description="Omitted: the consent holds for every channel.")
-    granted: bool
+    granted: StrictBool
     at: Timestamp | None = Field(default=None, description=f"When given or withdrawn; omitted: now. {BOUNDS_HELP}.")
 
 
@@ -103,7 +103,7 @@ class CustomerUpsert(Shape):
     )
     consents: list[Consent] = Field(default_factory=list, max_length=100)
     channel_preferences: list[Channel] = Field(default_factory=list, max_length=11, description="Preferred first.")
-    existing_customer: bool = Field(default=False, description="The CRM knows this person as a customer.")
+    existing_customer: StrictBool = Field(default=False, description="The CRM knows this person as a customer.")
 
 
 class CustomerBulkItem(CustomerUpsert):

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 import sqlmodel
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool, StrictInt
 from sqlalchemy.dialects.postgresql import JSONB
 from uuid_utils.compat import uuid7
 
@@ -56,7 +56,7 @@ class PersonaFields(Shape):
     needs: list[str] = Field(default_factory=list, max_length=50)
     goals: list[str] = Field(default_factory=list, max_length=50)
     pains: list[str] = Field(default_factory=list, max_length=50)
-    priority: int = Field(default=100, ge=0, le=10_000, description="Lower wins when several personas match.")
+    priority: StrictInt = Field(default=100, ge=0, le=10_000, description="Lower wins when several personas match.")
     rules: list[PersonaRule] = Field(default_factory=list, max_length=50)
 
 
@@ -99,7 +99,7 @@ class PersonaUpdate(Patch):
     needs: Annotated[list[str] | None, NotNull] = Field(default=None, max_length=50)
     goals: Annotated[list[str] | None, NotNull] = Field(default=None, max_length=50)
     pains: Annotated[list[str] | None, NotNull] = Field(default=None, max_length=50)
-    priority: Annotated[int | None, NotNull] = Field(default=None, ge=0, le=10_000)
+    priority: Annotated[StrictInt | None, NotNull] = Field(default=None, ge=0, le=10_000)
     rules: Annotated[list[PersonaRule] | None, NotNull] = Field(default=None, max_length=50)
 
 
@@ -208,13 +208,15 @@ class Touchpoint(JourneyTable, table=True):
 class StageCreate(Shape):
     key: str = Field(pattern=KEY_PATTERN, description=KEY_HELP)
     name: str = Field(min_length=1, max_length=200)
-    position: int | None = Field(default=None, ge=0, description="0-based; omitted: appended at the end.")
+    position: StrictInt | None = Field(default=None, ge=0, description="0-based; omitted: appended at the end.")
 
 
 class StageUpdate(Patch):
     key: Annotated[str | None, NotNull] = Field(default=None, pattern=KEY_PATTERN)
     name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
-    position: Annotated[int | None, NotNull] = Field(default=None, ge=0, description="Move the stage here (0-based).")
+    position: Annotated[StrictInt | None, NotNull] = Field(
+        default=None, ge=0, description="Move the stage here (0-based)."
+    )
 
 
 class StagePublic(Shape):
@@ -349,18 +351,18 @@ class StepCreate(Shape):
 
     stage_id: UUID
     touchpoint_id: UUID
-    position: int | None = Field(default=None, ge=0, description="0-based within the stage; omitted: appended.")
-    moment_of_truth: bool = Field(default=False, description="Designed moment of truth.")
-    expected_emotion: int = Field(default=0, ge=-2, le=2, description="−2 (very negative) … +2 (very positive).")
+    position: StrictInt | None = Field(default=None, ge=0, description="0-based within the stage; omitted: appended.")
+    moment_of_truth: StrictBool = Field(default=False, description="Designed moment of truth.")
+    expected_emotion: StrictInt = Field(default=0, ge=-2, le=2, description="−2 (very negative) … +2 (very positive).")
 
 
 class StepUpdate(Patch):
     stage_id: Annotated[UUID | None, NotNull] = Field(
         default=None, description="Move the step to another stage of this journey."
     )
-    position: Annotated[int | None, NotNull] = Field(default=None, ge=0)
-    moment_of_truth: Annotated[bool | None, NotNull] = Field(default=None)
-    expected_emotion: Annotated[int | None, NotNull] = Field(default=None, ge=-2, le=2)
+    position: Annotated[StrictInt | None, NotNull] = Field(default=None, ge=0)
+    moment_of_truth: Annotated[StrictBool | None, NotNull] = Field(default=None)
+    expected_emotion: Annotated[StrictInt | None, NotNull] = Field(default=None, ge=-2, le=2)
 
 
 class StepPublic(Shape):
