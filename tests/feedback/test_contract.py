@@ -145,6 +145,16 @@ class TestPatchNull:
         # the history renders times as every response does (Z), not Python's isoformat (+00:00)
         assert history[-1]["changes"]["due_at"] == {"from": "2026-12-24T11:00:00Z", "to": None}, history
 
+    async def test_integers_and_booleans_are_json_integers_and_booleans(self, api: FeedbackApi) -> None:
+        # pydantic's lax mode read `false` as 0 days and `0` as a flag: not what the schema says
+        for body in ({"quiet_days": False}, {"period_days": "30"}, {"allow_private_webhook_targets": 0}):
+            response = await api.admin().put("/v1/settings", json=body)
+            assert response.status_code == 422, f"{body}: {response.text}"
+        survey = await api.survey()
+        for body in ({"enabled": 1}, {"priority": True}, {"due_in_hours": "48"}):
+            response = await api.post("/v1/loop-rules", json={"name": "r", "survey_id": survey["id"], **body})
+            assert response.status_code == 422, f"{body}: {response.text}"
+
     async def test_settings_are_replaced_whole_and_take_no_null(self, api: FeedbackApi) -> None:
         for field in ("allow_private_webhook_targets", "max_surveys_per_period", "period_days", "quiet_days"):
             response = await api.admin().put("/v1/settings", json={field: None})

@@ -79,22 +79,27 @@ def _patch_bodies(openapi: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+async def _patch_urls(api: JourneyApi) -> dict[str, str]:
+    """One object behind every PATCH route: the route's path template → the object's URL."""
+    persona = await api.persona(role="Tenant", background="b")
+    tp = await api.touchpoint(department="D", yearly_cost="10.00", description="d")
+    journey = await api.journey(persona_id=persona["id"], owner="o", team="t", description="d")
+    stage = (await api.stages(journey["id"]))[0]
+    step = await api.step(journey["id"], stage["id"], tp["id"])
+    return {
+        "/v1/personas/{persona_id}": f"/v1/personas/{persona['id']}",
+        "/v1/touchpoints/{touchpoint_id}": f"/v1/touchpoints/{tp['id']}",
+        "/v1/journeys/{journey_id}": f"/v1/journeys/{journey['id']}",
+        "/v1/journeys/{journey_id}/stages/{stage_id}": f"/v1/journeys/{journey['id']}/stages/{stage['id']}",
+        "/v1/journeys/{journey_id}/steps/{step_id}": f"/v1/journeys/{journey['id']}/steps/{step['id']}",
+    }
+
+
 class TestPatchWithNull:
     async def test_null_clears_what_the_schema_lets_be_null_and_is_refused_elsewhere(self, api: JourneyApi) -> None:
         bodies = _patch_bodies((await api.get("/openapi.json")).json())
         assert set(bodies) == PATCHED  # a new PATCH route is checked here too
-        persona = await api.persona(role="Tenant", background="b")
-        tp = await api.touchpoint(department="D", yearly_cost="10.00", description="d")
-        journey = await api.journey(persona_id=persona["id"], owner="o", team="t", description="d")
-        stage = (await api.stages(journey["id"]))[0]
-        step = await api.step(journey["id"], stage["id"], tp["id"])
-        urls = {
-            "/v1/personas/{persona_id}": f"/v1/personas/{persona['id']}",
-            "/v1/touchpoints/{touchpoint_id}": f"/v1/touchpoints/{tp['id']}",
-            "/v1/journeys/{journey_id}": f"/v1/journeys/{journey['id']}",
-            "/v1/journeys/{journey_id}/stages/{stage_id}": f"/v1/journeys/{journey['id']}/stages/{stage['id']}",
-            "/v1/journeys/{journey_id}/steps/{step_id}": f"/v1/journeys/{journey['id']}/steps/{step['id']}",
-        }
+        urls = await _patch_urls(api)
         checked = 0
         for path, properties in bodies.items():
             for name, schema in properties.items():
@@ -110,6 +115,20 @@ class TestPatchWithNull:
                     assert "cannot be null" in response.json()["detail"], what
                 checked += 1
         assert checked >= 30
+
+    async def test_integers_and_booleans_are_json_integers_and_booleans(self, api: JourneyApi) -> None:
+        # pydantic's lax mode read `false` as position 0 and `0` or "true" as a flag: not what the schema says
+        urls = await _patch_urls(api)
+        wrong = {"integer": [False, "1", 1.5], "boolean": [0, "true"]}
+        checked = 0
+        for path, properties in _patch_bodies((await api.get("/openapi.json")).json()).items():
+            for name, schema in properties.items():
+                kinds = {schema.get("type")} | {o.get("type") for o in schema.get("anyOf", [])}
+                for value in [v for kind in kinds & set(wrong) for v in wrong[kind]]:
+                    response = await api.patch(urls[path], json={name: value})
+                    assert response.status_code == 422, f"PATCH {path} {{{name!r}: {value!r}}}: {response.text}"
+                    checked += 1
+        assert checked >= 10
 
     async def test_customer_put_with_null_follows_its_schema(self, api: JourneyApi) -> None:
         openapi = (await api.get("/openapi.json")).json()
