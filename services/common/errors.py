@@ -165,14 +165,15 @@ def _unavailable(request: Request, what: str) -> JSONResponse:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route of this path serves (Starlette's 405 names the first route's only)."""
+    """Every method the routes of this path serve (Starlette's 405 names the first route's only).
+    As in OpenAPI, a concrete path wins over a templated one: /customers/bulk is not /customers/{id}."""
     path = request.scope["path"]
-    methods: set[str] = set()
+    by_params: dict[int, set[str]] = {}
     for route in iter_route_contexts(request.app.router.routes):
         regex = getattr(route, "path_regex", None)
         if route.methods and regex is not None and regex.match(path):
-            methods |= route.methods
-    return sorted(methods)
+            by_params.setdefault(len(route.param_convertors), set()).update(route.methods)
+    return sorted(by_params[min(by_params)]) if by_params else []
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -184,11 +184,12 @@ class TestBadInput:
         self, journey_http: httpx.AsyncClient, keys: Keys, workspace: str
     ) -> None:
         headers = keys.headers(workspace, ["journeys:read"])
-        for path, allowed in (
-            ("/v1/touchpoints", "GET, POST"),  # two routes: Starlette named the first one's only
-            (f"/v1/touchpoints/{uuid.uuid4()}", "DELETE, GET, PATCH"),
+        for method, path, allowed in (
+            ("PUT", "/v1/touchpoints", "GET, POST"),  # two routes: Starlette named the first one's only
+            ("PUT", f"/v1/touchpoints/{uuid.uuid4()}", "DELETE, GET, PATCH"),
+            ("OPTIONS", "/v1/customers/bulk", "POST"),  # a concrete path wins over /v1/customers/{external_id}
         ):
-            response = await journey_http.put(path, headers=headers)
+            response = await journey_http.request(method, path, headers=headers)
             assert_problem(response, 405, allowed)
             assert response.headers["allow"] == allowed
 
