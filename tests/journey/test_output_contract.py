@@ -58,10 +58,10 @@ class TestAmounts:
             kinds = [o for o in cost["anyOf"] if o != {"type": "null"}]
             assert [(k["type"], k["pattern"]) for k in kinds] == [("string", r"^\d{1,12}(\.\d{1,2})?$")], name
 
-    async def test_a_number_is_still_read_and_answered_as_text(self, api: JourneyApi) -> None:
-        tp = await api.touchpoint(yearly_cost=1200.5)
+    async def test_an_amount_is_a_decimal_string_and_nothing_else(self, api: JourneyApi) -> None:
+        tp = await api.touchpoint(yearly_cost="1200.5")
         assert tp["yearly_cost"] == "1200.50"
-        for bad in ("1e3", "-5.00", "12.345", True):
+        for bad in ("1e3", "-5.00", "12.345", True, 1200.5, 1200):
             response = await api.post(
                 "/v1/touchpoints", json={"key": "x", "name": "x", "channel": "web", "yearly_cost": bad}
             )

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from services.common.auth import Caller, caller_with
 from services.common.db import SessionDep
 from services.common.errors import PROBLEM_RESPONSES
-from services.common.pagination import CursorQuery, LimitQuery
+from services.common.pagination import LimitQuery
 from services.common.timestamps import BOUNDS_HELP, TimeQuery
 from services.journey.api.customers import ExternalIdPath
 from services.journey.models import (
@@ -51,9 +51,19 @@ async def get_customer_dna(caller: Reader, session: SessionDep, external_id: Ext
     return await customer.customer_dna(session, workspace_id=caller.workspace_id, external_id=external_id)
 
 
+# A timeline cursor is a time and an id (24 bytes) in unpadded base64url: 32 characters.
+TimelineCursorQuery = Annotated[
+    str | None, Query(pattern=r"^[A-Za-z0-9_-]{32}$", description="`next_cursor` of the previous page.")
+]
+
+
 @router.get("/customers/{external_id}/timeline", tags=["customers"])
 async def get_customer_timeline(
-    caller: Reader, session: SessionDep, external_id: ExternalIdPath, cursor: CursorQuery = None, limit: LimitQuery = 50
+    caller: Reader,
+    session: SessionDep,
+    external_id: ExternalIdPath,
+    cursor: TimelineCursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> Timeline:
     """A customer's interactions and outcomes, newest first."""
     customer_id = await customers.customer_id(session, workspace_id=caller.workspace_id, external_id=external_id)

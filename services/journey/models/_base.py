@@ -22,7 +22,7 @@ KEY_HELP = "Stable identifier you choose: lowercase letters, digits, '_', '.', '
 
 def _decimal_text(pattern: str, example: str) -> BeforeValidator:
     def text(value: Any) -> Any:
-        if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        if isinstance(value, Decimal):  # a stored amount, read back
             value = str(value)
         if not isinstance(value, str) or not re.fullmatch(pattern, value):
             raise ValueError(f"must be a decimal string such as {example!r} (pattern {pattern})")
@@ -31,8 +31,8 @@ def _decimal_text(pattern: str, example: str) -> BeforeValidator:
     return BeforeValidator(text)
 
 
-# Exact amounts are documented as one type, a decimal string ("520000.00", never a float's
-# rounding); a JSON number is still read, as clients sent before the type was documented.
+# Exact amounts are one type, a decimal string ("520000.00"), never a JSON number: a float's rounding
+# would change the amount, and the OpenAPI says what the server reads.
 MONEY_PATTERN = r"^\d{1,12}(\.\d{1,2})?$"
 Money = Annotated[
     Decimal,

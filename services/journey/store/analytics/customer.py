@@ -12,7 +12,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.errors import NotFound, Problem
+from services.common.errors import NotFound, Unprocessable
 from services.journey.models import (
     ChannelCount,
     CustomerDna,
@@ -176,7 +176,10 @@ def _decode(cursor: str) -> tuple[datetime, UUID]:
         micros = int.from_bytes(raw[:8], "big", signed=True)
         return _EPOCH + timedelta(microseconds=micros), UUID(bytes=raw[8:])
     except (binascii.Error, ValueError, OverflowError):
-        raise Problem(f"The cursor {cursor[:40]!r} is not one this API issued; start again without a cursor.") from None
+        raise Unprocessable(
+            f"The cursor {cursor[:40]!r} is not one this API issued; start again without a cursor.",
+            errors=[{"field": "query.cursor", "message": "not a cursor of this API"}],
+        ) from None
 
 
 def _timeline_part(kind: str, cursor: bool) -> str:
