@@ -151,6 +151,9 @@ _DATA_ERRORS = {
     "22021": "a text holds a character that cannot be stored (NUL or invalid UTF-8)",
     "22P02": "a value does not have the expected format",
     "22P05": "a text holds a character that cannot be stored (NUL or invalid UTF-8)",
+    # Class 23 states a retry cannot cure: the request itself lacks a value or breaks a rule.
+    "23502": "a required value is missing",
+    "23514": "a value breaks a rule of its field",
 }
 RETRY_AFTER_SECONDS = 2
 
@@ -226,19 +229,18 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
         state = sqlstate_of(exc)
-        if isinstance(exc, IntegrityError) or state.startswith("23"):
-            # Reaches here only when a constraint fails at commit (deferred constraints, races
-            # between concurrent requests); expected conflicts are named by the store earlier.
-            constraint = constraint_of(exc)
+        if (isinstance(exc, IntegrityError) or state.startswith("23")) and state not in _DATA_ERRORS:
+            # Reaches here only when a unique or foreign key fails at commit (deferred constraints,
+            # races between concurrent requests); expected conflicts are named by the store earlier.
+            log.warning("conflict at commit", path=request.url.path, sqlstate=state, constraint=constraint_of(exc))
             return problem_response(
                 409,
-                "The change conflicts with another change made at the same time"
-                + (f" (constraint {constraint})" if constraint else "")
-                + "; nothing was stored. Read the current state and retry.",
+                "The change conflicts with another change made at the same time; nothing was stored. "
+                "Read the current state and retry.",
                 type_slug="conflict",
                 instance=request.url.path,
             )
-        if state.startswith("22"):  # data exception: a value PostgreSQL cannot store or compare
+        if state.startswith(("22", "23")):  # a value PostgreSQL cannot store, compare or accept
             # The driver's text names internals (query arguments, encodings): logged, not answered.
             log.warning("data error", path=request.url.path, sqlstate=state, error=str(exc).split("\n")[0][:300])
             reason = _DATA_ERRORS.get(state, "a value is outside what can be stored or compared")

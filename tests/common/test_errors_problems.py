@@ -47,6 +47,12 @@ async def kit_http(servers: Servers) -> AsyncIterator[httpx.AsyncClient]:
         async with engine.connect() as conn:  # division by zero (22012)
             return {"ratio": (await conn.execute(text("SELECT 1 / CAST(:d AS int)"), {"d": by})).scalar_one()}
 
+    @app.get("/checks")
+    async def check(value: Annotated[int | None, Query()] = None) -> None:
+        async with engine.begin() as conn:  # NOT NULL (23502) and CHECK (23514): a retry cannot cure them
+            await conn.execute(text("CREATE TEMP TABLE t (n int NOT NULL CHECK (n > 0)) ON COMMIT DROP"))
+            await conn.execute(text("INSERT INTO t VALUES (:n)"), {"n": value})
+
     @app.get("/refusals")
     async def refuse() -> None:
         raise Unprocessable("The journey has no such stage.", errors=[{"field": "body.stage_id", "message": "unknown"}])
@@ -63,6 +69,8 @@ class TestDataErrors:
             ("POST", "/integers", {"json": {"n": 2**40}}, "outside the range"),
             ("GET", "/texts", {"params": {"value": "a\x00b"}}, "character that cannot be stored"),
             ("GET", "/ratios", {"params": {"by": 0}}, "divides by zero"),
+            ("GET", "/checks", {}, "required value is missing"),
+            ("GET", "/checks", {"params": {"value": -1}}, "breaks a rule"),
         ],
     )
     async def test_a_value_the_database_refuses_is_a_422_without_driver_text(
