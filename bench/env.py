@@ -151,6 +151,6 @@ async def caught_up(client: httpx.AsyncClient) -> float:
     phase against the backlog of the one before."""
 
     async def applied() -> bool:
-        return all(c["pending_events"] == 0 for c in (await client.get("/v1/admin/consumers")).json())
+        return all(c["pending_events"] == 0 for c in (await client.get("/v1/admin/consumers")).json()["items"])
 
     return await until(applied)

@@ -45,9 +45,9 @@ async def _pending(request: Request, runner: Runner) -> int | None:
 
 
 @router.get("/consumers")
-async def list_consumers(caller: Admin, session: SessionDep, request: Request) -> list[ConsumerState]:
+async def list_consumers(caller: Admin, session: SessionDep, request: Request) -> Page[ConsumerState]:
     """The service's consumers (projections included): how far each applied this workspace's events,
-    and how many events of the stream it has yet to apply."""
+    and how many events of the stream it has yet to apply. All in one page (a service has a few)."""
     runners: dict[str, Runner] = request.app.state.runners
     names = sorted(runners)
     rows = await session.execute(
@@ -59,7 +59,7 @@ async def list_consumers(caller: Admin, session: SessionDep, request: Request) -
         ),
         {"w": caller.workspace_id, "names": names},
     )
-    return [
+    items = [
         ConsumerState(
             consumer=r.name,
             as_of=r.as_of,
@@ -69,6 +69,7 @@ async def list_consumers(caller: Admin, session: SessionDep, request: Request) -
         )
         for r in rows
     ]
+    return Page[ConsumerState](items=items, next_cursor=None)
 
 
 @router.get("/dead-letters")

@@ -258,7 +258,7 @@ async def load_demo_activity(journey_url: str, feedback_url: str, token: str) ->
         (await client.post("/v1/responses/bulk", json={"items": items})).raise_for_status()
     await wait_for_projections([journey_url, feedback_url], token)
     async with httpx.AsyncClient(base_url=journey_url, headers=headers, timeout=60) as client, asyncio.timeout(60):
-        consumers = (await client.get("/v1/admin/consumers")).raise_for_status().json()
+        consumers = (await client.get("/v1/admin/consumers")).raise_for_status().json()["items"]
         applied = next(c["as_of"] for c in consumers if c["consumer"] == "journey-analytics")
         journeys = (await client.get("/v1/journeys")).raise_for_status().json()["items"]
         for journey in journeys:  # rebuilt in the background since its steps were placed
@@ -276,7 +276,7 @@ async def wait_for_projections(urls: list[str], token: str, *, within: float = 6
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
         for url in urls:
             while True:
-                consumers = (await client.get(f"{url}/v1/admin/consumers")).raise_for_status().json()
+                consumers = (await client.get(f"{url}/v1/admin/consumers")).raise_for_status().json()["items"]
                 if all(c["pending_events"] == 0 for c in consumers):
                     break
                 if asyncio.get_running_loop().time() > deadline:
