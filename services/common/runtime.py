@@ -195,8 +195,8 @@ class Runtime:
                     if proc.poll() is not None:
                         raise SystemExit(f"{name} failed to start; see {self.logs}/{name}.log")
                     try:
-                        answer = client.get(url)  # "degraded" while a service still connects to NATS
-                        if answer.status_code == 200 and answer.json().get("status") == "ready":
+                        answer = client.get(url)  # 200 already while a service still connects to NATS
+                        if answer.status_code == 200 and answer.json()["checks"].get("broker") == "ok":
                             del pending[name]
                     except httpx.HTTPError:
                         pass

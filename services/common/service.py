@@ -102,7 +102,7 @@ def create_service_app(
             for worker in reversed(workers):
                 await worker.stop()
             connecting.cancel()
-            await asyncio.wait({connecting})
+            await asyncio.wait({connecting}, timeout=5)  # nats-py swallows a cancellation at times
             for loop in loops:
                 await loop.stop()
             await relay.stop()
