@@ -30,7 +30,8 @@ from services.common.errors import install_problem_handlers
 from services.common.events import MAX_EVENT_BYTES, Event
 from services.common.idempotency import IdempotentReplay, replay_response
 from services.common.migrations import upgrade_to_head
-from services.common.outbox import WAKE_KEY, OutboxRelay, backlog_seconds, ensure_streams
+from services.common.outbox import WAKE_KEY, ensure_streams
+from services.common.relay import OutboxRelay, backlog_seconds
 from services.common.settings import ServiceSettings
 from services.common.telemetry import configure_logging, configure_tracing, instrument, telemetry_config
 from services.common.worker import Worker
