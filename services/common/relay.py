@@ -162,7 +162,7 @@ class OutboxRelay(LoopWorker):
                 log.warning("outbox relay stalled; events wait in the outbox", reason=str(exc))
             self._stalled = str(exc)
             return False
-        if self._stalled is not None and n:
+        if self._stalled is not None:
             log.info("outbox relay publishes again", after=self._stalled)
             self._stalled = None
         if now - self._last_purge > 3600:
