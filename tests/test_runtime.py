@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,30 +24,53 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+class Up:
+    """A running `journeygraph up`: its output, read as it comes."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, *, within: float) -> str:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            found = next((line for line in list(self.lines) if text in line), None)
+            if found is not None:
+                return found
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not printed within {within} s:\n{self.output}")
+
+
 @contextmanager
-def journeygraph_up(home: Path, base_port: int, nats_port: int) -> Iterator[tuple[str, float]]:
+def journeygraph_up(
+    home: Path, base_port: int, nats_port: int, *, demo: bool = True
+) -> Iterator[tuple[str, float, Up]]:
     env = {**os.environ, "JOURNEYGRAPH_HOME": str(home), "JOURNEYGRAPH_BASE_PORT": str(base_port),
            "JOURNEYGRAPH_NATS_PORT": str(nats_port)}  # fmt: skip
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.common.cli", "up"],
+        [sys.executable, "-m", "services.common.cli", "up", *([] if demo else ["--no-demo"])],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    output: list[str] = []
+    up = Up(proc)
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            if "is ready" in line:
-                break
+        up.wait_for("is ready", within=120)
         ready_after = time.monotonic() - started
-        for line in proc.stdout:
-            output.append(line)
-            if line.startswith("Ctrl-C"):
-                break
-        token = re.search(r"export JG_TOKEN=(\S+)", "".join(output))
-        assert token, "".join(output)
-        yield token.group(1), ready_after
+        up.wait_for("Ctrl-C", within=10)
+        token = re.search(r"export JG_TOKEN=(\S+)", up.output)
+        assert token, up.output
+        yield token.group(1), ready_after, up
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -54,7 +78,20 @@ def journeygraph_up(home: Path, base_port: int, nats_port: int) -> Iterator[tupl
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    assert proc.returncode == 0, "".join(output)
+    assert proc.returncode == 0, up.output
+
+
+def pid_serving(port: int) -> int | None:
+    """The service process started with `--port port`."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"services.common.serve" in args and b"--port" in args and str(port).encode() in args:
+                return int(entry.name)
+    return None
 
 
 def free_ports(n: int) -> int:
@@ -77,7 +114,7 @@ def test_up_is_ready_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
     base = free_ports(4)
     nats_port = base + 3
     journey_port, feedback_port = base + 1, base + 2
-    with journeygraph_up(tmp_path, base, nats_port) as (token, ready_after):
+    with journeygraph_up(tmp_path, base, nats_port) as (token, ready_after, _):
         assert ready_after < 60
         assert httpx.get(f"http://127.0.0.1:{journey_port}/readyz").status_code == 200
         headers = {"Authorization": f"Bearer {token}"}
@@ -97,7 +134,7 @@ def test_up_is_ready_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
     assert not _listening(nats_port), "nats-server outlived Ctrl-C"
 
     # the second run keeps the data and does not load the demo twice
-    with journeygraph_up(tmp_path, base, nats_port) as (token, _):
+    with journeygraph_up(tmp_path, base, nats_port) as (token, _, _):
         headers = {"Authorization": f"Bearer {token}"}
         journeys = httpx.get(f"http://127.0.0.1:{journey_port}/v1/journeys", headers=headers).json()["items"]
         assert len(journeys) == 2
@@ -107,3 +144,29 @@ def test_up_is_ready_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
         assert len(touchpoints) == 11
         again = httpx.get(f"http://127.0.0.1:{feedback_port}/v1/metrics/nps", headers=headers).json()
         assert again["overall"]["n"] == answered
+
+
+def test_up_restarts_a_service_that_died_and_ctrl_c_still_stops_everything(tmp_path: Path) -> None:
+    base = free_ports(4)
+    nats_port = base + 3
+    journey_port, feedback_port = base + 1, base + 2
+    with journeygraph_up(tmp_path, base, nats_port, demo=False) as (_, _, up):
+        pid = pid_serving(journey_port)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # a crash: the others, PostgreSQL and NATS go on
+        up.wait_for("journey exited with code -9; restarting in 1 s", within=15)
+        up.wait_for("journey restarted", within=15)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{journey_port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, up.output
+            time.sleep(0.2)
+        assert pid_serving(journey_port) not in (None, pid)
+        assert httpx.get(f"http://127.0.0.1:{feedback_port}/readyz", timeout=2).status_code == 200
+    assert not _listening(journey_port), "the restarted journey service outlived Ctrl-C"
+    assert not _listening(feedback_port), "the feedback service outlived Ctrl-C"
+    assert not _listening(nats_port), "nats-server outlived Ctrl-C"

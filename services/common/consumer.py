@@ -342,12 +342,13 @@ class PullLoop:
 
     async def _run(self, js: JetStreamContext) -> None:
         consumer = self.runner.consumer
-        subject = f"{consumer.stream}.>"
+        stream = stream_for(f"{consumer.stream}.x")
         while self._sub is None:
             try:
-                self._sub = await js.pull_subscribe(
-                    subject, durable=consumer.name, stream=stream_for(subject), config=self._config
-                )
+                # Create or update: nats-py's pull_subscribe binds to an existing durable as it is, so
+                # one made with an older ack wait (60 s once) would keep it for good.
+                await js.add_consumer(stream, self._config)
+                self._sub = await js.pull_subscribe_bind(durable=consumer.name, stream=stream)
             except Exception as exc:  # the broker is not there yet: writes go on, events wait
                 log.warning("consumer cannot subscribe yet; retrying", consumer=consumer.name, error=repr(exc))
                 await asyncio.sleep(1.0)
@@ -376,7 +377,7 @@ def pull_loops(
     consumers: Sequence[Consumer],
     *,
     max_attempts: int = 8,
-    ack_wait_seconds: float = 30.0,
+    ack_wait_seconds: float = 10.0,
     batch_size: int = 200,
 ) -> list[PullLoop]:
     """A pull loop per consumer (durable, from the start of its stream); `bind` each runner to the
@@ -385,7 +386,9 @@ def pull_loops(
         PullLoop(
             Runner(consumer, max_attempts=max_attempts, heartbeat_seconds=ack_wait_seconds / 3),
             config=ConsumerConfig(
+                name=consumer.name,
                 durable_name=consumer.name,
+                filter_subject=f"{consumer.stream}.>",
                 deliver_policy=DeliverPolicy.ALL,
                 max_deliver=max_attempts + 1,
                 ack_wait=ack_wait_seconds,
@@ -406,6 +409,14 @@ async def as_of(session: AsyncSession, *, consumer: str, workspace_id: str) -> d
 
 
 def create_broker(nats_url: str) -> NatsBroker:
-    """The service's NATS connection (FastStream: reconnects, and the AsyncAPI document of what the
-    service publishes); consumers pull through it with `PullLoop`."""
-    return NatsBroker(nats_url, ack_policy=AckPolicy.NACK_ON_ERROR, log_level=logging.DEBUG)
+    """The service's NATS connection (FastStream: the AsyncAPI document of what the service publishes);
+    consumers pull through it with `PullLoop`. It never gives up connecting or reconnecting (nats-py
+    stops after 60 attempts by default, two minutes, and the service would never publish again), and
+    pings every 10 s, so a hung server is taken for gone within about half a minute (default: 4 min)."""
+    return NatsBroker(
+        nats_url,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        log_level=logging.DEBUG,
+        max_reconnect_attempts=-1,
+        ping_interval=10,
+    )

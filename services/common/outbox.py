@@ -2,16 +2,11 @@
 
 No outbox library is mature enough (see NOTES.md), so the table and relay are ours:
 - `emit` / `emit_many` insert event rows in the caller's transaction (nothing is sent if it rolls back);
-- `OutboxRelay` claims pending rows with FOR UPDATE SKIP LOCKED (several replicas share the table),
-  publishes them to JetStream with the event id as `Nats-Msg-Id` (the stream drops duplicates in
-  its window, so a relay that crashes between publish and mark does not publish twice), then marks
-  them published in the same transaction. A row that keeps failing while others publish is parked
-  in `dead_letter` (an error log and a metric name it), so it never holds up the rows after it.
+- `relay.py:OutboxRelay` publishes committed rows to JetStream, in every replica.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,25 +15,16 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-import structlog
 from nats.aio.client import Client as NATS
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 from opentelemetry import propagate
-from prometheus_client import Counter
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.events import DUPLICATE_WINDOW_SECONDS, STREAMS, encode_event, item_batches
 from services.common.ids import new_ids
-from services.common.worker import LoopWorker, wake_on_commit
-
-log = structlog.get_logger(__name__)
-
-PUBLISHED = Counter("journeygraph_outbox_published", "Events the outbox relay published.", ["service"])
-PARKED = Counter(
-    "journeygraph_outbox_parked", "Outbox rows parked in dead_letter after failing repeatedly.", ["service"]
-)
+from services.common.worker import wake_on_commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,157 +152,4 @@ async def ensure_streams(nc: NATS, *, max_age_days: int = 0) -> None:
                 await js.add_stream(config)
 
 
-_CLAIM = text(
-    "SELECT id, workspace_id, subject, payload, headers, attempts FROM outbox_event "
-    "WHERE published_at IS NULL ORDER BY created_at, id LIMIT :n FOR UPDATE SKIP LOCKED"
-)
-_MARK = text("UPDATE outbox_event SET published_at = now() WHERE id = ANY(:ids)")
-_FAILED = text(
-    "UPDATE outbox_event SET attempts = attempts + 1, last_error = t.error "
-    "FROM unnest(CAST(:ids AS uuid[]), CAST(:errors AS text[])) AS t(id, error) WHERE outbox_event.id = t.id"
-)
-_PARK = text(
-    "WITH parked AS (DELETE FROM outbox_event WHERE id = ANY(:ids) "
-    "RETURNING id, workspace_id, subject, payload, attempts, last_error) "
-    "INSERT INTO dead_letter (id, consumer, workspace_id, event_id, subject, payload, error, attempts) "
-    "SELECT d.id, :consumer, p.workspace_id, p.id, p.subject, p.payload, p.last_error, p.attempts "
-    "FROM parked p JOIN unnest(CAST(:ids AS uuid[]), CAST(:dead_ids AS uuid[])) AS d(event_id, id) ON d.event_id = p.id"
-)
 RELAY = "outbox-relay"  # the `consumer` of rows the relay parks in dead_letter
-
-
-class RelayStalled(Exception):
-    """Nothing of a batch could be published (the broker is unreachable or refusing): retried later."""
-
-
-class OutboxRelay(LoopWorker):
-    """Moves committed outbox rows to JetStream; runs in every replica."""
-
-    name = "outbox-relay"
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        nc: NATS,
-        *,
-        service: str,
-        poll_seconds: float = 1.0,
-        batch_size: int = 500,
-        max_attempts: int = 5,
-        publish_timeout_seconds: float = 10.0,
-        retention_hours: int = 24,
-        inbox_retention_days: int = 7,
-    ) -> None:
-        super().__init__(idle_seconds=poll_seconds)
-        self._engine = engine
-        self._nc = nc
-        self._js = nc.jetstream()
-        self._service = service
-        self._batch_size = batch_size
-        self._max_attempts = max_attempts
-        self._publish_timeout = publish_timeout_seconds
-        self._retention_hours = retention_hours
-        self._inbox_retention_days = inbox_retention_days
-        self._last_purge = 0.0
-        self.published = 0
-
-    async def stop(self) -> None:
-        await super().stop()
-        # Publish what was committed before shutdown; what remains is relayed by the next start.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.drain(), timeout=5)
-
-    async def drain(self) -> int:
-        """Publish until nothing is pending (rows that fail stay pending or are parked)."""
-        total = 0
-        while (n := await self.relay_batch()) > 0:
-            total += n
-        return total
-
-    async def run_once(self) -> bool:
-        n = await self.relay_batch()
-        now = asyncio.get_running_loop().time()
-        if now - self._last_purge > 3600:
-            await self._purge()
-            self._last_purge = now
-        return n == self._batch_size
-
-    async def relay_batch(self) -> int:
-        """Publish one batch; returns how many rows left the pending set (published or parked)."""
-        async with self._engine.begin() as conn:
-            rows = (await conn.execute(_CLAIM, {"n": self._batch_size})).all()
-            if not rows:
-                return 0
-            errors = await self._publish(rows)
-            ok = [row.id for row, error in zip(rows, errors, strict=True) if error is None]
-            failed = [(row, error) for row, error in zip(rows, errors, strict=True) if error is not None]
-            if ok:
-                await conn.execute(_MARK, {"ids": ok})
-            # Others published: these rows fail on their own (too large, a refused subject, ...), so
-            # they count towards parking. All failed: the broker is the problem, and nothing counts
-            # but a row it could never take.
-            counted = [(r, e) for r, e in failed if ok or isinstance(e, _RowTooLarge)]
-            parked: list[Any] = [r for r, _ in counted if r.attempts + 1 >= self._max_attempts]
-            if counted:
-                await conn.execute(
-                    _FAILED, {"ids": [r.id for r, _ in counted], "errors": [repr(e)[:1000] for _, e in counted]}
-                )
-            if parked:
-                await conn.execute(
-                    _PARK, {"ids": [r.id for r in parked], "dead_ids": new_ids(len(parked)), "consumer": RELAY}
-                )
-        self.published += len(ok)
-        PUBLISHED.labels(self._service).inc(len(ok))
-        for row in parked:
-            PARKED.labels(self._service).inc()
-            error = next(e for r, e in failed if r.id == row.id)
-            log.error("outbox event parked", event_id=str(row.id), subject=row.subject, error=repr(error))
-        if failed and not ok and not parked:
-            raise RelayStalled(f"{len(failed)} event(s) not published: {failed[0][1]!r}")
-        return len(ok) + len(parked)
-
-    async def _publish(self, rows: Sequence[Any]) -> list[BaseException | None]:
-        """Publish the rows pipelined (publish_async keeps their order on the connection); the error
-        of each row, or None. Acknowledgements not received within the timeout count as errors."""
-        sent: list[asyncio.Future[Any] | BaseException] = []
-        for row in rows:
-            if len(row.payload) > self._nc.max_payload - 4096:  # nats-py would leak its future
-                sent.append(_RowTooLarge(f"{len(row.payload)} bytes over the broker's max_payload"))
-                continue
-            try:
-                headers = {**row.headers, "Nats-Msg-Id": str(row.id)}
-                sent.append(await self._js.publish_async(row.subject, row.payload, headers=headers))
-            except Exception as exc:
-                sent.append(exc)
-        futures = [f for f in sent if isinstance(f, asyncio.Future)]
-        if futures:
-            await asyncio.wait(futures, timeout=self._publish_timeout)
-        errors: list[BaseException | None] = []
-        for f in sent:
-            if isinstance(f, BaseException):
-                errors.append(f)
-            elif not f.done():
-                f.cancel()
-                errors.append(TimeoutError(f"no acknowledgement within {self._publish_timeout} s"))
-            elif f.cancelled():
-                errors.append(asyncio.CancelledError("publish cancelled"))
-            else:
-                errors.append(f.exception())
-        return errors
-
-    async def _purge(self) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                text("DELETE FROM outbox_event WHERE published_at < now() - make_interval(hours => :h)"),
-                {"h": self._retention_hours},
-            )
-            # The inbox dedupes redeliveries, which come within minutes (ack wait × attempts); a
-            # replay from the start clears a consumer's inbox itself.
-            await conn.execute(
-                text("DELETE FROM inbox_event WHERE processed_at < now() - make_interval(days => :d)"),
-                {"d": self._inbox_retention_days},
-            )
-
-
-class _RowTooLarge(Exception):
-    """A row the broker cannot take whatever its state."""

@@ -1,16 +1,19 @@
 """The embedded runtime behind `make run`: real PostgreSQL and NATS from pip packages, every
-service as its own process on a fixed port, ready within seconds, stopped cleanly by Ctrl-C."""
+service as its own process on a fixed port, ready within seconds. A process that dies is started
+again with backoff; only Ctrl-C (SIGINT/SIGTERM) stops everything."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,45 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+@dataclass
+class Supervisor:
+    """Restarts a process that exited, after 1, 2, 4 ... up to 30 s (the count starts again once it
+    ran for a minute), and says so: one crashed service does not stop the others, PostgreSQL or NATS."""
+
+    procs: list[tuple[str, subprocess.Popen[bytes]]]
+    restart: Callable[[str], subprocess.Popen[bytes]]
+    logs: Path
+    failures: dict[str, int] = field(default_factory=dict)
+    due: dict[str, float] = field(default_factory=dict)  # name -> when to start it again
+    started: dict[str, float] = field(default_factory=dict)
+
+    def check(self) -> None:
+        now = time.monotonic()
+        for i, (name, proc) in enumerate(self.procs):
+            if proc.poll() is None:
+                if now - self.started.get(name, 0.0) > 60:
+                    self.failures.pop(name, None)
+                continue
+            if name not in self.due:
+                n = self.failures[name] = self.failures.get(name, 0) + 1
+                delay = min(30.0, 2.0 ** (n - 1))
+                self.due[name] = now + delay
+                print(
+                    f"journeygraph: {name} exited with code {proc.returncode}; restarting in {delay:g} s "
+                    f"(restart {n}); see {self.logs}/{name}.log",
+                    flush=True,
+                )
+            elif now >= self.due[name]:
+                del self.due[name]
+                try:
+                    self.procs[i] = (name, self.restart(name))
+                except Exception as exc:  # e.g. its port still taken: try again later
+                    print(f"journeygraph: {name} did not start again: {exc}", flush=True)
+                    continue
+                self.started[name] = now
+                print(f"journeygraph: {name} restarted", flush=True)
+
+
 class Runtime:
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -88,13 +130,16 @@ class Runtime:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         try:
-            nats = start_nats(self.home / "nats", NATS_PORT, log_file=self.logs / "nats.log")
-            self.procs.append(("nats", nats))
             nats_url = f"nats://127.0.0.1:{NATS_PORT}"
+            restarts: dict[str, Callable[[], subprocess.Popen[bytes]]] = {
+                "nats": lambda: start_nats(self.home / "nats", NATS_PORT, log_file=self.logs / "nats.log")
+            }
             for spec in SERVICES:
                 url = url_template.format(db=f"journeygraph_{spec.name}")
                 asyncio.run(ensure_database(url))
-                self.procs.append((spec.name, self._start_service(spec, url, nats_url, public)))
+                restarts[spec.name] = functools.partial(self._start_service, spec, url, nats_url, public)
+            for name, start in restarts.items():
+                self.procs.append((name, start()))
             self._wait_ready(deadline=time.monotonic() + 90)
             token = mint_token(private, workspace="demo", scopes=["admin"], subject="newcomer")
             if load_demo:
@@ -104,11 +149,9 @@ class Runtime:
                 asyncio.run(load_demo_workspace(urls["journey"], token))
                 asyncio.run(load_demo_activity(urls["journey"], urls["feedback"], token))
             self._print_welcome(token, time.monotonic() - started)
+            supervisor = Supervisor(self.procs, restart=lambda name: restarts[name](), logs=self.logs)
             while not stopping:
-                for name, proc in self.procs:
-                    if proc.poll() is not None:
-                        print(f"journeygraph: {name} exited with code {proc.returncode}; see {self.logs}/{name}.log")
-                        stopping = True
+                supervisor.check()
                 time.sleep(0.5)
         finally:
             print("journeygraph: stopping ...")
@@ -156,7 +199,8 @@ class Runtime:
                     if proc.poll() is not None:
                         raise SystemExit(f"{name} failed to start; see {self.logs}/{name}.log")
                     try:
-                        if client.get(url).status_code == 200:
+                        answer = client.get(url)  # 200 already while a service still connects to NATS
+                        if answer.status_code == 200 and answer.json()["checks"].get("broker") == "ok":
                             del pending[name]
                     except httpx.HTTPError:
                         pass

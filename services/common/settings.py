@@ -38,7 +38,15 @@ class ServiceSettings(BaseSettings):
     outbox_poll_seconds: float = 1.0
     outbox_max_attempts: int = Field(default=5, description="Failed publishes before a row is parked.")
     consumer_max_attempts: int = 8
-    consumer_ack_wait_seconds: float = Field(default=30.0, description="Redelivery after this long without news.")
+    outbox_publish_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A batch not acknowledged this long is rolled back and retried."
+    )
+    outbox_stall_seconds: float = Field(
+        default=60.0, gt=0, description="/readyz reports the outbox as not draining past this backlog age."
+    )
+    consumer_ack_wait_seconds: float = Field(
+        default=10.0, gt=0, description="Redelivery after this long without news (a crashed replica's events)."
+    )
     consumer_batch_size: int = Field(default=200, description="Most events one consumer transaction applies.")
     worker_poll_seconds: float = Field(default=1.0, gt=0, description="Background workers' idle poll interval.")
     stream_max_age_days: int = 0  # 0: keep every event, so read models can replay from the start

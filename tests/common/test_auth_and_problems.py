@@ -281,7 +281,7 @@ class TestOperations:
     async def test_health_ready_metrics_asyncapi(self, journey_http: httpx.AsyncClient) -> None:
         assert (await journey_http.get("/healthz")).json() == {"status": "ok"}
         ready = (await journey_http.get("/readyz")).json()
-        assert ready == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
+        assert ready == {"status": "ready", "checks": {"database": "ok", "broker": "ok", "outbox": "ok"}}
         await journey_http.get("/v1/journeys")  # refused before routing: counted, as no route
         labels = {"service": "journey", "method": "GET", "route": "__unmatched__", "status": "401"}
         assert requests_counted(await journey_http.get("/metrics"), labels) >= 1

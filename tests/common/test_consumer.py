@@ -5,15 +5,18 @@ letter can be applied again."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import nats
+import orjson
 import pytest
 import sqlalchemy as sa
 from nats.aio.client import Client as NATS
+from nats.js.api import ConsumerConfig
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
@@ -23,6 +26,7 @@ from services.common.dead_letters import list_dead_letters, replay_dead_letter
 from services.common.events import Event, encode_event
 from services.common.kit_tables import define_kit_tables
 from services.common.outbox import ensure_streams
+from services.common.settings import ServiceSettings
 from tests.conftest import Servers, unique_name
 from tests.eventually import eventually
 
@@ -286,6 +290,34 @@ class TestConsumer:
             await running.stop()
         assert applied == len(ids)
         assert await count(sessionmaker, "SELECT count(*) FROM probe WHERE note = :n", n=name) == len(ids)
+
+    async def test_an_event_a_crashed_replica_held_comes_back_within_the_ack_wait(
+        self, nats_url: str, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        name, calls = unique_name("crash"), Calls()
+        event_id = uuid7()
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        # the durable as an earlier version made it, with a 60 s ack wait
+        old = ConsumerConfig(name=name, durable_name=name, filter_subject="journey.>", ack_wait=60)
+        await js.add_consumer("JOURNEY", old)
+        await publish(nats_url, subject(name), event_id)
+        # a replica takes the event and dies before acknowledging it (its connection drops)
+        sub = await js.pull_subscribe_bind(durable=name, stream="JOURNEY")
+        taken: list[str] = []
+        while str(event_id) not in taken:
+            taken += [orjson.loads(m.data)["id"] for m in await sub.fetch(1000, timeout=5)]
+        await nc.close()
+        crashed = time.monotonic()
+        ack_wait = ServiceSettings.model_fields["consumer_ack_wait_seconds"].default
+        running = await start(nats_url, sessionmaker, probe_consumer(name, calls), ack_wait_seconds=ack_wait)
+        try:
+            await eventually(lambda: _applied(sessionmaker, event_id), within=30)
+            info = await running.nc.jetstream().consumer_info("JOURNEY", name)
+        finally:
+            await running.stop()
+        assert time.monotonic() - crashed < 20  # not after the 60 s the durable was made with
+        assert info.config.ack_wait == ack_wait  # the existing durable was updated
 
     def test_backoff_grows_exponentially_with_a_cap(self) -> None:
         assert [backoff_seconds(a) for a in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]

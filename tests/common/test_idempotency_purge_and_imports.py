@@ -40,6 +40,18 @@ class TestPurge:
             await session.execute(_INSERT, {"w": workspace, "k": "old", "age": 100})
             assert await purge_idempotency_keys(session, timedelta(hours=48)) >= 1
 
+    async def test_the_services_relay_purges_them_with_the_ttl(self, journey_app: FastAPI) -> None:
+        workspace = unique_name("ws")
+        async with journey_app.state.engine.begin() as conn:
+            for key, age in (("expired", 49), ("kept", 47)):  # IDEMPOTENCY_TTL_HOURS: 48
+                await conn.execute(_INSERT, {"w": workspace, "k": key, "age": age})
+        await journey_app.state.relay._purge()  # what it runs hourly
+        async with journey_app.state.engine.connect() as conn:
+            left = await conn.scalars(
+                sa.text("SELECT key FROM idempotency_key WHERE workspace_id = :w"), {"w": workspace}
+            )
+            assert left.all() == ["kept"]
+
 
 class TestFeedbackImport:
     async def test_same_key_and_csv_for_another_survey_is_a_conflict_not_a_replay(

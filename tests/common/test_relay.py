@@ -22,7 +22,8 @@ from services.common.dead_letters import list_dead_letters, replay_dead_letter
 from services.common.events import encode_event
 from services.common.ids import new_ids
 from services.common.kit_tables import define_kit_tables
-from services.common.outbox import RELAY, OutboxRelay, RelayStalled, ensure_streams
+from services.common.outbox import RELAY, ensure_streams
+from services.common.relay import OutboxRelay, RelayStalled
 from tests.conftest import Servers, unique_name
 
 
