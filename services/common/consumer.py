@@ -323,6 +323,7 @@ class PullLoop:
         self._sub: JetStreamContext.PullSubscription | None = None
         self._idle_now = asyncio.Event()  # set while no batch is being applied
         self._idle_now.set()
+        self._stopping = False
 
     def start(self, nc: NATS) -> None:
         self._task = asyncio.create_task(self._run(nc.jetstream()), name=f"consumer {self.runner.name}")
@@ -334,8 +335,12 @@ class PullLoop:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
                 await self._idle_now.wait()
-        self._task.cancel()
-        await asyncio.wait({self._task})
+        self._stopping = True
+        while not self._task.done():
+            # nats-py's fetch waits in asyncio.wait_for, which on Python 3.11 drops a cancellation that
+            # arrives as its wait ends (the loop then fetched on, and shutdown hung): cancel until done.
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=1.0)
         if self._sub is not None:  # else the connection's drain waits for what it still holds
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -343,7 +348,7 @@ class PullLoop:
     async def _run(self, js: JetStreamContext) -> None:
         consumer = self.runner.consumer
         stream = stream_for(f"{consumer.stream}.x")
-        while self._sub is None:
+        while self._sub is None and not self._stopping:
             try:
                 # Create or update: nats-py's pull_subscribe binds to an existing durable as it is, so
                 # one made with an older ack wait (60 s once) would keep it for good.
@@ -352,7 +357,7 @@ class PullLoop:
             except Exception as exc:  # the broker is not there yet: writes go on, events wait
                 log.warning("consumer cannot subscribe yet; retrying", consumer=consumer.name, error=repr(exc))
                 await asyncio.sleep(1.0)
-        while True:
+        while self._sub is not None and not self._stopping:
             try:
                 # One event: at once, however long it waited. Then what else is there now, up to a batch.
                 raws = await self._sub.fetch(1, timeout=self._idle)
