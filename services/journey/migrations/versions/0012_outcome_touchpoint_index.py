@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from services.common.migrations import create_index_concurrently
+
 revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
@@ -20,8 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_outcome_touchpoint", "outcome", ["workspace_id", "touchpoint_id"], unique=False)
+    create_index_concurrently("ix_outcome_touchpoint", "outcome", ["workspace_id", "touchpoint_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_outcome_touchpoint", table_name="outcome")
+    with op.get_context().autocommit_block():
+        op.drop_index("ix_outcome_touchpoint", table_name="outcome", postgresql_concurrently=True)
