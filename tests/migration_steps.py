@@ -47,6 +47,22 @@ async def tables(database_url: str) -> set[str]:
         await engine.dispose()
 
 
+def storing(statements: list[str], params: dict[str, Any]) -> Callable[[str], Awaitable[None]]:
+    """A step of `walk_history`'s `after`: run these INSERTs, each with the params it names."""
+
+    async def store(url: str) -> None:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                for statement in statements:
+                    names = set(re.findall(r"(?<!:):(\w+)", statement))
+                    await conn.execute(sa.text(statement), {k: v for k, v in params.items() if k in names})
+        finally:
+            await engine.dispose()
+
+    return store
+
+
 async def walk_history(
     database_url: str,
     service_dir: Path,

@@ -4,7 +4,6 @@ blocking their writes."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +17,7 @@ from services.feedback.app import SERVICE_DIR
 from services.feedback.models import FeedbackTable
 from tests.conftest import Servers, unique_name
 from tests.contracts import migration_drift, round_trip_history
-from tests.migration_steps import Walk, revisions, walk_history
+from tests.migration_steps import Walk, revisions, storing, walk_history
 
 
 async def test_migrated_database_matches_the_models(feedback_app: FastAPI) -> None:
@@ -71,21 +70,10 @@ PARAMS = {"ws": WS, "survey": SURVEY, "response": RESPONSE, "case": CASE, "rule"
           "subscription": SUBSCRIPTION, "delivery": DELIVERY, "event": EVENT, "dead": DEAD_EVENT, "at": AT}  # fmt: skip
 
 
-async def _store_rows(url: str) -> None:
-    engine = create_engine(url, pool_size=1)
-    try:
-        async with engine.begin() as conn:
-            for statement in ROWS_AT_0001:
-                names = set(re.findall(r"(?<!:):(\w+)", statement))
-                await conn.execute(sa.text(statement), {k: v for k, v in PARAMS.items() if k in names})
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="module")
 async def walked(servers: Servers) -> tuple[str, Walk]:
     url = servers.database_url(unique_name("jg_feedback_steps"))
-    return url, await walk_history(url, SERVICE_DIR, after={"0001": _store_rows})
+    return url, await walk_history(url, SERVICE_DIR, after={"0001": storing(ROWS_AT_0001, PARAMS)})
 
 
 async def test_index_builds_on_tables_holding_data_do_not_block_writes(walked: tuple[str, Walk]) -> None:

@@ -5,7 +5,6 @@ blocking their writes."""
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from services.journey.app import SERVICE_DIR
 from services.journey.models import JourneyTable
 from tests.conftest import Servers, unique_name
 from tests.contracts import migration_drift, round_trip_history
-from tests.migration_steps import Walk, revisions, walk_history
+from tests.migration_steps import Walk, revisions, storing, walk_history
 
 
 async def test_migrated_database_matches_the_models(journey_app: FastAPI) -> None:
@@ -64,22 +63,13 @@ PARAMS = {"ws": WS, "p": P, "t": T, "j": J, "s": S, "step": STEP, "c": C, "i": I
           "event": EVENT, "dead": DEAD_EVENT, "at": AT}  # fmt: skip
 
 
-async def _store_rows(url: str) -> None:
-    engine = create_engine(url, pool_size=1)
-    try:
-        async with engine.begin() as conn:
-            for statement in ROWS_AT_0002:
-                names = set(re.findall(r"(?<!:):(\w+)", statement))
-                await conn.execute(sa.text(statement), {k: v for k, v in PARAMS.items() if k in names})
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="module")
 async def walked(servers: Servers) -> tuple[str, Walk]:
     url = servers.database_url(unique_name("jg_journey_steps"))
     # journey_rollup: one row per journey (0011 indexes it inside its transaction)
-    walk = await walk_history(url, SERVICE_DIR, after={"0002": _store_rows}, small_tables=frozenset({"journey_rollup"}))
+    walk = await walk_history(
+        url, SERVICE_DIR, after={"0002": storing(ROWS_AT_0002, PARAMS)}, small_tables=frozenset({"journey_rollup"})
+    )
     return url, walk
 
 
