@@ -25,13 +25,14 @@ from pydantic import BaseModel
 
 from services.common import admin
 from services.common.auth import AuthenticateFirst, TokenVerifier
-from services.common.consumer import Consumer, PullLoop, create_broker, pull_loops
+from services.common.consumer import Consumer
 from services.common.db import create_engine, create_sessionmaker
 from services.common.errors import install_problem_handlers
 from services.common.events import MAX_EVENT_BYTES, Event
 from services.common.idempotency import IdempotentReplay, replay_response
 from services.common.migrations import upgrade_to_head
 from services.common.outbox import WAKE_KEY, ensure_streams
+from services.common.pull import PullLoop, create_broker, pull_loops
 from services.common.relay import OutboxRelay, backlog_seconds
 from services.common.settings import ServiceSettings
 from services.common.telemetry import configure_logging, configure_tracing, instrument, telemetry_config

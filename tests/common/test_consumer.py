@@ -20,12 +20,13 @@ from nats.js.api import ConsumerConfig
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
-from services.common.consumer import Consumer, PullLoop, Runner, as_of, backoff_seconds, pull_loops
+from services.common.consumer import Consumer, Runner, as_of, backoff_seconds
 from services.common.db import create_engine, create_sessionmaker, ensure_database
 from services.common.dead_letters import list_dead_letters, replay_dead_letter
 from services.common.events import Event, encode_event
 from services.common.kit_tables import define_kit_tables
 from services.common.outbox import ensure_streams
+from services.common.pull import PullLoop, pull_loops
 from services.common.settings import ServiceSettings
 from tests.conftest import Servers, unique_name
 from tests.eventually import eventually
