@@ -25,21 +25,35 @@ def encode_cursor(last_id: UUID) -> str:
     return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> UUID:
+def not_a_cursor(cursor: str) -> Unprocessable:
+    return Unprocessable(
+        f"The cursor {cursor[:40]!r} is not one this API issued; start again without a cursor.",
+        errors=[{"field": "query.cursor", "message": "not a cursor of this API"}],
+    )
+
+
+def cursor_bytes(cursor: str, size: int) -> bytes:
+    """The `size` bytes an unpadded base64url cursor of this API holds; a 422 for any other text."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return UUID(bytes=raw)
     except (binascii.Error, ValueError):
-        raise Unprocessable(
-            f"The cursor {cursor[:40]!r} is not one this API issued; start again without a cursor.",
-            errors=[{"field": "query.cursor", "message": "not a cursor of this API"}],
-        ) from None
+        raise not_a_cursor(cursor) from None
+    if len(raw) != size:
+        raise not_a_cursor(cursor)
+    return raw
 
 
-# A cursor is a UUID's 16 bytes in unpadded base64url: 22 characters.
-CursorQuery = Annotated[
-    str | None, Query(pattern=r"^[A-Za-z0-9_-]{22}$", description="`next_cursor` of the previous page.")
-]
+def decode_cursor(cursor: str) -> UUID:
+    return UUID(bytes=cursor_bytes(cursor, 16))
+
+
+def cursor_pattern(size: int) -> str:
+    """What a cursor of `size` bytes looks like: unpadded base64url, ⌈size · 4 / 3⌉ characters."""
+    return f"^[A-Za-z0-9_-]{{{-(-size * 4 // 3)}}}$"
+
+
+CURSOR_HELP = "`next_cursor` of the previous page."
+CursorQuery = Annotated[str | None, Query(pattern=cursor_pattern(16), description=CURSOR_HELP)]  # a UUID
 LimitQuery = Annotated[int, Query(ge=1, le=500, description="Page size (1-500).")]
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from services.common.auth import Caller, caller_with
 from services.common.db import SessionDep
 from services.common.errors import PROBLEM_RESPONSES
-from services.common.pagination import LimitQuery
+from services.common.pagination import CURSOR_HELP, LimitQuery, cursor_pattern
 from services.common.timestamps import BOUNDS_HELP, TimeQuery
 from services.journey.api.customers import ExternalIdPath
 from services.journey.models import (
@@ -51,9 +51,8 @@ async def get_customer_dna(caller: Reader, session: SessionDep, external_id: Ext
     return await customer.customer_dna(session, workspace_id=caller.workspace_id, external_id=external_id)
 
 
-# A timeline cursor is a time and an id (24 bytes) in unpadded base64url: 32 characters.
-TimelineCursorQuery = Annotated[
-    str | None, Query(pattern=r"^[A-Za-z0-9_-]{32}$", description="`next_cursor` of the previous page.")
+TimelineCursorQuery = Annotated[  # a time and an id
+    str | None, Query(pattern=cursor_pattern(customer.TIMELINE_CURSOR_BYTES), description=CURSOR_HELP)
 ]
 
 

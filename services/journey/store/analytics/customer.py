@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +11,8 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.errors import NotFound, Unprocessable
+from services.common.errors import NotFound
+from services.common.pagination import cursor_bytes, not_a_cursor
 from services.journey.models import (
     ChannelCount,
     CustomerDna,
@@ -163,23 +163,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _encode(occurred_at: datetime, id: UUID) -> str:
-    # 8 bytes of microseconds since the epoch + the 16-byte id: 32 characters.
     micros = (occurred_at - _EPOCH) // timedelta(microseconds=1)
     return base64.urlsafe_b64encode(micros.to_bytes(8, "big", signed=True) + id.bytes).decode().rstrip("=")
 
 
+TIMELINE_CURSOR_BYTES = 24  # 8 bytes of microseconds since the epoch + the 16-byte id
+
+
 def _decode(cursor: str) -> tuple[datetime, UUID]:
+    raw = cursor_bytes(cursor, TIMELINE_CURSOR_BYTES)
+    micros = int.from_bytes(raw[:8], "big", signed=True)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        if len(raw) != 24:
-            raise ValueError(cursor)
-        micros = int.from_bytes(raw[:8], "big", signed=True)
         return _EPOCH + timedelta(microseconds=micros), UUID(bytes=raw[8:])
-    except (binascii.Error, ValueError, OverflowError):
-        raise Unprocessable(
-            f"The cursor {cursor[:40]!r} is not one this API issued; start again without a cursor.",
-            errors=[{"field": "query.cursor", "message": "not a cursor of this API"}],
-        ) from None
+    except OverflowError:  # a time no datetime holds
+        raise not_a_cursor(cursor) from None
 
 
 def _timeline_part(kind: str, cursor: bool) -> str:
