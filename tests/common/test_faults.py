@@ -102,6 +102,9 @@ async def settings(servers: Servers, keys: Keys, broker: Broker) -> JourneySetti
         nats_url=broker.url,
         auth_public_key=keys.public,
         rate_limit="100000/minute",
+        # Its own label on the process-wide metrics: the session's journey app, in this process too,
+        # sets the "journey" backlog gauge to its own (empty) backlog every second.
+        service_name="journey-faults",
         outbox_poll_seconds=0.2,
         outbox_stall_seconds=2,
         outbox_publish_timeout_seconds=PUBLISH_TIMEOUT,
@@ -246,7 +249,7 @@ class TestBrokerOutage:
 
             async def backlog_age() -> float | None:
                 text = (await service.http.get("/metrics")).text
-                age = metric(text, "journeygraph_outbox_oldest_pending_seconds", service="journey")
+                age = metric(text, "journeygraph_outbox_oldest_pending_seconds", service=settings.service_name)
                 return age if age is not None and age >= settings.outbox_stall_seconds else None
 
             await eventually(backlog_age, within=5)  # the gauge is measured every second
