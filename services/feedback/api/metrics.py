@@ -9,11 +9,11 @@ from uuid import UUID
 from fastapi import Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common import stats
 from services.common.consumer import as_of
 from services.common.db import SessionDep
 from services.common.errors import Unprocessable
 from services.common.timestamps import TimeQuery
-from services.feedback import stats
 from services.feedback.api._deps import Reader, make_router
 from services.feedback.consumers import PROJECTIONS
 from services.feedback.models import Channel, Comparison, MetricGroup, MetricResult, MetricValue

@@ -1,5 +1,6 @@
-"""The metric formulas of DESIGN.md §4: NPS (adjusted Wald, Rocks 2016), CSAT (Wilson), CES (t interval),
-and two-group comparisons. Pure functions of counts and sums, so rollups and raw scans share them."""
+"""The metric formulas of DESIGN.md §4, shared by feedback and scoring: NPS (adjusted Wald, Rocks
+2016), CSAT (Wilson), CES (t interval), and two-group comparisons.
+Pure functions of counts and sums, so rollups and raw scans share them."""
 
 from __future__ import annotations
 
