@@ -19,7 +19,7 @@ import pytest
 from services.common.auth import generate_signing_key, mint_token
 from services.common.embedded import free_port, start_nats, start_postgres, stop_process
 
-pytest_plugins = ["tests.journey.fixtures"]
+pytest_plugins = ["tests.journey.fixtures", "tests.feedback.fixtures"]
 
 
 @dataclass(frozen=True)

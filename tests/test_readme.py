@@ -65,13 +65,16 @@ def test_the_tour_runs_twice(servers: Servers, own_nats: str, keys: Keys, tmp_pa
                         log_dir=tmp_path) as journey,
         running_service("services.feedback.app:create_app", env_prefix="FEEDBACK_", servers=own, keys=keys,
                         log_dir=tmp_path) as feedback,
+        running_service("services.scoring.app:create_app", env_prefix="SCORING_", servers=own, keys=keys,
+                        log_dir=tmp_path) as scoring,
     ):  # fmt: skip
         asyncio.run(load_demo_workspace(journey, token))
-        asyncio.run(load_demo_activity(journey, feedback, token))
+        asyncio.run(load_demo_activity(journey, feedback, scoring, token))
         script = (
             _tour()
             .replace("http://127.0.0.1:8001", journey)
             .replace("http://127.0.0.1:8002", feedback)
+            .replace("http://127.0.0.1:8003", scoring)
             .replace("uv run journeygraph", f"{sys.executable} -m services.common.cli")
         )
         script = re.sub(r"^export JG_TOKEN=.*$", f"export JG_TOKEN={token}", script, flags=re.MULTILINE)

@@ -246,7 +246,7 @@ async def _survey(client: httpx.AsyncClient) -> dict[str, Any]:
     return response.raise_for_status().json()  # type: ignore[no-any-return]
 
 
-async def load_demo_activity(journey_url: str, feedback_url: str, token: str) -> None:
+async def load_demo_activity(journey_url: str, feedback_url: str, scoring_url: str, token: str) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     interactions, outcomes, responses = _activity()
     async with httpx.AsyncClient(base_url=journey_url, headers=headers, timeout=60) as client:
@@ -256,7 +256,7 @@ async def load_demo_activity(journey_url: str, feedback_url: str, token: str) ->
         survey = await _survey(client)
         items = [{**r, "survey_id": survey["id"]} for r in responses]
         (await client.post("/v1/responses/bulk", json={"items": items})).raise_for_status()
-    await wait_for_projections([journey_url, feedback_url], token)
+    await wait_for_projections([journey_url, feedback_url, scoring_url], token)
     async with httpx.AsyncClient(base_url=journey_url, headers=headers, timeout=60) as client, asyncio.timeout(60):
         consumers = (await client.get("/v1/admin/consumers")).raise_for_status().json()["items"]
         applied = next(c["as_of"] for c in consumers if c["consumer"] == "journey-analytics")
@@ -267,6 +267,18 @@ async def load_demo_activity(journey_url: str, feedback_url: str, token: str) ->
                 if funnel["as_of"] == applied:  # built, and complete up to every event applied
                     break
                 await asyncio.sleep(0.2)
+    await wait_for_scores(scoring_url, token, [j["id"] for j in journeys], customers=len({i["customer"] for i in interactions}))
+
+
+async def wait_for_scores(scoring_url: str, token: str, journey_ids: list[str], *, customers: int) -> None:
+    """Until the demo journey's scores count every demo customer (the scoring service follows the events)."""
+    async with httpx.AsyncClient(base_url=scoring_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
+        async with asyncio.timeout(90):
+            while True:
+                batch = (await c.get("/v1/scores", params={"journey_id": journey_ids})).raise_for_status().json()
+                if any(s["counts"]["customers"] >= customers for s in batch["items"]):
+                    return
+                await asyncio.sleep(0.3)
 
 
 async def wait_for_projections(urls: list[str], token: str, *, within: float = 60.0) -> None:

@@ -38,6 +38,7 @@ BASE_PORT = int(os.environ.get("JOURNEYGRAPH_BASE_PORT", "8000"))
 SERVICES = [
     ServiceSpec("journey", "services.journey.app:create_app", BASE_PORT + 1, "JOURNEY_"),
     ServiceSpec("feedback", "services.feedback.app:create_app", BASE_PORT + 2, "FEEDBACK_"),
+    ServiceSpec("scoring", "services.scoring.app:create_app", BASE_PORT + 3, "SCORING_"),
 ]
 NATS_PORT = int(os.environ.get("JOURNEYGRAPH_NATS_PORT", "4322"))  # not 4222: a machine may run its own
 
@@ -147,7 +148,7 @@ class Runtime:
 
                 urls = {s.name: f"http://127.0.0.1:{s.port}" for s in SERVICES}
                 asyncio.run(load_demo_workspace(urls["journey"], token))
-                asyncio.run(load_demo_activity(urls["journey"], urls["feedback"], token))
+                asyncio.run(load_demo_activity(urls["journey"], urls["feedback"], urls["scoring"], token))
             self._print_welcome(token, time.monotonic() - started)
             supervisor = Supervisor(self.procs, restart=lambda name: restarts[name](), logs=self.logs)
             while not stopping:

@@ -27,8 +27,8 @@ from services.feedback.delivery import DeliveryWorker
 from services.feedback.settings import FeedbackSettings
 from tests.conftest import Keys, Servers, unique_name
 from tests.eventually import eventually
-from tests.feedback.conftest import make_settings
 from tests.feedback.factories import FeedbackApi
+from tests.feedback.fixtures import make_settings
 from tests.feedback.receiver import Receiver, run_receiver
 from tests.feedback.test_webhooks import allow_loopback, deliveries, settled, subscribe
 

@@ -24,9 +24,9 @@ from services.feedback.app import create_app
 from services.feedback.consumers import PROJECTIONS
 from tests.conftest import Keys, Servers, unique_name
 from tests.eventually import eventually
-from tests.feedback.conftest import make_settings
 from tests.feedback.db import applied, event_ids, execute, rows
 from tests.feedback.factories import FeedbackApi
+from tests.feedback.fixtures import make_settings
 from tests.feedback.receiver import Receiver, run_receiver
 
 

@@ -1,0 +1,111 @@
+"""The scoring service end to end: a journey built through the journey and feedback services' APIs,
+scored from their events alone, read back through every route, checked against what the other
+services answer directly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from tests.conftest import Servers
+from tests.events import published_events
+from tests.eventually import eventually
+from tests.scoring.factories import CUSTOMERS, Stack, at, small_journey
+
+
+class TestScoresFollowTheEvents:
+    async def test_reach_matches_the_journey_service_and_nps_the_feedback_service(self, stack: Stack) -> None:
+        built = await small_journey(stack)
+        journey_id, scores = built["journey"]["id"], built["scores"]
+        reach = (await stack.journey.get(f"/v1/journeys/{journey_id}/reach", headers=stack.headers)).json()
+        by_tp = {t["key"]: t for t in scores["touchpoints"]}
+        assert reach["journey_customers"] == scores["counts"]["customers"] == CUSTOMERS
+        for step in reach["steps"]:
+            assert by_tp[step["touchpoint"]]["reach_n"] == step["customers"]
+            assert by_tp[step["touchpoint"]]["reach"] == pytest.approx(step["reach"])
+        nps = (
+            await stack.feedback.get("/v1/metrics/nps", headers=stack.headers, params={"journey_key": "buy-a-bike"})
+        ).json()["overall"]
+        component = {c["name"]: c for c in scores["health"]["components"]}["nps"]
+        assert nps["n"] == CUSTOMERS  # one answer each: the feedback service's NPS is the customers' NPS
+        assert component["raw"] == pytest.approx(nps["value"])
+        assert component["n"] == CUSTOMERS
+
+    async def test_every_route_answers_the_same_snapshot(self, stack: Stack) -> None:
+        built = await small_journey(stack)
+        journey_id, scores = built["journey"]["id"], built["scores"]
+        for route in ("relevance", "portfolio", "moments-of-truth", "pain-points", "health", "attribution"):
+            response = await stack.scoring_get(f"/v1/journeys/{journey_id}/{route}")
+            assert response.status_code == 200, (route, response.text)
+            assert response.json()["snapshot_id"] == scores["snapshot_id"]
+        markov = (await stack.scoring_get(f"/v1/journeys/{journey_id}/attribution", model="markov")).json()
+        assert [a["model"] for a in markov["attribution"]] == ["markov"]
+        assert sum(markov["attribution"][0]["credit"].values()) == pytest.approx(scores["counts"]["conversions"])
+        history = (await stack.scoring_get(f"/v1/journeys/{journey_id}/history")).json()
+        assert history["items"][0]["snapshot_id"] == scores["snapshot_id"]
+        batch = (await stack.scoring_get("/v1/scores", journey_id=[journey_id, journey_id])).json()
+        assert [s["snapshot_id"] for s in batch["items"]] == [scores["snapshot_id"]]
+        shop = built["touchpoints"]["shop"]["id"]
+        priority = (await stack.scoring_get("/v1/priorities", touchpoint_id=[shop])).json()["items"][0]
+        assert [j["journey_id"] for j in priority["journeys"]] == [journey_id]
+
+    async def test_each_snapshot_publishes_score_updated(
+        self, stack: Stack, scoring_app: FastAPI, servers: Servers
+    ) -> None:
+        built = await small_journey(stack)
+        events = await published_events(scoring_app, servers.nats_url, stack.workspace, stream="SCORING")
+        mine = [e for e in events if e["data"]["journey_id"] == built["journey"]["id"]]
+        assert mine
+        assert all(e["type"] == "scoring.score.updated" for e in mine)
+        assert [e["version"] for e in mine] == list(range(1, len(mine) + 1))
+        assert built["scores"]["snapshot_id"] in {e["data"]["snapshot_id"] for e in mine}
+
+
+class TestScopesAndSettings:
+    async def test_a_window_scope_is_scored_after_recompute(self, stack: Stack) -> None:
+        built = await small_journey(stack)
+        journey_id = built["journey"]["id"]
+        window = {"since": at(0), "until": at(30)}
+        assert (await stack.scoring_get(f"/v1/journeys/{journey_id}/scores", **window)).status_code == 404
+        response = await stack.scoring.post(f"/v1/journeys/{journey_id}/recompute", headers=stack.headers, json=window)
+        assert response.status_code == 202, response.text
+
+        async def windowed() -> dict[str, Any] | None:
+            r = await stack.scoring_get(f"/v1/journeys/{journey_id}/scores", **window)
+            return r.json() if r.status_code == 200 else None
+
+        scores = await eventually(windowed, within=20)
+        assert scores["counts"]["customers"] == 30  # customers i < 30 met the ad inside the window
+
+    async def test_settings_need_admin_and_rescore(self, stack: Stack) -> None:
+        reader = stack.keys.headers(stack.workspace, ["scores:read"])
+        defaults = (await stack.scoring.get("/v1/settings", headers=reader)).json()
+        assert defaults["relevance_basis"] == "nps"
+        assert defaults["version"] == 0
+        body = {
+            **{k: v for k, v in defaults.items() if k not in ("version", "updated_at")},
+            "relevance_basis": "conversion",
+        }
+        assert (await stack.scoring.put("/v1/settings", headers=reader, json=body)).status_code == 403
+        saved = await stack.scoring.put("/v1/settings", headers=stack.headers, json=body)
+        assert saved.status_code == 200, saved.text
+        assert saved.json()["version"] == 1
+
+
+class TestTenancy:
+    async def test_another_workspace_sees_nothing(self, stack: Stack) -> None:
+        built = await small_journey(stack)
+        journey_id = built["journey"]["id"]
+        other = stack.other(stack.workspace + "_b")
+        for route in ("scores", "portfolio", "health", "history"):
+            assert (await other.scoring_get(f"/v1/journeys/{journey_id}/{route}")).status_code == 404
+        batch = (await other.scoring_get("/v1/scores", journey_id=[journey_id])).json()
+        assert batch == {"items": [], "not_scored": [journey_id]}
+        shop = built["touchpoints"]["shop"]["id"]
+        priority = (await other.scoring_get(f"/v1/touchpoints/{shop}/priority")).json()
+        assert priority["journeys"] == []
+        assert priority["priority"] is None
+        recompute = await other.scoring.post(f"/v1/journeys/{journey_id}/recompute", headers=other.headers)
+        assert recompute.status_code == 404
