@@ -341,7 +341,7 @@ def _priorities(
                         relevance=r.relevance,
                         relevance_low=r.relevance_low,
                         relevance_high=r.relevance_high,
-                        weight=float(result.weight[i]),
+                        weight=float(result.weights[j_index[i]]),
                         snapshot_id=r.snapshot_id,
                     )
                     for i, r in enumerate(rows)

@@ -204,7 +204,7 @@ def compute_scores(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, An
                 "driver": _driver(key, j) if has_driver else None,
                 "csat": _estimate(stats.csat(int(satisfied[j]), int(rated[j]))),
                 "ces": _estimate(stats.ces(int(ces_n[j]), float(ces_sum[j]), float(ces_sq[j]))),
-                "quadrant": str(folio.quadrant[j]),
+                "quadrant": str(folio.quadrant[j]) or "no data",
                 "yearly_cost": None if tp.yearly_cost is None else str(tp.yearly_cost),
                 "currency": tp.currency,
                 "cost_per_relevance": _f(folio.cost_per_relevance[j]),
@@ -222,7 +222,7 @@ def compute_scores(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, An
                 "measured_moment_of_truth": bool(mot.measured[j]),
                 "moment_of_truth": str(mot.status[j]) or "none",
                 "pain_point": {
-                    "pain_point": bool(pains.pain_point[j]),
+                    "pain_point": bool(pains.pain[j]),
                     "csat_difference": _f(pains.difference[j]),
                     "low": _f(pains.low[j]),
                     "high": _f(pains.high[j]),
@@ -231,8 +231,6 @@ def compute_scores(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, An
                 "small_sample": bool(small[j]),
             }
         )
-    burners = [j for j in range(p) if folio.budget_burner[j]]
-    burners.sort(key=lambda j: -np.nan_to_num(folio.cost_per_relevance[j], posinf=np.finfo(float).max))
     return {
         "journey_id": inputs.journey_id,
         "journey_key": inputs.journey_key,
@@ -256,7 +254,7 @@ def compute_scores(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, An
             "relevance_threshold": _f(folio.relevance_threshold),
             "reach_threshold": _f(folio.reach_threshold),
             "quadrants": {q: [ids[j] for j in range(p) if folio.quadrant[j] == q] for q in portfolio.QUADRANTS},
-            "budget_burners": [ids[j] for j in burners],
+            "budget_burners": [ids[j] for j in folio.burner_order],
         },
         "moments_of_truth": {
             "coverage": config.moment_of_truth_coverage,
@@ -265,7 +263,7 @@ def compute_scores(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, An
                 for s in ("confirmed", "unconfirmed", "undiscovered")
             },
         },
-        "pain_points": [ids[j] for j in range(p) if pains.pain_point[j]],
+        "pain_points": [ids[j] for j in range(p) if pains.pain[j]],
         "health": _health(fitness),
         "attribution": [_attribution(a, ids) for a in credited.values()],
         "flags": flags,
@@ -325,7 +323,7 @@ def _health(h: Any) -> dict[str, Any]:
                 "high": _f(k.high) if k.high is not None else None,
                 "n": k.n,
                 "weight": float(k.weight),
-                "raw": _f(k.raw) if k.raw is not None else None,
+                "raw": _f(k.value) if k.value is not None else None,
             }
             for k in h.components
         ],

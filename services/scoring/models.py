@@ -114,7 +114,7 @@ class HealthComponent(Shape):
     high: float | None
     n: int
     weight: float
-    raw: float | None = Field(description="NPS (-100..100), a rate in percent, or mean CES (1-7).")
+    raw: float | None = Field(description="NPS (-100..100), the conversion or drop-off rate (0-1), or mean CES (1-7).")
 
 
 class Health(Shape):
