@@ -12,7 +12,10 @@ Conventions:
   converting paths. Rule models use the touches as given (pass ``collapse_repeats(paths)`` to count a run
   of one touchpoint once); Shapley depends only on each path's set of touchpoints.
 - Markov is first order over start, touchpoints, conversion and null, fitted on all paths with
-  consecutive repeats collapsed, and solved exactly on the absorbing chain (no simulation).
+  consecutive repeats collapsed, and solved exactly on the absorbing chain (no simulation). Solved exactly,
+  the collapse changes no number (a self-loop only delays absorption: dropping it renormalises the other
+  transitions of that state to the same absorption and hitting probabilities); it matters to simulations
+  cut at a path length, and here it drops transitions the bootstrap would otherwise carry.
 - Intervals: Poisson(1) bootstrap (Hanley & MacGibbon 2006; Chamandy et al. 2012): each replicate weights
   every customer's path by an independent Poisson(1) count, which resamples customers, and recomputes the
   model; the interval is the 2.5th-97.5th percentile of the credited conversions. All models of one call
@@ -272,7 +275,11 @@ def attribute_all(
     seed: int = 0,
 ) -> dict[str, Attribution]:
     """Every model (or those named) over the same paths, sharing validation, the repeat collapse and the
-    bootstrap replicates; the result for a model equals ``attribute(..., model=that)`` with the same seed."""
+    bootstrap replicates; the result for a model equals ``attribute(..., model=that)`` with the same seed.
+
+    Cost at 200,000 paths / 1,000,000 touches / p = 200 with 100 replicates: about 0.5 s (0.8 s when every
+    path converts), half of it the 101 inverses of 200 x 200. Run BLAS single-threaded on a shared 2-core
+    box: a threaded OpenBLAS waits on the busy core at every panel and took 2-3.5 s there."""
     unknown = set(models) - set(MODELS)
     if unknown:
         raise ValueError(f"unknown model(s) {sorted(unknown)}; choose from {MODELS}")
@@ -313,8 +320,8 @@ def attribute_all(
         )
 
     # Replicates run in float32: Markov counts stay exact (integer sums below 2^24) and a rule model's
-    # replicate credit is off by ~1e-5 relative, far inside the bootstrap's own Monte Carlo error, while the
-    # sparse products, which dominate the time, move half the bytes.
+    # replicate credit is off by < 1e-4 relative (measured at 200,000 paths), far inside the bootstrap's own
+    # Monte Carlo error, while the sparse products, which dominate the time, move half the bytes.
     # Built from the arrays: scipy's astype would first sort and merge the repeated touchpoints of each row.
     single = {
         model: sparse.csr_matrix((data.astype(np.float32), indices, indptr), shape=(indptr.size - 1, p))
@@ -340,7 +347,7 @@ def attribute_all(
         if bootstrap:
             low, high = np.percentile(replicas[model], [tail, 100 - tail], axis=1)
         else:
-            low = high = np.full(p, np.nan)
+            low, high = np.full(p, np.nan), np.full(p, np.nan)
         is_markov = model == "markov"
         results[model] = Attribution(
             model=model,
