@@ -277,9 +277,9 @@ def attribute_all(
     """Every model (or those named) over the same paths, sharing validation, the repeat collapse and the
     bootstrap replicates; the result for a model equals ``attribute(..., model=that)`` with the same seed.
 
-    Cost at 200,000 paths / 1,000,000 touches / p = 200 with 100 replicates: about 0.5 s (0.8 s when every
-    path converts), half of it the 101 inverses of 200 x 200. Run BLAS single-threaded on a shared 2-core
-    box: a threaded OpenBLAS waits on the busy core at every panel and took 2-3.5 s there."""
+    Cost at 200,000 paths / 1,000,000 touches / p = 200 with 100 replicates: about 0.55 s (0.85 s when
+    every path converts), a third to a half of it the 101 inverses of 200 x 200. Run BLAS single-threaded
+    on a shared 2-core box: a threaded OpenBLAS waits on the busy core at every panel and took 1.6-14 s."""
     unknown = set(models) - set(MODELS)
     if unknown:
         raise ValueError(f"unknown model(s) {sorted(unknown)}; choose from {MODELS}")
