@@ -14,6 +14,7 @@ BENCHES = [
     "journey_ingest",
     "journey_analytics",
     "projection_lag",
+    "scoring",
 ]
 
 

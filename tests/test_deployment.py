@@ -14,6 +14,7 @@ from services.common.embedded import nats_server_binary
 from services.common.settings import ServiceSettings
 from services.feedback.settings import FeedbackSettings
 from services.journey.settings import JourneySettings
+from services.scoring.settings import ScoringSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -35,7 +36,10 @@ def test_secrets_have_no_default() -> None:
         assert all(u.startswith(":?") for u in uses), f"{secret} must be required (${{{secret}:?...}}): {uses}"
 
 
-@pytest.mark.parametrize(("prefix", "settings"), [("JOURNEY", JourneySettings), ("FEEDBACK", FeedbackSettings)])
+@pytest.mark.parametrize(
+    ("prefix", "settings"),
+    [("JOURNEY", JourneySettings), ("FEEDBACK", FeedbackSettings), ("SCORING", ScoringSettings)],
+)
 def test_every_service_variable_is_a_setting(prefix: str, settings: type[ServiceSettings]) -> None:
     variables = set(re.findall(rf"^\s+{prefix}_([A-Z0-9_]+):", COMPOSE.read_text(), flags=re.MULTILINE))
     fields = {name.upper() for name in settings.model_fields}

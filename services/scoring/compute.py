@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp  # type: ignore[import-untyped]
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from services.common import stats
 from services.scoring.analytics import attribution, drivers, effects, health, portfolio
@@ -69,6 +70,13 @@ def _f(x: Any) -> float | None:
 
 
 def compute_scores(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, Any]:
+    # One BLAS thread: the maths is many small solves, which threaded BLAS made 3-25x slower on a busy
+    # 2-core machine (its threads spin waiting for a core); replicas scale out instead.
+    with threadpool_limits(limits=1):
+        return _compute(inputs, config)
+
+
+def _compute(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, Any]:
     n, p = inputs.n, inputs.p
     ids = [str(t.id) for t in inputs.touchpoints]
     flags: list[str] = []
@@ -160,18 +168,18 @@ def compute_scores(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, An
         weights=config.health_weights,
     )
 
-    # Attribution over each customer's path (touches after converting left out).
-    keep = before
-    path_customer = c[keep]
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(path_customer, minlength=n))]).astype(np.int64)
+    # Attribution over the paths of customers who met a touchpoint before converting (or at all).
+    path_customer = c[before]
+    lengths = np.bincount(path_customer, minlength=n)
+    walked = lengths > 0
     paths = attribution.Paths(
-        offsets=offsets,
-        touchpoints=t[keep].astype(np.int64),
-        times=when[keep],
-        converted=converted,
-        conversion_times=conv_time,
+        offsets=np.concatenate([[0], np.cumsum(lengths[walked])]).astype(np.int64),
+        touchpoints=t[before].astype(np.int64),
+        times=when[before],
+        converted=converted[walked],
+        conversion_times=conv_time[walked],
     )
-    credited = attribution.attribute_all(paths, p, bootstrap=min(config.bootstrap, 100))
+    credited = attribution.attribute_all(paths, p, bootstrap=min(config.bootstrap, 100)) if walked.any() else {}
 
     small = reach_n < config.min_sample
     if n < config.min_sample:
