@@ -275,6 +275,14 @@ class TestNotEstimable:
         assert not logit.estimable.any()
         assert np.isnan(logit.coef).all()
 
+    def test_nobody_met_anything_reports_every_touchpoint(self):
+        x = sp.csr_matrix((100, 3))
+        y = np.r_[np.ones(50), np.zeros(50)]
+        for res in (linear_exposure_effects(x, 100 * y), logistic_exposure_effects(x, y == 1)):
+            assert res.reason == (NEVER_MET, NEVER_MET, NEVER_MET)
+            assert np.isnan(res.effect).all()
+            np.testing.assert_array_equal(res.n_exposed, [0, 0, 0])
+
     def test_mismatched_lengths_are_rejected(self):
         with pytest.raises(ValueError, match="rows"):
             linear_exposure_effects(sp.csr_matrix(np.eye(3)), np.zeros(4))
