@@ -17,6 +17,7 @@ from decimal import Decimal
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import stats as sps  # type: ignore[import-untyped]
 
 from services.scoring.inputs import JourneyInputs, Touchpoint
 
@@ -31,6 +32,7 @@ KINDS: dict[str, tuple[float, float, float, int]] = {
 # The planted kinds in the order of a 20-touchpoint journey (the test's); larger journeys repeat it.
 PATTERN = ["core", "lever", "moderate", "hygiene", "burner"] * 4
 START = 1_780_000_000.0  # epoch seconds, a date in 2026
+NOISE = 1.5  # standard deviation of the latent LTR around its planted mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,11 @@ class Planted:
     ltr_effect: NDArray[np.float64]
     conversion_effect: NDArray[np.float64]
     cost: NDArray[np.float64]
+    # The true effects on the scale the service reports: the average over the customers of the change
+    # from not meeting to meeting the touchpoint, in NPS points and in percentage points of converting
+    # (exact under the generator's model; computed for journeys of up to 50 touchpoints).
+    nps_truth: NDArray[np.float64]
+    conversion_truth: NDArray[np.float64]
     inputs: JourneyInputs
 
 
@@ -70,12 +77,24 @@ def planted_journey(
     np.maximum.at(last_touch, c, when)
     conversion_time = np.where(converted, last_touch + 3600.0, np.nan)
 
-    latent = 5.5 + met @ ltr_effect + rng.normal(0, 1.5, customers)
+    latent = 5.5 + met @ ltr_effect + rng.normal(0, NOISE, customers)
     ltr = np.clip(np.rint(latent), 0, 10).astype(np.int64)
     answers = np.nonzero(rng.random(customers) < ltr_share)[0]
     rated = rng.random(c.size) < rating_share
     csat = np.clip(np.rint(3.5 + 0.4 * ltr_effect[t[rated]] + rng.normal(0, 1.0, int(rated.sum()))), 1, 5)
 
+    nps_truth = np.full(touchpoints, np.nan)
+    conversion_truth = np.full(touchpoints, np.nan)
+    if touchpoints <= 50:
+        for j in range(touchpoints):
+            latent_without = 5.5 + met @ ltr_effect - met[:, j] * ltr_effect[j]
+            logit_without = logit - met[:, j] * conversion_effect[j]
+            nps_truth[j] = np.mean(
+                _expected_nps(latent_without + ltr_effect[j]) - _expected_nps(latent_without)
+            )
+            conversion_truth[j] = 100 * np.mean(
+                _sigmoid(logit_without + conversion_effect[j]) - _sigmoid(logit_without)
+            )
     n_ltr, n_csat = answers.size, int(rated.sum())
     inputs = JourneyInputs(
         journey_id=uuid.UUID(int=seed),
@@ -107,4 +126,16 @@ def planted_journey(
         conversion_time=conversion_time,
         conversion_value=float(converted.sum()) * 480.0,
     )
-    return Planted(kinds, reach, ltr_effect, conversion_effect, cost, inputs)
+    return Planted(kinds, reach, ltr_effect, conversion_effect, cost, nps_truth, conversion_truth, inputs)
+
+
+def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    return 1 / (1 + np.exp(-x))
+
+
+def _expected_nps(mean: NDArray[np.float64]) -> NDArray[np.float64]:
+    """E[NPS points] of LTR = clip(round(N(mean, 1.5²)), 0, 10): +100 at 9-10 (latent ≥ 8.5), -100 at
+    0-6 (latent < 6.5)."""
+    promoter = sps.norm.sf(8.5, loc=mean, scale=NOISE)
+    detractor = sps.norm.cdf(6.5, loc=mean, scale=NOISE)
+    return np.asarray(100 * (promoter - detractor), dtype=np.float64)

@@ -341,8 +341,8 @@ def _health(h: Any) -> dict[str, Any]:
 
 
 def _attribution(a: Any, ids: list[str]) -> dict[str, Any]:
-    def by_id(values: Any) -> dict[str, float]:
-        return {ids[j]: float(values[j]) for j in range(len(ids))}
+    def by_id(values: Any) -> dict[str, float | None]:
+        return {ids[j]: _f(values[j]) for j in range(len(ids))}
 
     return {
         "model": a.model,

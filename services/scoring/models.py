@@ -25,7 +25,8 @@ DEFAULT_HEALTH_WEIGHTS: dict[HealthComponentName, float] = {
 
 
 class Shape(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No NaN or infinity: JSON has none, and a score without a value is null.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Estimate(Shape):
@@ -129,12 +130,16 @@ class Health(Shape):
 
 class Attribution(Shape):
     model: AttributionModel
-    credit: dict[str, float] = Field(description="Touchpoint id → conversions credited (they sum to conversions).")
-    low: dict[str, float]
-    high: dict[str, float]
+    credit: dict[str, float | None] = Field(
+        description="Touchpoint id → conversions credited (they sum to conversions)."
+    )
+    low: dict[str, float | None]
+    high: dict[str, float | None]
     conversions: int
     paths: int
-    removal_effect: dict[str, float] | None = None
+    removal_effect: dict[str, float | None] | None = Field(
+        default=None, description="Markov: 1 − P(conversion without it) ÷ P(conversion); null without conversions."
+    )
     conversion_probability: float | None = None
     method: str
 

@@ -87,14 +87,14 @@ _UPSERT_CUSTOMERS = text(
 _INSERT_INTERACTIONS = text(
     "INSERT INTO interaction (id, workspace_id, customer_n, touchpoint_id, journey_id, occurred_at) "
     "SELECT i.id, :w, c.n, i.tp, i.j, i.t FROM unnest(CAST(:ids AS uuid[]), CAST(:keys AS text[]), "
-    "CAST(:tps AS uuid[]), CAST(:js AS uuid[]), CAST(:ts AS timestamptz[])) AS i(id, k, tp, j, t) "
+    "CAST(:tps AS uuid[]), CAST(:js AS uuid[]), CAST(CAST(:ts AS text[]) AS timestamptz[])) AS i(id, k, tp, j, t) "
     "JOIN customer_ref c ON c.workspace_id = :w AND c.external_id = i.k ON CONFLICT (id) DO NOTHING"
 )
 _INSERT_OUTCOMES = text(
     "INSERT INTO outcome (id, workspace_id, customer_n, name, value, journey_id, touchpoint_id, occurred_at) "
     "SELECT o.id, :w, c.n, o.name, o.value, o.j, o.tp, o.t FROM unnest(CAST(:ids AS uuid[]), CAST(:keys AS text[]), "
-    "CAST(:names AS text[]), CAST(:values AS numeric[]), CAST(:js AS uuid[]), CAST(:tps AS uuid[]), "
-    "CAST(:ts AS timestamptz[])) AS o(id, k, name, value, j, tp, t) "
+    "CAST(:names AS text[]), CAST(CAST(:values AS text[]) AS numeric[]), CAST(:js AS uuid[]), CAST(:tps AS uuid[]), "
+    "CAST(CAST(:ts AS text[]) AS timestamptz[])) AS o(id, k, name, value, j, tp, t) "
     "JOIN customer_ref c ON c.workspace_id = :w AND c.external_id = o.k ON CONFLICT (id) DO NOTHING"
 )
 _UPSERT_RESPONSES = text(
@@ -103,7 +103,7 @@ _UPSERT_RESPONSES = text(
     "SELECT DISTINCT ON (x.id) x.id, :w, c.n, x.jk, x.tk, x.nps, x.csat, x.ces, x.t, x.v "
     "FROM unnest(CAST(:ids AS uuid[]), CAST(:keys AS text[]), CAST(:jks AS text[]), CAST(:tks AS text[]), "
     "CAST(:npss AS smallint[]), CAST(:csats AS smallint[]), CAST(:cess AS smallint[]), "
-    "CAST(:ts AS timestamptz[]), CAST(:vs AS int[])) AS x(id, k, jk, tk, nps, csat, ces, t, v) "
+    "CAST(CAST(:ts AS text[]) AS timestamptz[]), CAST(:vs AS int[])) AS x(id, k, jk, tk, nps, csat, ces, t, v) "
     "LEFT JOIN customer_ref c ON c.workspace_id = :w AND c.external_id = x.k ORDER BY x.id, x.v DESC "
     "ON CONFLICT (id) DO UPDATE SET nps = EXCLUDED.nps, csat = EXCLUDED.csat, ces = EXCLUDED.ces, "
     "version = EXCLUDED.version WHERE r.version < EXCLUDED.version"

@@ -12,6 +12,7 @@ its `scoring.score.updated` event, in one transaction.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -24,7 +25,7 @@ from services.common.db import driver_connection
 from services.common.ids import new_ids
 from services.common.outbox import emit
 from services.common.worker import LoopWorker
-from services.scoring.compute import ScoringConfig, compute_scores
+from services.scoring.compute import compute_scores
 from services.scoring.events import SCORE_UPDATED, score_updated
 from services.scoring.inputs import Scope, load_inputs
 from services.scoring.models import Scores
@@ -110,7 +111,7 @@ async def score_journey(
             for scope in scopes
         ]
     known = [t for t in complete if t is not None]
-    config = ScoringConfig(**{**config.__dict__, "bootstrap": bootstrap})
+    config = replace(config, bootstrap=bootstrap)
     bodies = [await asyncio.to_thread(compute_scores, inputs, config) for _, inputs in loaded]
     snapshots: list[Scores] = []
     now = datetime.now(UTC)

@@ -29,14 +29,14 @@ class TestPlantedEffects:
     def test_relevance_ranks_the_planted_nps_effects(self, planted: tuple[Planted, dict[str, Any]]) -> None:
         truth, scores = planted
         relevance = [t["relevance"] for t in scores["touchpoints"]]
-        rho = sps.spearmanr(truth.ltr_effect, relevance).statistic
-        assert rho >= 0.9, (rho, list(zip(truth.kinds, truth.ltr_effect, relevance, strict=True)))
+        rho = sps.spearmanr(truth.nps_truth, relevance).statistic
+        assert rho >= 0.9, (rho, list(zip(truth.kinds, truth.nps_truth, relevance, strict=True)))
 
     def test_conversion_effects_rank_the_planted_ones(self, planted: tuple[Planted, dict[str, Any]]) -> None:
         truth, scores = planted
         effects = [t["conversion_effect"]["effect"] for t in scores["touchpoints"]]
-        rho = sps.spearmanr(truth.conversion_effect, effects).statistic
-        assert rho >= 0.9, (rho, list(zip(truth.kinds, truth.conversion_effect, effects, strict=True)))
+        rho = sps.spearmanr(truth.conversion_truth, effects).statistic
+        assert rho >= 0.9, (rho, list(zip(truth.kinds, truth.conversion_truth, effects, strict=True)))
 
     def test_costly_touchpoints_without_effect_are_the_budget_burners(
         self, planted: tuple[Planted, dict[str, Any]]

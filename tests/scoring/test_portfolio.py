@@ -144,7 +144,7 @@ class TestBudgetBurners:
         assert list(pf.budget_burner) == [True, False, False]
         assert list(pf.keep_despite_low_relevance) == [False, True, False]
 
-    def test_burners_need_cost_and_low_or_insignificant_relevance(self):
+    def test_burners_need_cost_and_no_significant_relevance(self):
         # cost median 50,000: 0 high relevance, 1 high but insignificant, 2 low, 3 cheap and low
         pf = portfolio(
             relevance=[0.5, 0.5, 0.1, 0.1],
@@ -165,9 +165,20 @@ class TestBudgetBurners:
             relevance_threshold=0.3,
             cost_threshold=20_000.0,
         )
-        assert list(pf.budget_burner) == [False, True, True, False]
-        # 50,000 / 0.1 = 500,000 before 60,000 / 0.5 = 120,000
-        assert list(pf.burner_order) == [2, 1]
+        # a small but significant effect (index 2) is not a burner: it adds something, at a price
+        assert list(pf.budget_burner) == [False, True, False, False]
+        pf = portfolio(
+            relevance=[0.5, 0.5, 0.1, 0.1],
+            significant=[False, False, False, False],
+            reach=[0.5] * 4,
+            yearly_cost=[80_000.0, 60_000.0, 50_000.0, 1_000.0],
+            impact=no_damage(4),
+            relevance_threshold=0.3,
+            cost_threshold=20_000.0,
+        )
+        assert list(pf.budget_burner) == [True, True, True, False]
+        # 50,000 / 0.1 = 500,000 before 80,000 / 0.5 = 160,000 before 60,000 / 0.5 = 120,000
+        assert list(pf.burner_order) == [2, 0, 1]
 
     def test_portfolio_rejects_reach_outside_unit_interval(self):
         with pytest.raises(ValueError, match="reach"):

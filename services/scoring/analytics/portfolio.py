@@ -106,7 +106,7 @@ class Portfolio:
     reach_threshold: float
     cost_threshold: float
     cost_per_relevance: NDArray[np.float64]  # yearly cost ÷ relevance; inf when relevance is 0, NaN without a cost
-    budget_burner: NDArray[np.bool_]  # costly and low/insignificant relevance and NO failure damage
+    budget_burner: NDArray[np.bool_]  # costly, no significant relevance and NO failure damage
     keep_despite_low_relevance: NDArray[np.bool_]  # would be a burner, but the failure-impact check found damage
     burner_order: NDArray[np.intp]  # indices of the burners, highest cost per relevance first
     failure_impact: FailureImpact
@@ -135,10 +135,12 @@ def portfolio(
     high (≥), so with an odd count the median touchpoint itself is high; a relevance or reach of exactly 0
     is never high, so a median of 0 does not turn "no effect" into "high relevance".
 
-    A burner is costly (yearly cost ≥ cost threshold), has low or insignificant relevance and showed no
-    significant failure damage. When the failure check found damage it is named `keep_despite_low_relevance`
-    instead: low average importance can hide high damage. A burner whose check could not run (no bad
-    experiences recorded, `failure_impact.tested` False) stays a burner: nothing showed damage, but the
+    A burner is costly (yearly cost ≥ cost threshold), has no significant relevance (it adds nothing the
+    data can measure; a costly touchpoint with a small but real effect is in the low quadrants, not a
+    burner) and showed no significant failure damage. When the failure check found damage it is named
+    `keep_despite_low_relevance` instead: low average importance can hide high damage. A burner whose
+    check could not run (no bad experiences recorded, `failure_impact.tested` False) stays a burner:
+    nothing showed damage, but the
     caller should say the check lacked data. Burners are ordered by cost ÷ relevance, the budget each unit
     of relevance consumes."""
     rel = np.abs(_floats("relevance", relevance))
@@ -176,7 +178,7 @@ def portfolio(
     cost_t = _median(positive) if cost_threshold is None else float(cost_threshold)
     with np.errstate(invalid="ignore"):
         costly = has_cost & (cost > 0) & (cost >= cost_t)
-    low_rel = has_rel & (~high_rel | ~sig)
+    low_rel = has_rel & ~sig
     candidate = costly & low_rel
     burner = candidate & ~impact.damaging
     idx = np.flatnonzero(burner)
