@@ -159,7 +159,7 @@ async def _latency(env: BenchEnv, scoring: str, planted: Planted, workspace: str
     for i in range(total):
         await asyncio.sleep(max(0.0, started + i / EVENTS_PER_S - time.monotonic()))
         event_id = uuid.uuid4()
-        item = {"id": str(uuid.uuid4()), "event_id": f"lat-{i}", "customer": f"lat-{workspace}-{i}",
+        item: dict[str, Any] = {"id": str(uuid.uuid4()), "event_id": f"lat-{i}", "customer": f"lat-{workspace}-{i}",
                 "customer_id": str(uuid.uuid4()), "touchpoint": inputs.touchpoints[i % inputs.p].key,
                 "touchpoint_id": str(inputs.touchpoints[i % inputs.p].id), "channel": "web",
                 "occurred_at": datetime.now(UTC).isoformat(), "journey": None, "journey_id": None,

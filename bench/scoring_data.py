@@ -89,9 +89,7 @@ def planted_journey(
         for j in range(touchpoints):
             latent_without = 5.5 + met @ ltr_effect - met[:, j] * ltr_effect[j]
             logit_without = logit - met[:, j] * conversion_effect[j]
-            nps_truth[j] = np.mean(
-                _expected_nps(latent_without + ltr_effect[j]) - _expected_nps(latent_without)
-            )
+            nps_truth[j] = np.mean(_expected_nps(latent_without + ltr_effect[j]) - _expected_nps(latent_without))
             conversion_truth[j] = 100 * np.mean(
                 _sigmoid(logit_without + conversion_effect[j]) - _sigmoid(logit_without)
             )

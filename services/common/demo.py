@@ -267,7 +267,9 @@ async def load_demo_activity(journey_url: str, feedback_url: str, scoring_url: s
                 if funnel["as_of"] == applied:  # built, and complete up to every event applied
                     break
                 await asyncio.sleep(0.2)
-    await wait_for_scores(scoring_url, token, [j["id"] for j in journeys], customers=len({i["customer"] for i in interactions}))
+    await wait_for_scores(
+        scoring_url, token, [j["id"] for j in journeys], customers=len({i["customer"] for i in interactions})
+    )
 
 
 async def wait_for_scores(scoring_url: str, token: str, journey_ids: list[str], *, customers: int) -> None:
