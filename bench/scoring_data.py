@@ -99,7 +99,7 @@ def planted_journey(
         journey_key="planted",
         touchpoints=[
             Touchpoint(
-                id=uuid.UUID(int=1000 + j),
+                id=uuid.UUID(int=(seed << 32) + 1000 + j),
                 key=f"{kinds[j]}-{j}",
                 name=f"{kinds[j]} {j}",
                 channel="web",

@@ -190,6 +190,11 @@ def _compute(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, Any]:
         flags.append(f"only {int(converted.sum())} conversions: conversion effects and attribution are weak")
     if small.any():
         flags.append(f"{int(small.sum())} touchpoints were met by fewer than {config.min_sample} customers")
+    if key.repaired:
+        flags.append(
+            "too few customers rated the same pairs of touchpoints: the ratings' correlation matrix needed repair, "
+            f"so the key drivers' R² ({key.r2:.2f}) is inflated; read their weights as a ranking only"
+        )
 
     touchpoints = []
     for j, tp in enumerate(inputs.touchpoints):

@@ -12,6 +12,7 @@ its `scoring.score.updated` event, in one transaction.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID
@@ -84,6 +85,7 @@ async def score_journey(
 ) -> list[Scores]:
     """Score every scope of the journey now and store the snapshots; returns them (none for a
     journey that is deleted or not known yet)."""
+    started = time.perf_counter()
     async with sessionmaker() as session, session.begin():
         await session.execute(_DEFAULT_SCOPE, {"id": new_ids(1)[0], "w": workspace_id, "j": journey_id})
     async with sessionmaker() as session, session.begin():
@@ -112,7 +114,9 @@ async def score_journey(
         ]
     known = [t for t in complete if t is not None]
     config = replace(config, bootstrap=bootstrap)
+    loaded_at = time.perf_counter()
     bodies = [await asyncio.to_thread(compute_scores, inputs, config) for _, inputs in loaded]
+    computed_at = time.perf_counter()
     snapshots: list[Scores] = []
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
@@ -143,6 +147,15 @@ async def score_journey(
                 version=version,
             )
             snapshots.append(scores)
+    log.info(
+        "journey scored",
+        workspace_id=workspace_id,
+        journey_id=str(journey_id),
+        scopes=len(snapshots),
+        load_ms=round(1000 * (loaded_at - started)),
+        compute_ms=round(1000 * (computed_at - loaded_at)),
+        store_ms=round(1000 * (time.perf_counter() - computed_at)),
+    )
     return snapshots
 
 

@@ -157,7 +157,8 @@ def _repair_stack(c: F64) -> tuple[F64, NDArray[np.bool_]]:
 @dataclass(frozen=True, slots=True)
 class DriverImportance:
     """Importance per driver (touchpoint), p entries each; intervals are bootstrap percentile intervals at
-    services.common.stats.LEVEL (NaN when bootstrap = 0)."""
+    services.common.stats.LEVEL (NaN when bootstrap = 0; [0, 0] for an inactive driver, whose 0 is not an
+    estimate)."""
 
     relative_weight: F64  # raw Johnson weights, sum to r2
     relative_weight_low: F64
@@ -200,8 +201,6 @@ def _cells(x: sp.csr_matrix, y: F64, active: NDArray[np.intp], q: int, min_pair_
     n = x.shape[0]
     levels, code = np.unique(x.data, return_inverse=True)
     y_levels, y_code = np.unique(y, return_inverse=True)
-    if levels.size > MAX_SCALE_POINTS or y_levels.size > MAX_SCALE_POINTS:
-        raise ValueError(f"ratings and LTR must be answers on scales of at most {MAX_SCALE_POINTS} points")
     k, ly = levels.size, y_levels.size
     rows = np.repeat(np.arange(n), np.diff(x.indptr))
     drv = active[x.indices]
@@ -261,7 +260,10 @@ def _matrices(cells: _Cells, totals: NDArray[np.floating]) -> F64:
     m, q, pairs = totals.shape[1], cells.q, cells.pair_j.size
     split = cells.coef_pair.shape[1] * pairs
     coef_pair, coef_y = cells.coef_pair.astype(totals.dtype), cells.coef_y.astype(totals.dtype)
-    s_pair = (coef_pair @ totals[:split].reshape(-1, pairs * m)).reshape(6, pairs, m)
+    if pairs:
+        s_pair = (coef_pair @ totals[:split].reshape(-1, pairs * m)).reshape(6, pairs, m)
+    else:  # no two drivers share enough raters: every driver stands alone
+        s_pair = np.zeros((6, 0, m), dtype=totals.dtype)
     s_y = (coef_y @ totals[split:].reshape(-1, q * m)).reshape(6, q, m)
     r_pair, r_y = _pearson(s_pair.astype(np.float64)).T, _pearson(s_y.astype(np.float64)).T
     c = np.zeros((m, q + 1, q + 1))
@@ -309,8 +311,9 @@ def key_drivers(
     ratings: sp.csr_matrix, ltr: F64, *, bootstrap: int = 200, seed: int = 0, min_pair_n: int = 30
 ) -> DriverImportance:
     """ratings: n customers x p touchpoints, stored value = the customer's rating (1-5), not stored = not rated
-    (customers rate only the touchpoints they met). ltr: each customer's likelihood to recommend (NaN: none).
-    See METHOD for the estimator; the bootstrap is vectorised as one sparse product (cells x customers) @
+    (customers rate only the touchpoints they met; one rating per customer and touchpoint: duplicate entries
+    would be summed, so the caller keeps each customer's latest). ltr: each customer's likelihood to recommend
+    (NaN: none). See METHOD for the estimator; the bootstrap is vectorised as one sparse product (cells x customers) @
     (customers x replicates) of Poisson weights per chunk of replicates."""
     x = sp.csr_matrix(ratings, dtype=np.float64, copy=True)
     x.sum_duplicates()  # canonical: sorted drivers within a customer
@@ -321,6 +324,8 @@ def key_drivers(
         raise ValueError("ratings must be finite")
     if bootstrap < 0 or min_pair_n < 2:
         raise ValueError("bootstrap must be >= 0 and min_pair_n >= 2")
+    if np.unique(x.data).size > MAX_SCALE_POINTS or np.unique(y_all[np.isfinite(y_all)]).size > MAX_SCALE_POINTS:
+        raise ValueError(f"ratings and LTR must be answers on scales of at most {MAX_SCALE_POINTS} points")
     keep = np.isfinite(y_all) & (np.diff(x.indptr) > 0)
     x, y = x[keep], y_all[keep]
     n, p = x.shape
