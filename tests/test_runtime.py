@@ -111,8 +111,8 @@ def free_ports(n: int) -> int:
 
 
 def test_up_is_ready_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
-    base = free_ports(4)
-    nats_port = base + 3
+    base = free_ports(5)
+    nats_port = base + 4  # after journey, feedback, scoring
     journey_port, feedback_port = base + 1, base + 2
     with journeygraph_up(tmp_path, base, nats_port) as (token, ready_after, _):
         assert ready_after < 60
@@ -147,8 +147,8 @@ def test_up_is_ready_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
 
 
 def test_up_restarts_a_service_that_died_and_ctrl_c_still_stops_everything(tmp_path: Path) -> None:
-    base = free_ports(4)
-    nats_port = base + 3
+    base = free_ports(5)
+    nats_port = base + 4  # after journey, feedback, scoring
     journey_port, feedback_port = base + 1, base + 2
     with journeygraph_up(tmp_path, base, nats_port, demo=False) as (_, _, up):
         pid = pid_serving(journey_port)

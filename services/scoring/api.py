@@ -11,7 +11,7 @@ from uuid import UUID
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -105,12 +105,16 @@ class PriorityBatch(BaseModel):
     items: list[Priority]
 
 
-def _scope(persona_id: UUID | None, since: datetime | None, until: datetime | None) -> ScopeShape:
+def _scope(persona_id: PersonaQuery = None, since: SinceQuery = None, until: UntilQuery = None) -> ScopeShape:
+    """The scope named by the query (or a recompute's body): a persona and a window, each optional."""
     if since is not None and until is not None and since >= until:
         raise Unprocessable(
             "`since` must be before `until`.", errors=[{"field": "query.until", "message": "not after since"}]
         )
     return ScopeShape(persona_id=persona_id, since=since, until=until)
+
+
+ScopeDep = Annotated[ScopeShape, Depends(_scope)]
 
 
 async def _scores(session: Any, caller: Caller, journey_id: UUID, scope: ScopeShape) -> Scores:
@@ -136,12 +140,10 @@ async def get_journey_scores(
     caller: Reader,
     session: SessionDep,
     journey_id: JourneyId,
-    persona_id: PersonaQuery = None,
-    since: SinceQuery = None,
-    until: UntilQuery = None,
+    scope: ScopeDep,
 ) -> Scores:
     """A journey's latest scores in a scope: every touchpoint, portfolio, moments of truth, health, attribution."""
-    return await _scores(session, caller, journey_id, _scope(persona_id, since, until))
+    return await _scores(session, caller, journey_id, scope)
 
 
 @router.get("/journeys/{journey_id}/relevance", tags=["scores"])
@@ -149,12 +151,10 @@ async def get_journey_relevance(
     caller: Reader,
     session: SessionDep,
     journey_id: JourneyId,
-    persona_id: PersonaQuery = None,
-    since: SinceQuery = None,
-    until: UntilQuery = None,
+    scope: ScopeDep,
 ) -> RelevanceView:
     """Relevance and reach of each touchpoint, with the effects and key-driver weights behind them."""
-    s = await _scores(session, caller, journey_id, _scope(persona_id, since, until))
+    s = await _scores(session, caller, journey_id, scope)
     return RelevanceView(**_meta(s), relevance_basis=s.relevance_basis, methods=s.methods, touchpoints=s.touchpoints)
 
 
@@ -163,12 +163,10 @@ async def get_journey_portfolio(
     caller: Reader,
     session: SessionDep,
     journey_id: JourneyId,
-    persona_id: PersonaQuery = None,
-    since: SinceQuery = None,
-    until: UntilQuery = None,
+    scope: ScopeDep,
 ) -> PortfolioView:
     """Each touchpoint's quadrant on relevance × reach, and the budget burners."""
-    s = await _scores(session, caller, journey_id, _scope(persona_id, since, until))
+    s = await _scores(session, caller, journey_id, scope)
     return PortfolioView(**_meta(s), portfolio=s.portfolio)
 
 
@@ -177,12 +175,10 @@ async def get_journey_moments_of_truth(
     caller: Reader,
     session: SessionDep,
     journey_id: JourneyId,
-    persona_id: PersonaQuery = None,
-    since: SinceQuery = None,
-    until: UntilQuery = None,
+    scope: ScopeDep,
 ) -> MomentsView:
     """Moments of truth measured vs designed: confirmed, unconfirmed, undiscovered."""
-    s = await _scores(session, caller, journey_id, _scope(persona_id, since, until))
+    s = await _scores(session, caller, journey_id, scope)
     return MomentsView(
         **_meta(s),
         moments_of_truth=s.moments_of_truth,
@@ -195,12 +191,10 @@ async def get_journey_pain_points(
     caller: Reader,
     session: SessionDep,
     journey_id: JourneyId,
-    persona_id: PersonaQuery = None,
-    since: SinceQuery = None,
-    until: UntilQuery = None,
+    scope: ScopeDep,
 ) -> PainPointsView:
     """Touchpoints with significant relevance and an experience significantly below the journey's."""
-    s = await _scores(session, caller, journey_id, _scope(persona_id, since, until))
+    s = await _scores(session, caller, journey_id, scope)
     pains = [t for t in s.touchpoints if t.pain_point.pain_point]
     pains.sort(key=lambda t: -(t.relevance or 0.0))
     return PainPointsView(**_meta(s), touchpoints=pains)
@@ -211,12 +205,10 @@ async def get_journey_health(
     caller: Reader,
     session: SessionDep,
     journey_id: JourneyId,
-    persona_id: PersonaQuery = None,
-    since: SinceQuery = None,
-    until: UntilQuery = None,
+    scope: ScopeDep,
 ) -> HealthView:
     """Journey health 0-100 with its components, weights, n and interval."""
-    s = await _scores(session, caller, journey_id, _scope(persona_id, since, until))
+    s = await _scores(session, caller, journey_id, scope)
     return HealthView(**_meta(s), health=s.health)
 
 
@@ -225,13 +217,11 @@ async def get_journey_attribution(
     caller: Reader,
     session: SessionDep,
     journey_id: JourneyId,
+    scope: ScopeDep,
     model: Annotated[AttributionModel | None, Query(description="One model (omit: all).")] = None,
-    persona_id: PersonaQuery = None,
-    since: SinceQuery = None,
-    until: UntilQuery = None,
 ) -> AttributionView:
     """Conversions shared out by each attribution model (not relevance: see the relevance route)."""
-    s = await _scores(session, caller, journey_id, _scope(persona_id, since, until))
+    s = await _scores(session, caller, journey_id, scope)
     return AttributionView(**_meta(s), attribution=[a for a in s.attribution if model in (None, a.model)])
 
 
@@ -240,14 +230,11 @@ async def list_journey_history(
     caller: Reader,
     session: SessionDep,
     journey_id: JourneyId,
-    persona_id: PersonaQuery = None,
-    since: SinceQuery = None,
-    until: UntilQuery = None,
+    scope: ScopeDep,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
 ) -> Page[SnapshotSummary]:
     """Every snapshot of the scope, newest first: how health and the counts moved."""
-    scope = _scope(persona_id, since, until)
     scope_id = await store.find_scope(session, workspace_id=caller.workspace_id, journey_id=journey_id, scope=scope)
     if scope_id is None:
         raise NotFound(f"Journey {journey_id} has no scores in this scope.")
@@ -283,12 +270,9 @@ async def list_scores(
     caller: Reader,
     session: SessionDep,
     journey_ids: JourneyIds,
-    persona_id: PersonaQuery = None,
-    since: SinceQuery = None,
-    until: UntilQuery = None,
+    scope: ScopeDep,
 ) -> Response:
     """The latest scores of many journeys in one call (batch read for the gateway)."""
-    scope = _scope(persona_id, since, until)
     wanted = list(dict.fromkeys(journey_ids))
     found = await store.latest_snapshots(session, workspace_id=caller.workspace_id, journey_ids=wanted, scope=scope)
     # The stored JSON is served as it is: it was validated against `Scores` when it was written.

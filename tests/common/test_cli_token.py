@@ -63,8 +63,8 @@ def _up(home: Path, env: dict[str, str], cwd: Path) -> Iterator[str]:
 
 class TestFindsTheKey:
     def test_token_from_another_directory_is_accepted_by_the_running_stack(self, tmp_path: Path) -> None:
-        base = free_ports(4)
-        env = _env(tmp_path, base, JOURNEYGRAPH_NATS_PORT=str(base + 3))
+        base = free_ports(5)
+        env = _env(tmp_path, base, JOURNEYGRAPH_NATS_PORT=str(base + 4))
         with _up(tmp_path / "stack", env, cwd=tmp_path / "repo") as printed:
             assert "XDG_RUNTIME_DIR" not in printed  # platformdirs' warning on a session without one
             minted = _cli("token", "--scopes", "journeys:read", env=env, cwd=tmp_path / "elsewhere")
