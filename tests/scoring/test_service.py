@@ -79,6 +79,33 @@ class TestScopesAndSettings:
         scores = await eventually(windowed, within=20)
         assert scores["counts"]["customers"] == 30  # customers i < 30 met the ad inside the window
 
+    async def test_a_persona_scope_counts_only_its_customers(self, stack: Stack) -> None:
+        built = await small_journey(stack)
+        journey_id = built["journey"]["id"]
+        rule = {"name": "shoppers", "when": {"attribute": "segment", "op": "eq", "value": "shop"}}
+        persona = await stack._ok(
+            stack.journey, "POST", "/v1/personas", 201, json={"key": "shopper", "name": "Shopper", "rules": [rule]}
+        )
+        profiles = [
+            {"external_id": f"c{i:03d}", "profile": {"segment": "shop" if i % 3 else "browse"}}
+            for i in range(CUSTOMERS)
+        ]
+        await stack._ok(stack.journey, "POST", "/v1/customers/bulk", 200, json={"items": profiles})
+        scope = {"persona_id": persona["id"]}
+        response = await stack.scoring.post(f"/v1/journeys/{journey_id}/recompute", headers=stack.headers, json=scope)
+        assert response.status_code == 202, response.text
+
+        async def of_the_persona() -> dict[str, Any] | None:
+            r = await stack.scoring_get(f"/v1/journeys/{journey_id}/scores", **scope)
+            # the customers' persona events may arrive after the first scoring of the scope
+            return r.json() if r.status_code == 200 and r.json()["counts"]["customers"] == 60 else None
+
+        scores = await eventually(of_the_persona, within=30)
+        reach = {t["touchpoint_id"]: t["reach"] for t in scores["touchpoints"]}
+        assert reach[built["touchpoints"]["shop"]["id"]] == 1.0  # every shopper used the shop
+        everyone = await stack.scores(journey_id)
+        assert everyone["counts"]["customers"] == CUSTOMERS
+
     async def test_settings_need_admin_and_rescore(self, stack: Stack) -> None:
         reader = stack.keys.headers(stack.workspace, ["scores:read"])
         defaults = (await stack.scoring.get("/v1/settings", headers=reader)).json()
