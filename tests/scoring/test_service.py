@@ -4,11 +4,13 @@ services answer directly."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
+from services.scoring.api import ScoresBatch
 from tests.conftest import Servers
 from tests.events import published_events
 from tests.eventually import eventually
@@ -45,8 +47,11 @@ class TestScoresFollowTheEvents:
         assert sum(markov["attribution"][0]["credit"].values()) == pytest.approx(scores["counts"]["conversions"])
         history = (await stack.scoring_get(f"/v1/journeys/{journey_id}/history")).json()
         assert history["items"][0]["snapshot_id"] == scores["snapshot_id"]
-        batch = (await stack.scoring_get("/v1/scores", journey_id=[journey_id, journey_id])).json()
+        unknown = str(uuid.uuid4())
+        batch = (await stack.scoring_get("/v1/scores", journey_id=[journey_id, journey_id, unknown])).json()
+        ScoresBatch.model_validate(batch)  # served as stored: it still matches its documented schema
         assert [s["snapshot_id"] for s in batch["items"]] == [scores["snapshot_id"]]
+        assert batch["not_scored"] == [unknown]
         shop = built["touchpoints"]["shop"]["id"]
         priority = (await stack.scoring_get("/v1/priorities", touchpoint_id=[shop])).json()["items"][0]
         assert [j["journey_id"] for j in priority["journeys"]] == [journey_id]
