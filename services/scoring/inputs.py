@@ -24,8 +24,7 @@ from numpy.typing import NDArray
 # per row a 16-bit field count and per field a 32-bit length and the value, then a -1 trailer.
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _PG_EPOCH_SECONDS = 946_684_800.0  # 2000-01-01 in Unix seconds: binary timestamps count from it
-_WIDTH = {"int8": 8, "int4": 4, "int2": 2, "timestamptz": 8}
-_DTYPE = {"int8": ">i8", "int4": ">i4", "int2": ">i2", "timestamptz": ">i8"}
+_DTYPE = {"int8": ">i8", "int4": ">i4", "int2": ">i2", "float8": ">f8", "timestamptz": ">i8"}
 
 
 async def _copy_array(conn: asyncpg.Connection, query: str, columns: list[tuple[str, str]], *args: Any) -> Any:
@@ -51,6 +50,8 @@ async def _copy_array(conn: asyncpg.Connection, query: str, columns: list[tuple[
         values = records[name]
         if kind == "timestamptz":
             out[name] = values.astype(np.float64) / 1e6 + _PG_EPOCH_SECONDS
+        elif kind == "float8":
+            out[name] = values.astype(np.float64)
         else:
             out[name] = values.astype(np.int64)
     return out
@@ -191,7 +192,15 @@ async def load_inputs(
         for which in (_FOR_JOURNEY, _FOR_TOUCHPOINTS)
     ]
     response = {k: np.concatenate([r[k] for r in answered]) for k in answered[0]}
-    conv_rows = await conn.fetch(_CONVERSIONS, workspace_id, conversions, *window, journey_id)
+    converted = await _copy_array(
+        conn,
+        _CONVERSIONS,
+        [("customer", "int8"), ("time", "timestamptz"), ("value", "float8")],
+        workspace_id,
+        conversions,
+        *window,
+        journey_id,
+    )
     members = np.empty(0, dtype=np.int64)
     if journey_persona_id is not None and scope.persona_id in (None, journey_persona_id):
         rows = await conn.fetch(_PERSONA_MEMBERS, workspace_id, journey_persona_id)
@@ -200,13 +209,11 @@ async def load_inputs(
     customers = np.unique(np.concatenate([touches["customer"], response["customer"], members]))
     conversion_time = np.full(customers.size, np.nan)
     value = 0.0
-    if conv_rows:
-        conv_customer = np.fromiter((r[0] for r in conv_rows), dtype=np.int64, count=len(conv_rows))
-        conv_time = np.fromiter((r[1].timestamp() for r in conv_rows), dtype=np.float64, count=len(conv_rows))
-        conv_value = np.fromiter((r[2] for r in conv_rows), dtype=np.float64, count=len(conv_rows))
+    if converted["customer"].size:
+        conv_customer, conv_time, conv_value = converted["customer"], converted["time"], converted["value"]
         # Only customers who are in the journey convert in it.
         at = np.minimum(np.searchsorted(customers, conv_customer), max(customers.size - 1, 0))
-        inside = customers[at] == conv_customer if customers.size else np.zeros(len(conv_rows), dtype=bool)
+        inside = customers[at] == conv_customer if customers.size else np.zeros(conv_customer.size, dtype=bool)
         conversion_time[at[inside]] = conv_time[inside]
         value = float(conv_value[inside].sum())
     return JourneyInputs(
