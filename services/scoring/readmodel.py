@@ -120,8 +120,15 @@ _JOURNEYS_OF_KEYS = text(
     "UNION SELECT s.journey_id FROM step s JOIN touchpoint t ON t.id = s.touchpoint_id "
     "WHERE s.workspace_id = :w AND t.key = ANY(CAST(:tks AS text[])) AND NOT s.removed"
 )
+# The journeys a persona's membership changes: those of the persona, and those with a scope of it.
 _JOURNEYS_OF_PERSONAS = text(
-    "SELECT id FROM journey WHERE workspace_id = :w AND persona_id = ANY(CAST(:ps AS uuid[])) AND NOT deleted"
+    "SELECT id FROM journey WHERE workspace_id = :w AND persona_id = ANY(CAST(:ps AS uuid[])) AND NOT deleted "
+    "UNION SELECT journey_id FROM score_scope WHERE workspace_id = :w AND persona_id = ANY(CAST(:ps AS uuid[]))"
+)
+# The personas customers belong to before an event moves them (they lose a member).
+_PERSONAS_OF_CUSTOMERS = text(
+    "SELECT DISTINCT persona_id FROM customer_ref WHERE workspace_id = :w AND external_id = ANY(CAST(:keys AS text[])) "
+    "AND persona_id IS NOT NULL"
 )
 _JOURNEYS_OF_WORKSPACE = text("SELECT id FROM journey WHERE workspace_id = :w AND NOT deleted")
 # `marks` counts changes: a recompute that read the inputs before a later change sees it moved and
@@ -229,16 +236,18 @@ async def _apply_journey_event(session: AsyncSession, w: str, event: Event[dict[
         return {data["journey_id"]}
     if kind in ("journey.customer.upserted", "journey.customer.reassigned"):
         items = data["items"]
+        keys = [c["external_id"] for c in items]
+        before = (await session.execute(_PERSONAS_OF_CUSTOMERS, {"w": w, "keys": keys})).scalars().all()
         await session.execute(
             _UPSERT_CUSTOMERS,
             {
                 "w": w,
-                "keys": [c["external_id"] for c in items],
+                "keys": keys,
                 "personas": [c.get("persona_id") for c in items],
                 "versions": [c["version"] for c in items],
             },
         )
-        personas = sorted({c["persona_id"] for c in items if c.get("persona_id")})
+        personas = sorted({str(p) for p in before} | {c["persona_id"] for c in items if c.get("persona_id")})
         return set(await _journeys(session, _JOURNEYS_OF_PERSONAS, {"w": w, "ps": personas})) if personas else set()
     if kind == "journey.interaction.recorded":
         return await _record_interactions(session, w, data["items"])

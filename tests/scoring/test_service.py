@@ -110,6 +110,15 @@ class TestScopesAndSettings:
         assert reach[built["touchpoints"]["shop"]["id"]] == 1.0  # every shopper used the shop
         everyone = await stack.scores(journey_id)
         assert everyone["counts"]["customers"] == CUSTOMERS
+        # Customers who leave the persona leave its scope's scores, with no other event to trigger them.
+        leaving = [{"external_id": f"c{i:03d}", "profile": {"segment": "browse"}} for i in range(45) if i % 3]
+        await stack._ok(stack.journey, "POST", "/v1/customers/bulk", 200, json={"items": leaving})
+
+        async def after_leaving() -> dict[str, Any] | None:
+            r = await stack.scoring_get(f"/v1/journeys/{journey_id}/scores", **scope)
+            return r.json() if r.json()["counts"]["customers"] == 60 - len(leaving) else None
+
+        await eventually(after_leaving, within=30)
 
     async def test_settings_need_admin_and_rescore(self, stack: Stack) -> None:
         reader = stack.keys.headers(stack.workspace, ["scores:read"])
