@@ -123,7 +123,7 @@ async def _scores(session: Any, caller: Caller, journey_id: UUID, scope: ScopeSh
     )
     if journey_id not in found:
         if not await store.journey_known(session, workspace_id=caller.workspace_id, journey_id=journey_id):
-            raise NotFound(f"No journey {journey_id} in this workspace (or its events have not arrived yet).")
+            raise NotFound(f"No journey {journey_id} in this workspace (deleted, or its events have not arrived yet).")
         raise NotFound(
             f"Journey {journey_id} has no scores in this scope yet: they follow its events within seconds; for a "
             "new scope (a persona, a window) POST /v1/journeys/{id}/recompute with it first."
@@ -376,7 +376,7 @@ async def recompute_journey(
     """Score the journey now (every scope it has, plus this one: it is then kept up to date)."""
     scope = _scope(*(body.persona_id, body.since, body.until)) if body else ScopeShape()
     if not await store.journey_known(session, workspace_id=caller.workspace_id, journey_id=journey_id):
-        raise NotFound(f"No journey {journey_id} in this workspace (or its events have not arrived yet).")
+        raise NotFound(f"No journey {journey_id} in this workspace (deleted, or its events have not arrived yet).")
     scope_id, due_at = await store.request_recompute(
         session, workspace_id=caller.workspace_id, journey_id=journey_id, scope=scope
     )

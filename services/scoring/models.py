@@ -9,6 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.timestamps import BOUNDS_HELP, Timestamp
 from services.common.validation import InputModel
 
 Quadrant = Literal["core", "lever", "hygiene", "reconsider", "no data"]
@@ -168,8 +169,8 @@ class MomentsOfTruth(Shape):
 
 class ScopeShape(InputModel):
     persona_id: UUID | None = Field(default=None, description="Only this persona's customers.")
-    since: datetime | None = Field(default=None, description="Events at or after this time.")
-    until: datetime | None = Field(default=None, description="Events before this time.")
+    since: Timestamp | None = Field(default=None, description=f"Events at or after this time ({BOUNDS_HELP}).")
+    until: Timestamp | None = Field(default=None, description=f"Events before this time ({BOUNDS_HELP}).")
 
 
 class Scores(Shape):
@@ -194,6 +195,8 @@ class Scores(Shape):
 
 class ScoreSettings(InputModel):
     """How a workspace scores its journeys. Changing them rescores every journey."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # JSON's NaN/Infinity would be stored as null
 
     relevance_basis: RelevanceBasis = Field(
         default="nps",

@@ -44,6 +44,7 @@ _JOURNEY_KNOWN = text("SELECT NOT deleted FROM journey WHERE id = :j AND workspa
 _LATEST = text(
     "SELECT DISTINCT ON (s.journey_id) s.journey_id, s.body FROM score_snapshot s "
     "JOIN score_scope c ON c.id = s.scope_id "
+    "JOIN journey j ON j.id = s.journey_id AND j.workspace_id = s.workspace_id AND NOT j.deleted "
     "WHERE s.workspace_id = :w AND s.journey_id = ANY(CAST(:js AS uuid[])) AND c.persona_id IS NOT DISTINCT FROM "
     "CAST(:persona AS uuid) AND c.since IS NOT DISTINCT FROM CAST(:since AS timestamptz) "
     "AND c.until IS NOT DISTINCT FROM CAST(:until AS timestamptz) ORDER BY s.journey_id, s.id DESC"

@@ -134,6 +134,37 @@ class TestScopesAndSettings:
         assert saved.status_code == 200, saved.text
         assert saved.json()["version"] == 1
 
+    async def test_settings_and_scopes_refuse_what_cannot_be_scored(self, stack: Stack) -> None:
+        built = await small_journey(stack)
+        journey_id = built["journey"]["id"]
+        # JSON's NaN and Infinity (which Python's parser reads) would be stored as null: refused.
+        for bad in ('{"health_weights": {"nps": NaN, "conversion": 1}}', '{"relevance_threshold": Infinity}'):
+            headers = {**stack.headers, "Content-Type": "application/json"}
+            put = await stack.scoring.put("/v1/settings", headers=headers, content=bad)
+            assert put.status_code == 422, put.text
+            assert put.headers["content-type"] == "application/problem+json"
+        assert (await stack.scoring.get("/v1/settings", headers=stack.headers)).status_code == 200
+        # A scope's times carry their zone and stay in the bounds every service accepts.
+        for scope in (
+            {"since": "2026-01-01T00:00:00", "until": "2026-02-01T00:00:00Z"},
+            {"since": "1800-01-01T00:00:00Z"},
+        ):
+            post = await stack.scoring.post(f"/v1/journeys/{journey_id}/recompute", headers=stack.headers, json=scope)
+            assert post.status_code == 422, post.text
+
+    async def test_a_deleted_journey_has_no_scores(self, stack: Stack) -> None:
+        built = await small_journey(stack)
+        journey_id = built["journey"]["id"]
+        deleted = await stack.journey.delete(f"/v1/journeys/{journey_id}", headers=stack.headers)
+        assert deleted.status_code == 204, deleted.text
+
+        async def gone() -> bool:
+            return (await stack.scoring_get(f"/v1/journeys/{journey_id}/scores")).status_code == 404
+
+        await eventually(gone, within=20)
+        batch = (await stack.scoring_get("/v1/scores", journey_id=[journey_id])).json()
+        assert batch == {"items": [], "not_scored": [journey_id]}
+
 
 class TestTenancy:
     async def test_another_workspace_sees_nothing(self, stack: Stack) -> None:
