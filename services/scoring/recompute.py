@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import structlog
@@ -36,18 +38,22 @@ from services.scoring.store import load_config
 log = structlog.get_logger(__name__)
 
 _CLAIM = text(
-    "UPDATE dirty_journey d SET leased_until = now() + make_interval(secs => :lease) "
+    "UPDATE dirty_journey d SET leased_until = now() + make_interval(secs => :seconds), lease = :lease "
     "FROM (SELECT workspace_id, journey_id FROM dirty_journey WHERE due_at <= now() "
     "      AND (leased_until IS NULL OR leased_until < now()) ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED) c "
     "WHERE d.workspace_id = c.workspace_id AND d.journey_id = c.journey_id "
     "RETURNING d.workspace_id, d.journey_id, d.marks"
 )
 _NEXT_DUE = text("SELECT extract(epoch FROM min(due_at) - now()) FROM dirty_journey WHERE leased_until IS NULL")
+_LEASED = "workspace_id = :w AND journey_id = :j AND lease = :lease"
+_RENEW = text(f"UPDATE dirty_journey SET leased_until = now() + make_interval(secs => :seconds) WHERE {_LEASED}")
+# Held while the snapshots are stored: a recompute whose lease was taken over stores nothing.
+_HOLDS = text(f"SELECT 1 FROM dirty_journey WHERE {_LEASED} FOR UPDATE")
 # Done: forget the mark unless a change came in meanwhile; then it is due again after the debounce.
-_DONE = text("DELETE FROM dirty_journey WHERE workspace_id = :w AND journey_id = :j AND marks = :marks")
+_DONE = text(f"DELETE FROM dirty_journey WHERE {_LEASED} AND marks = :marks")
 _AGAIN = text(
-    "UPDATE dirty_journey SET leased_until = NULL, due_at = now() + make_interval(secs => :delay) "
-    "WHERE workspace_id = :w AND journey_id = :j"
+    "UPDATE dirty_journey SET leased_until = NULL, lease = NULL, due_at = now() + make_interval(secs => :delay) "
+    f"WHERE {_LEASED}"
 )
 _JOURNEY = text("SELECT key, persona_id, deleted FROM journey WHERE id = :j AND workspace_id = :w")
 _DEFAULT_SCOPE = text(
@@ -81,10 +87,16 @@ _RETRY_SECONDS = 5.0
 
 
 async def score_journey(
-    sessionmaker: async_sessionmaker[AsyncSession], *, workspace_id: str, journey_id: UUID, bootstrap: int
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    workspace_id: str,
+    journey_id: UUID,
+    bootstrap: int,
+    lease: UUID | None = None,
 ) -> list[Scores]:
     """Score every scope of the journey now and store the snapshots; returns them (none for a
-    journey that is deleted or not known yet)."""
+    journey that is deleted or not known yet, or when `lease`, the worker's claim on the journey, was
+    taken over meanwhile: the newer holder stores)."""
     started = time.perf_counter()
     async with sessionmaker() as session, session.begin():
         await session.execute(_DEFAULT_SCOPE, {"id": new_ids(1)[0], "w": workspace_id, "j": journey_id})
@@ -120,6 +132,16 @@ async def score_journey(
     snapshots: list[Scores] = []
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
+        if (
+            lease is not None
+            and (await session.execute(_HOLDS, {"w": workspace_id, "j": journey_id, "lease": lease})).first() is None
+        ):
+            log.warning(
+                "recompute lease lost; the newer recompute stores",
+                workspace_id=workspace_id,
+                journey_id=str(journey_id),
+            )
+            return []
         for (scope, inputs), body in zip(loaded, bodies, strict=True):
             snapshot_id = new_ids(1)[0]
             scores = Scores.model_validate(
@@ -190,8 +212,9 @@ class RecomputeWorker(LoopWorker):
 
     async def run_once(self) -> bool:
         s = self._settings
+        lease = uuid.uuid4()
         async with self._sessionmaker() as session, session.begin():
-            claimed = (await session.execute(_CLAIM, {"lease": s.recompute_lease_seconds})).first()
+            claimed = (await session.execute(_CLAIM, {"seconds": s.recompute_lease_seconds, "lease": lease})).first()
             if claimed is None:
                 wait = await session.scalar(_NEXT_DUE)
         if claimed is None:
@@ -200,17 +223,31 @@ class RecomputeWorker(LoopWorker):
                 return True
             return False
         w, j, marks = claimed
+        held = {"w": w, "j": j, "lease": lease}
+        renewing = asyncio.create_task(self._renew(held))
         try:
-            await score_journey(self._sessionmaker, workspace_id=w, journey_id=j, bootstrap=s.bootstrap_replicates)
+            await score_journey(
+                self._sessionmaker, workspace_id=w, journey_id=j, bootstrap=s.bootstrap_replicates, lease=lease
+            )
         except Exception:
-            await self._release(w, j, delay=_RETRY_SECONDS)  # kept: scored again later
+            await self._release(held, delay=_RETRY_SECONDS)  # kept: scored again later
             raise
+        finally:
+            renewing.cancel()
         async with self._sessionmaker() as session, session.begin():
-            done = await session.execute(_DONE, {"w": w, "j": j, "marks": marks})
+            done = await session.execute(_DONE, {**held, "marks": marks})
         if not done.rowcount:  # type: ignore[attr-defined]
-            await self._release(w, j, delay=s.debounce_seconds)
+            await self._release(held, delay=s.debounce_seconds)
         return True
 
-    async def _release(self, w: str, j: UUID, *, delay: float) -> None:
+    async def _renew(self, held: dict[str, Any]) -> None:
+        """Keep the lease while the journey is scored: only a replica that died loses it."""
+        seconds = self._settings.recompute_lease_seconds
+        while True:
+            await asyncio.sleep(seconds / 3)
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(_RENEW, {**held, "seconds": seconds})
+
+    async def _release(self, held: dict[str, Any], *, delay: float) -> None:
         async with self._sessionmaker() as session, session.begin():
-            await session.execute(_AGAIN, {"w": w, "j": j, "delay": delay})
+            await session.execute(_AGAIN, {**held, "delay": delay})

@@ -191,6 +191,7 @@ score_snapshot = sa.Table(
     _tz("computed_at", nullable=False),
     sa.Column("body", sa.LargeBinary, nullable=False),  # the snapshot's JSON (models.Scores), as served
     sa.Index("ix_score_snapshot_scope", "workspace_id", "journey_id", "scope_id", sa.text("id DESC")),
+    sa.Index("uq_score_snapshot_version", "scope_id", "version", unique=True),
 )
 
 # Each touchpoint's latest relevance per journey (default scope), kept with every snapshot: the
@@ -222,5 +223,6 @@ dirty_journey = sa.Table(
     _tz("due_at", nullable=False),
     sa.Column("marks", sa.BigInteger, nullable=False),
     _tz("leased_until"),
+    sa.Column("lease", UUID(as_uuid=True)),  # the holder's token: only it may store, finish or release
     sa.Index("ix_dirty_journey_due", "due_at"),
 )

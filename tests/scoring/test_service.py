@@ -4,13 +4,18 @@ services answer directly."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
+from services.common.db import create_engine, create_sessionmaker
 from services.scoring.api import ScoresBatch
+from services.scoring.recompute import score_journey
+from services.scoring.settings import ScoringSettings
 from tests.conftest import Servers
 from tests.events import published_events
 from tests.eventually import eventually
@@ -181,3 +186,42 @@ class TestTenancy:
         assert priority["priority"] is None
         recompute = await other.scoring.post(f"/v1/journeys/{journey_id}/recompute", headers=other.headers)
         assert recompute.status_code == 404
+
+
+class TestRecomputeLease:
+    async def test_a_recompute_whose_lease_was_taken_over_stores_nothing(
+        self, stack: Stack, scoring_settings: ScoringSettings
+    ) -> None:
+        built = await small_journey(stack)
+        journey_id = uuid.UUID(built["journey"]["id"])
+        engine = create_engine(scoring_settings.database_url)
+        sessionmaker = create_sessionmaker(engine)
+        mine, theirs = uuid.uuid4(), uuid.uuid4()
+        held = {"w": stack.workspace, "j": journey_id, "lease": theirs}
+        try:
+            async with sessionmaker() as session, session.begin():  # another replica took the journey over
+                await session.execute(TAKEN_OVER, held)
+            score = functools.partial(score_journey, sessionmaker, workspace_id=stack.workspace, journey_id=journey_id)
+            assert await score(bootstrap=20, lease=mine) == []
+            history = (await stack.scoring_get(f"/v1/journeys/{journey_id}/history")).json()["items"]
+            assert history[0]["snapshot_id"] == built["scores"]["snapshot_id"]  # nothing stored
+            stored = await score(bootstrap=20, lease=theirs)
+            assert [s.snapshot_id for s in stored] == [
+                uuid.UUID(h["snapshot_id"])
+                for h in (await stack.scoring_get(f"/v1/journeys/{journey_id}/history")).json()["items"][:1]
+            ]
+        finally:
+            async with sessionmaker() as session, session.begin():
+                await session.execute(
+                    text("DELETE FROM dirty_journey WHERE workspace_id = :w AND journey_id = :j"), held
+                )
+            await engine.dispose()
+
+
+TAKEN_OVER = text(
+    "INSERT INTO dirty_journey (workspace_id, journey_id, due_at, marks, leased_until, lease) "
+    "VALUES (:w, :j, now() + interval '1 hour', 1, now() + interval '1 hour', :lease) "
+    "ON CONFLICT (workspace_id, journey_id) DO UPDATE SET lease = EXCLUDED.lease, "
+    "leased_until = EXCLUDED.leased_until, due_at = EXCLUDED.due_at"
+)
+FORGET = text("DELETE FROM dirty_journey WHERE workspace_id = :w AND journey_id = :j")

@@ -48,6 +48,7 @@ def upgrade() -> None:
     sa.Column('due_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('marks', sa.BigInteger(), nullable=False),
     sa.Column('leased_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('lease', sa.UUID(), nullable=True),
     sa.PrimaryKeyConstraint('workspace_id', 'journey_id')
     )
     op.create_index('ix_dirty_journey_due', 'dirty_journey', ['due_at'], unique=False)
@@ -168,6 +169,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_score_snapshot_scope', 'score_snapshot', ['workspace_id', 'journey_id', 'scope_id', sa.literal_column('id DESC')], unique=False)
+    op.create_index('uq_score_snapshot_version', 'score_snapshot', ['scope_id', 'version'], unique=True)
     op.create_table('stage',
     sa.Column('id', sa.UUID(), nullable=False),
     sa.Column('workspace_id', sa.Text(), nullable=False),
@@ -234,6 +236,7 @@ def downgrade() -> None:
     op.drop_table('step')
     op.drop_index('ix_stage_journey', table_name='stage')
     op.drop_table('stage')
+    op.drop_index('uq_score_snapshot_version', table_name='score_snapshot')
     op.drop_index('ix_score_snapshot_scope', table_name='score_snapshot')
     op.drop_table('score_snapshot')
     op.drop_table('score_settings')
