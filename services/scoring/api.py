@@ -5,7 +5,6 @@ was computed and up to when its inputs were complete (`as_of`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -13,7 +12,6 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 
 from services.common.auth import Caller, caller_with
 from services.common.db import SessionDep
@@ -24,12 +22,8 @@ from services.common.timestamps import BOUNDS_HELP, TimeQuery
 from services.scoring import store
 from services.scoring.analytics.portfolio import cross_journey_priority
 from services.scoring.models import (
-    Attribution,
     AttributionModel,
-    Health,
     JourneyRelevance,
-    MomentsOfTruth,
-    Portfolio,
     Priority,
     RecomputeRequested,
     ScopeShape,
@@ -37,7 +31,19 @@ from services.scoring.models import (
     ScoreSettings,
     ScoreSettingsPublic,
     SnapshotSummary,
-    TouchpointScore,
+)
+from services.scoring.views import (
+    AttributionView,
+    HealthView,
+    MomentsView,
+    PainPointsView,
+    PortfolioView,
+    PriorityBatch,
+    RelevanceView,
+    ScopeItem,
+    ScopeList,
+    ScoreMeta,
+    ScoresBatch,
 )
 
 Reader = Annotated[Caller, caller_with("scores:read")]
@@ -58,51 +64,6 @@ TouchpointIds = Annotated[
 WeightChoice = Literal["customers", "value"]
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES)
-
-
-class ScoreMeta(BaseModel):
-    snapshot_id: UUID
-    journey_id: UUID
-    scope: ScopeShape
-    computed_at: datetime
-    as_of: datetime | None
-    flags: list[str]
-
-
-class RelevanceView(ScoreMeta):
-    relevance_basis: str
-    methods: dict[str, str]
-    touchpoints: list[TouchpointScore]
-
-
-class PortfolioView(ScoreMeta):
-    portfolio: Portfolio
-
-
-class MomentsView(ScoreMeta):
-    moments_of_truth: MomentsOfTruth
-    touchpoints: list[TouchpointScore] = Field(description="The touchpoints named in any of the three lists.")
-
-
-class PainPointsView(ScoreMeta):
-    touchpoints: list[TouchpointScore] = Field(description="The pain points, most relevant first.")
-
-
-class HealthView(ScoreMeta):
-    health: Health
-
-
-class AttributionView(ScoreMeta):
-    attribution: list[Attribution]
-
-
-class ScoresBatch(BaseModel):
-    items: list[Scores]
-    not_scored: list[UUID] = Field(description="Asked for, but without scores in this scope (unknown or not yet).")
-
-
-class PriorityBatch(BaseModel):
-    items: list[Priority]
 
 
 def _scope(persona_id: PersonaQuery = None, since: SinceQuery = None, until: UntilQuery = None) -> ScopeShape:
@@ -363,6 +324,32 @@ async def list_priorities(
     wanted = list(dict.fromkeys(touchpoint_ids))
     rows = await store.relevance_rows(session, workspace_id=caller.workspace_id, touchpoint_ids=wanted)
     return PriorityBatch(items=_priorities(rows, wanted, weight_by))
+
+
+@router.get("/journeys/{journey_id}/scopes", tags=["scores"])
+async def list_journey_scopes(caller: Reader, session: SessionDep, journey_id: JourneyId) -> ScopeList:
+    """The scopes the journey's scores are kept up to date in."""
+    rows = await store.list_scopes(session, workspace_id=caller.workspace_id, journey_id=journey_id)
+    if not rows and not await store.journey_known(session, workspace_id=caller.workspace_id, journey_id=journey_id):
+        raise NotFound(f"No journey {journey_id} in this workspace (deleted, or its events have not arrived yet).")
+    return ScopeList(
+        items=[ScopeItem(scope_id=r.id, persona_id=r.persona_id, since=r.since, until=r.until) for r in rows]
+    )
+
+
+@router.delete("/journeys/{journey_id}/scopes", status_code=204, tags=["scores"])
+async def remove_journey_scope(caller: Reader, session: SessionDep, journey_id: JourneyId, scope: ScopeDep) -> Response:
+    """Stop keeping the journey's scores in this scope, and forget its snapshots (the default scope stays)."""
+    if scope == ScopeShape():
+        raise Unprocessable(
+            "The default scope (every customer, all time) is always kept; name a persona_id, since or until.",
+            errors=[{"field": "query", "message": "names no scope"}],
+        )
+    scope_id = await store.find_scope(session, workspace_id=caller.workspace_id, journey_id=journey_id, scope=scope)
+    if scope_id is None:
+        raise NotFound(f"Journey {journey_id} has no such scope (GET /v1/journeys/{journey_id}/scopes lists them).")
+    await store.remove_scope(session, workspace_id=caller.workspace_id, journey_id=journey_id, scope_id=scope_id)
+    return Response(status_code=204)
 
 
 @router.post("/journeys/{journey_id}/recompute", status_code=202, response_model=RecomputeRequested, tags=["scores"])

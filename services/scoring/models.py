@@ -167,6 +167,9 @@ class MomentsOfTruth(Shape):
     undiscovered: list[UUID] = Field(description="Supported by the data, not designed.")
 
 
+MAX_SCOPES = 20  # per journey, the default one included: each is rescored with every change
+
+
 class ScopeShape(InputModel):
     persona_id: UUID | None = Field(default=None, description="Only this persona's customers.")
     since: Timestamp | None = Field(default=None, description=f"Events at or after this time ({BOUNDS_HELP}).")

@@ -2,10 +2,11 @@
 read model's consumers, debounced), scores each of its scopes and stores one snapshot per scope with
 its `scoring.score.updated` event, in one transaction.
 
-- The inputs are read in one REPEATABLE READ transaction (one consistent state); the maths runs in a
-  thread, so the event loop keeps serving.
-- A journey is leased while it is computed: two replicas never score it at once, and a replica that
-  died is taken over after the lease. A change during the computation moves `marks`, so the journey
+- The inputs are read in one REPEATABLE READ transaction (one consistent state), one scope at a time
+  (only one scope's facts are in memory); the maths runs in a thread, so the event loop keeps serving.
+- A journey is leased while it is computed, by a token renewed meanwhile: two replicas never score it
+  at once, a replica that died is taken over after the lease, and one whose lease was taken over
+  stores nothing. A change during the computation moves `marks`, so the journey
   is scored again with it.
 """
 
@@ -33,7 +34,7 @@ from services.scoring.events import SCORE_UPDATED, score_updated
 from services.scoring.inputs import Scope, load_inputs
 from services.scoring.models import Scores
 from services.scoring.settings import ScoringSettings
-from services.scoring.store import load_config
+from services.scoring.store import list_scopes, load_config
 
 log = structlog.get_logger(__name__)
 
@@ -58,10 +59,6 @@ _AGAIN = text(
 _JOURNEY = text("SELECT key, persona_id, deleted FROM journey WHERE id = :j AND workspace_id = :w")
 _DEFAULT_SCOPE = text(
     "INSERT INTO score_scope (id, workspace_id, journey_id) VALUES (:id, :w, :j) ON CONFLICT DO NOTHING"
-)
-_SCOPES = text(
-    "SELECT id, persona_id, since, until FROM score_scope WHERE workspace_id = :w AND journey_id = :j "
-    "ORDER BY created_at"
 )
 _INSERT_SNAPSHOT = text(
     "INSERT INTO score_snapshot (id, workspace_id, journey_id, scope_id, version, computed_at, body) "
@@ -97,7 +94,6 @@ async def score_journey(
     """Score every scope of the journey now and store the snapshots; returns them (none for a
     journey that is deleted or not known yet, or when `lease`, the worker's claim on the journey, was
     taken over meanwhile: the newer holder stores)."""
-    started = time.perf_counter()
     async with sessionmaker() as session, session.begin():
         await session.execute(_DEFAULT_SCOPE, {"id": new_ids(1)[0], "w": workspace_id, "j": journey_id})
     async with sessionmaker() as session, session.begin():
@@ -105,30 +101,30 @@ async def score_journey(
         row = (await session.execute(_JOURNEY, {"j": journey_id, "w": workspace_id})).first()
         if row is None or row.deleted:
             return []
-        scopes = (await session.execute(_SCOPES, {"w": workspace_id, "j": journey_id})).all()
+        scopes = await list_scopes(session, workspace_id=workspace_id, journey_id=journey_id)
         config = await load_config(session, workspace_id=workspace_id)
         complete = [await as_of(session, consumer=c, workspace_id=workspace_id) for c in CONSUMERS_OF_INPUTS]
         raw = await driver_connection(session)
-        loaded = [
-            (
-                scope,
-                await load_inputs(
-                    raw,
-                    workspace_id=workspace_id,
-                    journey_id=journey_id,
-                    journey_key=row.key,
-                    journey_persona_id=row.persona_id,
-                    scope=Scope(scope.persona_id, scope.since, scope.until),
-                    conversions=list(config.conversion_outcomes),
-                ),
+        config = replace(config, bootstrap=bootstrap)
+        # One scope at a time: only one scope's facts are in memory, in the transaction's one state.
+        scored, load_s, compute_s = [], 0.0, 0.0
+        for scope in scopes:
+            began = time.perf_counter()
+            inputs = await load_inputs(
+                raw,
+                workspace_id=workspace_id,
+                journey_id=journey_id,
+                journey_key=row.key,
+                journey_persona_id=row.persona_id,
+                scope=Scope(scope.persona_id, scope.since, scope.until),
+                conversions=list(config.conversion_outcomes),
             )
-            for scope in scopes
-        ]
+            loaded = time.perf_counter()
+            scored.append((scope, await asyncio.to_thread(compute_scores, inputs, config), inputs.conversion_value))
+            load_s, compute_s = load_s + loaded - began, compute_s + time.perf_counter() - loaded
+            del inputs
     known = [t for t in complete if t is not None]
-    config = replace(config, bootstrap=bootstrap)
-    loaded_at = time.perf_counter()
-    bodies = [await asyncio.to_thread(compute_scores, inputs, config) for _, inputs in loaded]
-    computed_at = time.perf_counter()
+    stored_from = time.perf_counter()
     snapshots: list[Scores] = []
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
@@ -142,7 +138,7 @@ async def score_journey(
                 journey_id=str(journey_id),
             )
             return []
-        for (scope, inputs), body in zip(loaded, bodies, strict=True):
+        for scope, body, conversion_value in scored:
             snapshot_id = new_ids(1)[0]
             scores = Scores.model_validate(
                 {
@@ -159,7 +155,7 @@ async def score_journey(
                 {"id": snapshot_id, "w": workspace_id, "j": journey_id, "scope": scope.id, "at": now, "body": payload},
             )
             if scope.persona_id is None and scope.since is None and scope.until is None:
-                await _keep_relevance(session, workspace_id, scores, inputs.conversion_value)
+                await _keep_relevance(session, workspace_id, scores, conversion_value)
             await emit(
                 session,
                 workspace_id=workspace_id,
@@ -174,9 +170,9 @@ async def score_journey(
         workspace_id=workspace_id,
         journey_id=str(journey_id),
         scopes=len(snapshots),
-        load_ms=round(1000 * (loaded_at - started)),
-        compute_ms=round(1000 * (computed_at - loaded_at)),
-        store_ms=round(1000 * (time.perf_counter() - computed_at)),
+        load_ms=round(1000 * load_s),
+        compute_ms=round(1000 * compute_s),
+        store_ms=round(1000 * (time.perf_counter() - stored_from)),
     )
     return snapshots
 

@@ -10,9 +10,10 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.errors import Conflict
 from services.common.ids import new_ids
 from services.scoring.compute import ScoringConfig
-from services.scoring.models import ScopeShape, ScoreSettings, ScoreSettingsPublic
+from services.scoring.models import MAX_SCOPES, ScopeShape, ScoreSettings, ScoreSettingsPublic
 
 _SETTINGS = text("SELECT settings, version, updated_at FROM score_settings WHERE workspace_id = :w")
 _SAVE_SETTINGS = text(
@@ -40,6 +41,13 @@ _ADD_SCOPE = text(
     "INSERT INTO score_scope (id, workspace_id, journey_id, persona_id, since, until) "
     "VALUES (:id, :w, :j, :persona, :since, :until) ON CONFLICT DO NOTHING"
 )
+_COUNT_SCOPES = text("SELECT count(*) FROM score_scope WHERE workspace_id = :w AND journey_id = :j")
+_SCOPES = text(
+    "SELECT id, persona_id, since, until FROM score_scope WHERE workspace_id = :w AND journey_id = :j "
+    "ORDER BY created_at, id"
+)
+_FORGET_SNAPSHOTS = text("DELETE FROM score_snapshot WHERE workspace_id = :w AND journey_id = :j AND scope_id = :scope")
+_FORGET_SCOPE = text("DELETE FROM score_scope WHERE workspace_id = :w AND journey_id = :j AND id = :scope")
 _JOURNEY_KNOWN = text("SELECT NOT deleted FROM journey WHERE id = :j AND workspace_id = :w")
 _LATEST = text(
     "SELECT DISTINCT ON (s.journey_id) s.journey_id, s.body FROM score_snapshot s "
@@ -100,10 +108,29 @@ async def request_recompute(
 ) -> tuple[UUID, datetime]:
     """Add the scope if it is new (it is then kept up to date) and make the journey due now."""
     params = _scope_params(workspace_id, journey_id, scope)
-    await session.execute(_ADD_SCOPE, {**params, "id": new_ids(1)[0]})
     scope_id = await session.scalar(_FIND_SCOPE, params)
+    if scope_id is None:
+        # Every scope is rescored with every change of the journey: their number is bounded.
+        if await session.scalar(_COUNT_SCOPES, params) >= MAX_SCOPES:
+            raise Conflict(
+                f"Journey {journey_id} already keeps {MAX_SCOPES} scopes up to date, the most it may: remove one "
+                "you no longer read (DELETE /v1/journeys/{id}/scopes with its persona_id, since and until) first."
+            )
+        await session.execute(_ADD_SCOPE, {**params, "id": new_ids(1)[0]})
+        scope_id = await session.scalar(_FIND_SCOPE, params)
     due_at = await session.scalar(_MARK_JOURNEY, {"w": workspace_id, "j": journey_id})
     return scope_id, due_at
+
+
+async def list_scopes(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> list[Any]:
+    return list(await session.execute(_SCOPES, {"w": workspace_id, "j": journey_id}))
+
+
+async def remove_scope(session: AsyncSession, *, workspace_id: str, journey_id: UUID, scope_id: UUID) -> None:
+    """Forget a scope and its snapshots: it is no longer kept up to date."""
+    params = {"w": workspace_id, "j": journey_id, "scope": scope_id}
+    await session.execute(_FORGET_SNAPSHOTS, params)
+    await session.execute(_FORGET_SCOPE, params)
 
 
 async def find_scope(session: AsyncSession, *, workspace_id: str, journey_id: UUID, scope: ScopeShape) -> UUID | None:

@@ -13,9 +13,10 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from services.common.db import create_engine, create_sessionmaker
-from services.scoring.api import ScoresBatch
+from services.scoring.models import MAX_SCOPES
 from services.scoring.recompute import score_journey
 from services.scoring.settings import ScoringSettings
+from services.scoring.views import ScoresBatch
 from tests.conftest import Servers
 from tests.events import published_events
 from tests.eventually import eventually
@@ -124,6 +125,31 @@ class TestScopesAndSettings:
             return r.json() if r.json()["counts"]["customers"] == 60 - len(leaving) else None
 
         await eventually(after_leaving, within=30)
+
+    async def test_scopes_are_listed_bounded_and_removable(self, stack: Stack) -> None:
+        built = await small_journey(stack)
+        journey_id = built["journey"]["id"]
+        scopes_url, recompute_url = f"/v1/journeys/{journey_id}/scopes", f"/v1/journeys/{journey_id}/recompute"
+        listed = (await stack.scoring_get(scopes_url)).json()["items"]
+        assert [(s["persona_id"], s["since"], s["until"]) for s in listed] == [(None, None, None)]
+        for minute in range(MAX_SCOPES - 1):
+            added = await stack.scoring.post(recompute_url, headers=stack.headers, json={"since": at(minute)})
+            assert added.status_code == 202, added.text
+        again = await stack.scoring.post(recompute_url, headers=stack.headers, json={"since": at(0)})
+        assert again.status_code == 202, again.text  # a scope it keeps already is no new one
+        refused = await stack.scoring.post(recompute_url, headers=stack.headers, json={"since": at(99)})
+        assert refused.status_code == 409, refused.text
+        assert "DELETE /v1/journeys/{id}/scopes" in refused.json()["detail"]
+
+        removed = await stack.scoring.delete(scopes_url, headers=stack.headers, params={"since": at(0)})
+        assert removed.status_code == 204, removed.text
+        assert len((await stack.scoring_get(scopes_url)).json()["items"]) == MAX_SCOPES - 1
+        assert (await stack.scoring_get(f"/v1/journeys/{journey_id}/history", since=at(0))).status_code == 404
+        added = await stack.scoring.post(recompute_url, headers=stack.headers, json={"since": at(99)})
+        assert added.status_code == 202, added.text
+        assert (await stack.scoring.delete(scopes_url, headers=stack.headers)).status_code == 422  # the default
+        gone = await stack.scoring.delete(scopes_url, headers=stack.headers, params={"since": at(0)})
+        assert gone.status_code == 404
 
     async def test_settings_need_admin_and_rescore(self, stack: Stack) -> None:
         reader = stack.keys.headers(stack.workspace, ["scores:read"])
