@@ -142,10 +142,35 @@ _MARK = text(
 
 
 def _by_workspace(events: Iterable[Event[dict[str, Any]]]) -> dict[str, _Events]:
+    """The events per workspace, workspaces in one order for every consumer (the order their locks are taken)."""
     grouped: dict[str, _Events] = defaultdict(list)
     for e in events:
         grouped[e.workspace_id].append(e)
-    return grouped
+    return dict(sorted(grouped.items()))
+
+
+# Which journeys a fact changes is looked up in the structure (steps, touchpoints, journeys' personas)
+# as committed. A fact and a structural change committing at once could each miss the other: the
+# structure's recompute reads before the fact commits, the fact's lookup before the structure does.
+# So facts hold a shared lock on their workspace and structural changes an exclusive one: whichever
+# commits second sees the first, and marks the journey after it.
+_HOLD_SHARED = text("SELECT pg_advisory_xact_lock_shared(8003, hashtext(:w))")
+_HOLD_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(8003, hashtext(:w))")
+_FACTS = frozenset(
+    {
+        "journey.interaction.recorded",
+        "journey.outcome.recorded",
+        "journey.customer.upserted",
+        "journey.customer.reassigned",
+        "feedback.response.submitted",
+        "feedback.comment.analysed",
+    }
+)
+
+
+async def _hold_workspace(session: AsyncSession, workspace_id: str, batch: _Events) -> None:
+    structural = any(e.type not in _FACTS for e in batch)
+    await session.execute(_HOLD_EXCLUSIVE if structural else _HOLD_SHARED, {"w": workspace_id})
 
 
 async def mark_dirty(session: AsyncSession, *, workspace_id: str, journey_ids: Iterable[UUID | str]) -> None:
@@ -169,6 +194,7 @@ async def _number_customers(session: AsyncSession, workspace_id: str, keys: list
 
 async def apply_journey_events(session: AsyncSession, events: _Events) -> None:
     for workspace_id, batch in _by_workspace(events).items():
+        await _hold_workspace(session, workspace_id, batch)
         dirty: set[UUID | str] = set()
         for event in batch:
             dirty |= await _apply_journey_event(session, workspace_id, event)
@@ -317,6 +343,7 @@ async def apply_feedback_events(session: AsyncSession, events: _Events) -> None:
         responses = [e for e in batch if e.type in RESPONSE_EVENTS]
         if not responses:
             continue
+        await _hold_workspace(session, workspace_id, responses)
         items = [(e.data, e.version or 1) for e in responses]
         await _number_customers(session, workspace_id, [r.get("customer_external_id") for r, _ in items])
         await session.execute(
