@@ -55,6 +55,7 @@ _UPSERT_STAGES = text(
     "ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key, name = EXCLUDED.name, position = EXCLUDED.position, "
     "version = EXCLUDED.version, removed = false WHERE stage.version < EXCLUDED.version"
 )
+_STAGES_VERSION = text("SELECT coalesce(max(version), 0) FROM stage WHERE workspace_id = :w AND journey_id = :j")
 # A stage event lists the journey's stages after the change: an older stage not among them is gone.
 _REMOVE_OTHER_STAGES = text(
     "UPDATE stage SET removed = true, version = :v "
@@ -283,6 +284,10 @@ async def _apply_journey_event(session: AsyncSession, w: str, event: Event[dict[
 
 
 async def _upsert_stages(session: AsyncSession, w: str, journey_id: str, stages: list[dict[str, Any]], v: int) -> None:
+    """Every stage event lists all the journey's stages after it: the newest list wins whole (an older
+    one arriving late would bring back a stage the newer one no longer lists)."""
+    if await session.scalar(_STAGES_VERSION, {"w": w, "j": journey_id}) >= v:
+        return
     ids = [s["id"] for s in stages]
     await session.execute(
         _UPSERT_STAGES,
