@@ -78,13 +78,17 @@ def _scope(persona_id: PersonaQuery = None, since: SinceQuery = None, until: Unt
 ScopeDep = Annotated[ScopeShape, Depends(_scope)]
 
 
+async def _require_journey(session: Any, caller: Caller, journey_id: UUID) -> None:
+    if not await store.journey_known(session, workspace_id=caller.workspace_id, journey_id=journey_id):
+        raise NotFound(f"No journey {journey_id} in this workspace (deleted, or its events have not arrived yet).")
+
+
 async def _scores(session: Any, caller: Caller, journey_id: UUID, scope: ScopeShape) -> Scores:
     found = await store.latest_snapshots(
         session, workspace_id=caller.workspace_id, journey_ids=[journey_id], scope=scope
     )
     if journey_id not in found:
-        if not await store.journey_known(session, workspace_id=caller.workspace_id, journey_id=journey_id):
-            raise NotFound(f"No journey {journey_id} in this workspace (deleted, or its events have not arrived yet).")
+        await _require_journey(session, caller, journey_id)
         raise NotFound(
             f"Journey {journey_id} has no scores in this scope yet: they follow its events within seconds; for a "
             "new scope (a persona, a window) POST /v1/journeys/{id}/recompute with it first."
@@ -329,9 +333,8 @@ async def list_priorities(
 @router.get("/journeys/{journey_id}/scopes", tags=["scores"])
 async def list_journey_scopes(caller: Reader, session: SessionDep, journey_id: JourneyId) -> ScopeList:
     """The scopes the journey's scores are kept up to date in."""
+    await _require_journey(session, caller, journey_id)
     rows = await store.list_scopes(session, workspace_id=caller.workspace_id, journey_id=journey_id)
-    if not rows and not await store.journey_known(session, workspace_id=caller.workspace_id, journey_id=journey_id):
-        raise NotFound(f"No journey {journey_id} in this workspace (deleted, or its events have not arrived yet).")
     return ScopeList(
         items=[ScopeItem(scope_id=r.id, persona_id=r.persona_id, since=r.since, until=r.until) for r in rows]
     )
@@ -362,8 +365,7 @@ async def recompute_journey(
 ) -> Response:
     """Score the journey now (every scope it has, plus this one: it is then kept up to date)."""
     scope = _scope(*(body.persona_id, body.since, body.until)) if body else ScopeShape()
-    if not await store.journey_known(session, workspace_id=caller.workspace_id, journey_id=journey_id):
-        raise NotFound(f"No journey {journey_id} in this workspace (deleted, or its events have not arrived yet).")
+    await _require_journey(session, caller, journey_id)
     scope_id, due_at = await store.request_recompute(
         session, workspace_id=caller.workspace_id, journey_id=journey_id, scope=scope
     )
