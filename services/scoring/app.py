@@ -12,8 +12,8 @@ from services.common.service import create_service_app
 from services.common.worker import Worker
 from services.scoring.api import router
 from services.scoring.events import PUBLISHED
-from services.scoring.readmodel import CONSUMERS, DEBOUNCE_KEY, RECOMPUTE_WORKER
-from services.scoring.recompute import RecomputeWorker
+from services.scoring.readmodel import CONSUMERS, DEBOUNCE_KEY, RECOMPUTE_WORKER, REFIT_KEY
+from services.scoring.recompute import FIT, REFRESH, RecomputeWorker
 from services.scoring.settings import ScoringSettings
 
 SERVICE_DIR = Path(__file__).parent
@@ -47,11 +47,21 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
 
 def _workers(settings: ScoringSettings) -> Callable[[FastAPI], Sequence[Worker]]:
     def setup(app: FastAPI) -> Sequence[Worker]:
-        worker = RecomputeWorker(app.state.sessionmaker, settings)
+        lanes = [RecomputeWorker(app.state.sessionmaker, settings, lane) for lane in (REFRESH, FIT)]
+
+        def wake() -> None:
+            for lane in lanes:
+                lane.wake()
+
         # The consumers' sessions come from this sessionmaker: their commits wake the worker.
         info = app.state.sessionmaker.kw.setdefault("info", {})
-        info.update({RECOMPUTE_WORKER: worker.wake, DEBOUNCE_KEY: settings.debounce_seconds})
-        app.state.recompute_worker = worker
-        return (worker,)
+        info.update(
+            {
+                RECOMPUTE_WORKER: wake,
+                DEBOUNCE_KEY: settings.debounce_seconds,
+                REFIT_KEY: settings.refit_seconds,
+            }
+        )
+        return lanes
 
     return setup

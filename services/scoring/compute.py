@@ -15,7 +15,9 @@ Conventions, stated once:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 import scipy.sparse as sp  # type: ignore[import-untyped]
@@ -24,7 +26,8 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from services.common import stats
 from services.scoring.analytics import attribution, drivers, effects, health, portfolio
-from services.scoring.inputs import JourneyInputs
+from services.scoring.inputs import JourneyInputs, Touchpoint
+from services.scoring.tally import Customers, Tally, customers_of, indicator, latest, tally_of
 
 DEFAULT_CONVERSIONS = ("purchase", "conversion")
 
@@ -41,14 +44,6 @@ class ScoringConfig:
     conversion_outcomes: tuple[str, ...] = DEFAULT_CONVERSIONS
     min_sample: int = 30
     bootstrap: int = 200
-
-
-def _latest(keys: NDArray[np.int64], times: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Index of the latest row per key."""
-    order = np.lexsort((times, keys))
-    last = np.ones(order.size, dtype=bool)
-    last[:-1] = keys[order][1:] != keys[order][:-1]
-    return order[last]
 
 
 def _magnitude(effect: Any, significant_only: bool = False) -> tuple[NDArray[np.float64], ...]:
@@ -69,104 +64,104 @@ def _f(x: Any) -> float | None:
     return None if not np.isfinite(x) else x
 
 
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """The model-based parts of a snapshot (effects, key drivers, relevance, attribution), fitted on the
+    customers' rows by a full recompute. Snapshots that only refresh the counts carry them unchanged
+    until the next fit (`fitted_at` says when it was)."""
+
+    relevance: NDArray[np.float64]  # (p,) NaN: no estimate
+    relevance_low: NDArray[np.float64]
+    relevance_high: NDArray[np.float64]
+    significant: NDArray[np.bool_]
+    nps_effect: list[dict[str, Any]]
+    conversion_effect: list[dict[str, Any]]
+    driver: list[dict[str, Any] | None]
+    methods: dict[str, str]
+    r2: dict[str, Any] | None
+    attribution: list[dict[str, Any]]
+    flags: list[str]
+
+
 def compute_scores(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, Any]:
+    """A full recompute: the tally counted and the models fitted on the inputs."""
     # One BLAS thread: the maths is many small solves, which threaded BLAS made 3-25x slower on a busy
     # 2-core machine (its threads spin waiting for a core); replicas scale out instead.
     with threadpool_limits(limits=1):
-        return _compute(inputs, config)
+        per = customers_of(inputs)
+        tally = tally_of(inputs, per)
+        fit = _fit(inputs, per, config)
+        body = _assemble(inputs.journey_id, inputs.journey_key, inputs.touchpoints, tally, fit, config)
+        return {**body, "fit_counts": body["counts"]}
 
 
-def _compute(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, Any]:
+def refresh_scores(previous: dict[str, Any], tally: Tally, config: ScoringConfig) -> dict[str, Any]:
+    """A snapshot from the scope's current tally and the fit of `previous` (a stored snapshot of the
+    same touchpoints): counts, reach, experience, health, portfolio and pain points follow the events;
+    the fitted parts are carried."""
+    tps = previous["touchpoints"]
+    if len(tps) != tally.p:
+        raise ValueError(f"the tally counts {tally.p} touchpoints, the snapshot {len(tps)}")
+
+    def values(name: str) -> NDArray[np.float64]:
+        return np.array([np.nan if t[name] is None else t[name] for t in tps], dtype=np.float64)
+
+    fit = Fit(
+        relevance=values("relevance"),
+        relevance_low=values("relevance_low"),
+        relevance_high=values("relevance_high"),
+        significant=np.array([t["relevance_significant"] for t in tps], dtype=bool),
+        nps_effect=[t["nps_effect"] for t in tps],
+        conversion_effect=[t["conversion_effect"] for t in tps],
+        driver=[t["driver"] for t in tps],
+        methods={k: v for k, v in previous["methods"].items() if k != "health"},
+        r2=previous["r2"],
+        attribution=previous["attribution"],
+        flags=list(previous["fit_flags"]),
+    )
+    touchpoints = [
+        Touchpoint(
+            id=UUID(str(t["touchpoint_id"])),
+            key=t["key"],
+            name=t["name"],
+            channel=t["channel"],
+            yearly_cost=None if t["yearly_cost"] is None else Decimal(t["yearly_cost"]),
+            currency=t["currency"],
+            designed_moment_of_truth=t["designed_moment_of_truth"],
+            stages=tuple(t["stages"]),
+            in_last_stage=False,  # counted in the tally's `completed` already
+        )
+        for t in tps
+    ]
+    with threadpool_limits(limits=1):
+        body = _assemble(UUID(str(previous["journey_id"])), previous["journey_key"], touchpoints, tally, fit, config)
+    return {**body, "fit_counts": previous["fit_counts"]}
+
+
+def _fit(inputs: JourneyInputs, per: Customers, config: ScoringConfig) -> Fit:
     n, p = inputs.n, inputs.p
-    ids = [str(t.id) for t in inputs.touchpoints]
-    flags: list[str] = []
-
-    # Exposure: customer x touchpoint met (any time in the scope), and before converting.
     c, t, when = inputs.touch_customer, inputs.touch_touchpoint, inputs.touch_time
-    exposure = _indicator(c, t, n, p)
+    # Exposure before converting: the conversion model's (a touch after buying cannot have caused it).
     conv_time = inputs.conversion_time
-    converted = ~np.isnan(conv_time)
+    converted = per.converted
     before = ~converted[c] | (when <= conv_time[c])
-    exposure_before = _indicator(c[before], t[before], n, p)
-    reach_n = np.asarray(exposure.sum(axis=0)).ravel().astype(np.int64)
-    reach = reach_n / n if n else np.zeros(p)
+    exposure_before = indicator(c[before], t[before], n, p)
 
-    # Likelihood to recommend: each customer's latest NPS answer.
-    rc, rt = inputs.response_customer, inputs.response_touchpoint
-    has_nps = inputs.response_nps >= 0
-    latest = _latest(rc[has_nps], inputs.response_time[has_nps])
-    ltr = np.full(n, np.nan)
-    ltr[rc[has_nps][latest]] = inputs.response_nps[has_nps][latest]
-    rated_ltr = ~np.isnan(ltr)
-    nps_points = np.where(ltr >= 9, 100.0, np.where(ltr >= 7, 0.0, -100.0))
-
-    nps_fx = effects.linear_exposure_effects(exposure[rated_ltr], nps_points[rated_ltr])
+    rated_ltr = ~np.isnan(per.ltr)
+    nps_points = np.where(per.ltr >= 9, 100.0, np.where(per.ltr >= 7, 0.0, -100.0))
+    nps_fx = effects.linear_exposure_effects(per.exposure[rated_ltr], nps_points[rated_ltr])
     conv_fx = effects.logistic_exposure_effects(exposure_before, converted)
 
     # Ratings of touchpoints: each customer's latest CSAT per touchpoint, for the key drivers.
+    rc, rt = inputs.response_customer, inputs.response_touchpoint
     at_tp = (rt >= 0) & (inputs.response_csat >= 1)
     pair = rc[at_tp] * max(p, 1) + rt[at_tp]
-    last = _latest(pair, inputs.response_time[at_tp])
+    last = latest(pair, inputs.response_time[at_tp])
     ratings = sp.csr_matrix(
         (inputs.response_csat[at_tp][last].astype(np.float64), (rc[at_tp][last], rt[at_tp][last])), shape=(n, p)
     )
-    key = drivers.key_drivers(ratings[rated_ltr], ltr[rated_ltr], bootstrap=config.bootstrap)
-
+    key = drivers.key_drivers(ratings[rated_ltr], per.ltr[rated_ltr], bootstrap=config.bootstrap)
     relevance, rel_low, rel_high, significant = _relevance(config.relevance_basis, nps_fx, conv_fx, key)
-
-    # Experience per touchpoint, over all its answers in the scope.
-    csat_answers = (rt >= 0) & (inputs.response_csat >= 1)
-    satisfied = np.bincount(rt[csat_answers], weights=inputs.response_csat[csat_answers] >= 4, minlength=p)
-    rated = np.bincount(rt[csat_answers], minlength=p)
-    ces_answers = (rt >= 0) & (inputs.response_ces >= 1)
-    ces_values = inputs.response_ces[ces_answers].astype(np.float64)
-    ces_n = np.bincount(rt[ces_answers], minlength=p)
-    ces_sum = np.bincount(rt[ces_answers], weights=ces_values, minlength=p)
-    ces_sq = np.bincount(rt[ces_answers], weights=ces_values**2, minlength=p)
-
-    # Failure impact: customers with a bad experience there vs the others who met it, by NPS category.
-    bad_answer = (rt >= 0) & (((inputs.response_csat >= 1) & (inputs.response_csat <= 2)) | (inputs.response_ces >= 5))
-    bad = _indicator(rc[bad_answer], rt[bad_answer], n, p)
-    categories = np.stack([rated_ltr & (ltr >= 9), rated_ltr & (ltr >= 7) & (ltr <= 8), rated_ltr & (ltr <= 6)], 1)
-    cat = categories.astype(np.float64)
-    bad_counts = np.asarray(bad.T @ cat).astype(np.int64)
-    met_not_bad = exposure - exposure.multiply(bad)
-    other_counts = np.asarray(met_not_bad.T @ cat).astype(np.int64)
-    impact = portfolio.failure_impact(bad_counts, other_counts)
-
-    costs = np.array([float(tp.yearly_cost) if tp.yearly_cost is not None else np.nan for tp in inputs.touchpoints])
-    folio = portfolio.portfolio(
-        relevance=relevance,
-        significant=significant,
-        reach=reach,
-        yearly_cost=costs,
-        impact=impact,
-        relevance_threshold=config.relevance_threshold,
-        reach_threshold=config.reach_threshold,
-    )
-    designed = np.array([tp.designed_moment_of_truth for tp in inputs.touchpoints], dtype=bool)
-    mot = portfolio.moments_of_truth(
-        relevance=relevance, significant=significant, designed=designed, coverage=config.moment_of_truth_coverage
-    )
-    pains = portfolio.pain_points(significant=significant, satisfied=satisfied.astype(np.int64), rated=rated)
-
-    # Health.
-    in_last = np.array([tp.in_last_stage for tp in inputs.touchpoints], dtype=bool)
-    completed = converted | (np.asarray(exposure[:, in_last].sum(axis=1)).ravel() > 0 if in_last.any() else converted)
-    journey_ces = inputs.response_ces >= 1
-    journey_ces_values = inputs.response_ces[journey_ces].astype(np.float64)
-    fitness = health.journey_health(
-        promoters=int(categories[:, 0].sum()),
-        passives=int(categories[:, 1].sum()),
-        detractors=int(categories[:, 2].sum()),
-        converted=int(converted.sum()),
-        entered=n,
-        completed=int(completed.sum()),
-        ces_n=int(journey_ces.sum()),
-        ces_sum=float(journey_ces_values.sum()),
-        ces_sum_sq=float((journey_ces_values**2).sum()),
-        weights=config.health_weights,
-    )
 
     # Attribution over the paths of customers who met a touchpoint before converting (or at all).
     path_customer = c[before]
@@ -180,25 +175,90 @@ def _compute(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, Any]:
         conversion_times=conv_time[walked],
     )
     credited = attribution.attribute_all(paths, p, bootstrap=min(config.bootstrap, 100)) if walked.any() else {}
+    ids = [str(tp.id) for tp in inputs.touchpoints]
 
-    small = reach_n < config.min_sample
-    if n < config.min_sample:
-        flags.append(f"only {n} customers in the journey (fewer than {config.min_sample}): every score is uncertain")
-    if int(rated_ltr.sum()) < config.min_sample:
-        flags.append(f"only {int(rated_ltr.sum())} customers answered likelihood to recommend: NPS effects are weak")
-    if int(converted.sum()) < config.min_sample:
-        flags.append(f"only {int(converted.sum())} conversions: conversion effects and attribution are weak")
-    if small.any():
-        flags.append(f"{int(small.sum())} touchpoints were met by fewer than {config.min_sample} customers")
+    flags = []
     if key.repaired:
         flags.append(
             "too few customers rated the same pairs of touchpoints: the ratings' correlation matrix needed repair, "
             f"so the key drivers' R² ({key.r2:.2f}) is inflated; read their weights as a ranking only"
         )
+    return Fit(
+        relevance=relevance,
+        relevance_low=rel_low,
+        relevance_high=rel_high,
+        significant=significant,
+        nps_effect=[_effect(nps_fx, j) for j in range(p)],
+        conversion_effect=[_effect(conv_fx, j) for j in range(p)],
+        driver=[_driver(key, j) if key.n_rated[j] > 0 else None for j in range(p)],
+        methods={"nps_effect": nps_fx.method, "conversion_effect": conv_fx.method, "drivers": key.method},
+        r2={"value": _f(key.r2), "low": _f(key.r2_low), "high": _f(key.r2_high), "n": key.n} if key.n else None,
+        attribution=[_attribution(a, ids) for a in credited.values()],
+        flags=flags,
+    )
+
+
+def _assemble(
+    journey_id: UUID,
+    journey_key: str,
+    tps: list[Touchpoint],
+    tally: Tally,
+    fit: Fit,
+    config: ScoringConfig,
+) -> dict[str, Any]:
+    """The snapshot's body from the tally (counts and what follows from them) and the fit."""
+    p, n = len(tps), tally.customers
+    ids = [str(tp.id) for tp in tps]
+    reach_n = tally.reach_n
+    reach = reach_n / n if n else np.zeros(p)
+    promoters, passives, detractors = (int(x) for x in tally.categories)
+    ltr_customers = promoters + passives + detractors
+    impact = portfolio.failure_impact(tally.bad, tally.others)
+    costs = np.array([float(tp.yearly_cost) if tp.yearly_cost is not None else np.nan for tp in tps])
+    folio = portfolio.portfolio(
+        relevance=fit.relevance,
+        significant=fit.significant,
+        reach=reach,
+        yearly_cost=costs,
+        impact=impact,
+        relevance_threshold=config.relevance_threshold,
+        reach_threshold=config.reach_threshold,
+    )
+    designed = np.array([tp.designed_moment_of_truth for tp in tps], dtype=bool)
+    mot = portfolio.moments_of_truth(
+        relevance=fit.relevance,
+        significant=fit.significant,
+        designed=designed,
+        coverage=config.moment_of_truth_coverage,
+    )
+    pains = portfolio.pain_points(significant=fit.significant, satisfied=tally.satisfied, rated=tally.rated)
+    fitness = health.journey_health(
+        promoters=promoters,
+        passives=passives,
+        detractors=detractors,
+        converted=tally.conversions,
+        entered=n,
+        completed=tally.completed,
+        ces_n=int(tally.journey_ces[0]),
+        ces_sum=float(tally.journey_ces[1]),
+        ces_sum_sq=float(tally.journey_ces[2]),
+        weights=config.health_weights,
+    )
+
+    small = reach_n < config.min_sample
+    flags: list[str] = []
+    if n < config.min_sample:
+        flags.append(f"only {n} customers in the journey (fewer than {config.min_sample}): every score is uncertain")
+    if ltr_customers < config.min_sample:
+        flags.append(f"only {ltr_customers} customers answered likelihood to recommend: NPS effects are weak")
+    if tally.conversions < config.min_sample:
+        flags.append(f"only {tally.conversions} conversions: conversion effects and attribution are weak")
+    if small.any():
+        flags.append(f"{int(small.sum())} touchpoints were met by fewer than {config.min_sample} customers")
 
     touchpoints = []
-    for j, tp in enumerate(inputs.touchpoints):
-        has_driver = key.n_rated[j] > 0
+    for j, tp in enumerate(tps):
+        ces_n, ces_sum, ces_sq = (int(x) for x in tally.ces[j])
         touchpoints.append(
             {
                 "touchpoint_id": tp.id,
@@ -208,15 +268,15 @@ def _compute(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, Any]:
                 "stages": list(tp.stages),
                 "reach": float(reach[j]),
                 "reach_n": int(reach_n[j]),
-                "relevance": _f(relevance[j]),
-                "relevance_low": _f(rel_low[j]),
-                "relevance_high": _f(rel_high[j]),
-                "relevance_significant": bool(significant[j]),
-                "nps_effect": _effect(nps_fx, j),
-                "conversion_effect": _effect(conv_fx, j),
-                "driver": _driver(key, j) if has_driver else None,
-                "csat": _estimate(stats.csat(int(satisfied[j]), int(rated[j]))),
-                "ces": _estimate(stats.ces(int(ces_n[j]), float(ces_sum[j]), float(ces_sq[j]))),
+                "relevance": _f(fit.relevance[j]),
+                "relevance_low": _f(fit.relevance_low[j]),
+                "relevance_high": _f(fit.relevance_high[j]),
+                "relevance_significant": bool(fit.significant[j]),
+                "nps_effect": fit.nps_effect[j],
+                "conversion_effect": fit.conversion_effect[j],
+                "driver": fit.driver[j],
+                "csat": _estimate(stats.csat(int(tally.satisfied[j]), int(tally.rated[j]))),
+                "ces": _estimate(stats.ces(ces_n, float(ces_sum), float(ces_sq))),
                 "quadrant": str(folio.quadrant[j]) or "no data",
                 "yearly_cost": None if tp.yearly_cost is None else str(tp.yearly_cost),
                 "currency": tp.currency,
@@ -224,7 +284,7 @@ def _compute(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, Any]:
                 "budget_burner": bool(folio.budget_burner[j]),
                 "keep_despite_low_relevance": bool(folio.keep_despite_low_relevance[j]),
                 "failure_impact": {
-                    "n_bad": int(bad_counts[j].sum()),
+                    "n_bad": int(tally.bad[j].sum()),
                     "nps_difference": _f(impact.difference[j]),
                     "low": _f(impact.low[j]),
                     "high": _f(impact.high[j]),
@@ -245,23 +305,18 @@ def _compute(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, Any]:
             }
         )
     return {
-        "journey_id": inputs.journey_id,
-        "journey_key": inputs.journey_key,
+        "journey_id": journey_id,
+        "journey_key": journey_key,
         "counts": {
             "customers": n,
-            "interactions": int(c.size),
-            "responses": int(rc.size),
-            "ltr_customers": int(rated_ltr.sum()),
-            "conversions": int(converted.sum()),
+            "interactions": tally.interactions,
+            "responses": tally.responses,
+            "ltr_customers": ltr_customers,
+            "conversions": tally.conversions,
         },
         "relevance_basis": config.relevance_basis,
-        "methods": {
-            "nps_effect": nps_fx.method,
-            "conversion_effect": conv_fx.method,
-            "drivers": key.method,
-            "health": fitness.method,
-        },
-        "r2": {"value": _f(key.r2), "low": _f(key.r2_low), "high": _f(key.r2_high), "n": key.n} if key.n else None,
+        "methods": {**fit.methods, "health": fitness.method},
+        "r2": fit.r2,
         "touchpoints": touchpoints,
         "portfolio": {
             "relevance_threshold": _f(folio.relevance_threshold),
@@ -278,16 +333,10 @@ def _compute(inputs: JourneyInputs, config: ScoringConfig) -> dict[str, Any]:
         },
         "pain_points": [ids[j] for j in range(p) if pains.pain[j]],
         "health": _health(fitness),
-        "attribution": [_attribution(a, ids) for a in credited.values()],
-        "flags": flags,
+        "attribution": fit.attribution,
+        "flags": flags + fit.flags,
+        "fit_flags": fit.flags,
     }
-
-
-def _indicator(rows: NDArray[np.int64], cols: NDArray[np.int64], n: int, p: int) -> Any:
-    m = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, p))
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
 
 
 def _relevance(basis: str, nps_fx: Any, conv_fx: Any, key: Any) -> tuple[NDArray[Any], ...]:

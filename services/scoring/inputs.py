@@ -120,11 +120,13 @@ ORDER BY st.position, s.position
 """
 
 # Parameters of every query: $1 workspace, $2 the touchpoints (ids or keys) or the conversion names,
-# $3/$4 the window, $5 the scope's persona (NULL: everyone), $6 the journey (id or key). COPY takes no
+# $3/$4 the window, $5 the scope's persona (NULL: everyone), $6 the journey (id or key), $7 the
+# customers (NULL: all; a tally's before and after names the few a batch changed). COPY takes no
 # parameters: asyncpg inlines them as literals, so `$5 IS NULL` folds away when no persona is set.
 _SCOPE = (
     " AND {time} >= coalesce($3, '-infinity'::timestamptz) AND {time} < coalesce($4, 'infinity'::timestamptz)"
     " AND ($5::uuid IS NULL OR {customer} IN (SELECT n FROM customer_ref WHERE workspace_id = $1 AND persona_id = $5))"
+    " AND ($7::int8[] IS NULL OR {customer} = ANY($7::int8[]))"
 )
 _INTERACTIONS = (
     "SELECT i.customer_n, (t.idx - 1)::int8, i.occurred_at FROM interaction i "
@@ -150,7 +152,9 @@ _CONVERSIONS = (
     + _SCOPE.format(time="o.occurred_at", customer="o.customer_n")
     + " GROUP BY o.customer_n"
 )
-_PERSONA_MEMBERS = "SELECT n FROM customer_ref WHERE workspace_id = $1 AND persona_id = $2"
+_PERSONA_MEMBERS = (
+    "SELECT n FROM customer_ref WHERE workspace_id = $1 AND persona_id = $2 AND ($3::int8[] IS NULL OR n = ANY($3))"
+)
 
 
 async def load_inputs(
@@ -162,10 +166,13 @@ async def load_inputs(
     journey_persona_id: UUID | None,
     scope: Scope,
     conversions: list[str],
+    customers: list[int] | None = None,
 ) -> JourneyInputs:
-    """Run inside one REPEATABLE READ transaction: every query sees the same committed state.
+    """Run inside one REPEATABLE READ transaction, or while nothing can change the journey's facts:
+    every query must see the same committed state.
     Customers in the journey: those who met one of its touchpoints or answered for it in the scope,
-    and, for a journey of a persona, the persona's customers (as the journey service counts reach)."""
+    and, for a journey of a persona, the persona's customers (as the journey service counts reach).
+    `customers`: only these (by their read-model number), as if they were the only ones."""
     touchpoints = await _touchpoints(conn, journey_id, workspace_id)
     ids = [t.id for t in touchpoints]
     keys = [t.key for t in touchpoints]
@@ -178,6 +185,7 @@ async def load_inputs(
         ids,
         *window,
         journey_id,
+        customers,
     )
     answered = [
         await _copy_array(
@@ -188,6 +196,7 @@ async def load_inputs(
             keys,
             *window,
             journey_key,
+            customers,
         )
         for which in (_FOR_JOURNEY, _FOR_TOUCHPOINTS)
     ]
@@ -200,31 +209,32 @@ async def load_inputs(
         conversions,
         *window,
         journey_id,
+        customers,
     )
     members = np.empty(0, dtype=np.int64)
     if journey_persona_id is not None and scope.persona_id in (None, journey_persona_id):
-        rows = await conn.fetch(_PERSONA_MEMBERS, workspace_id, journey_persona_id)
+        rows = await conn.fetch(_PERSONA_MEMBERS, workspace_id, journey_persona_id, customers)
         members = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    customers = np.unique(np.concatenate([touches["customer"], response["customer"], members]))
-    conversion_time = np.full(customers.size, np.nan)
+    numbers = np.unique(np.concatenate([touches["customer"], response["customer"], members]))
+    conversion_time = np.full(numbers.size, np.nan)
     value = 0.0
     if converted["customer"].size:
         conv_customer, conv_time, conv_value = converted["customer"], converted["time"], converted["value"]
         # Only customers who are in the journey convert in it.
-        at = np.minimum(np.searchsorted(customers, conv_customer), max(customers.size - 1, 0))
-        inside = customers[at] == conv_customer if customers.size else np.zeros(conv_customer.size, dtype=bool)
+        at = np.minimum(np.searchsorted(numbers, conv_customer), max(numbers.size - 1, 0))
+        inside = numbers[at] == conv_customer if numbers.size else np.zeros(conv_customer.size, dtype=bool)
         conversion_time[at[inside]] = conv_time[inside]
         value = float(conv_value[inside].sum())
     return JourneyInputs(
         journey_id=journey_id,
         journey_key=journey_key,
         touchpoints=touchpoints,
-        customers=customers,
-        touch_customer=np.searchsorted(customers, touches["customer"]),
+        customers=numbers,
+        touch_customer=np.searchsorted(numbers, touches["customer"]),
         touch_touchpoint=touches["touchpoint"],
         touch_time=touches["time"],
-        response_customer=np.searchsorted(customers, response["customer"]),
+        response_customer=np.searchsorted(numbers, response["customer"]),
         response_touchpoint=response["touchpoint"],
         response_nps=response["nps"],
         response_csat=response["csat"],

@@ -183,7 +183,13 @@ class Scores(Shape):
     scope: ScopeShape
     computed_at: datetime
     as_of: datetime | None = Field(description="Complete up to the events applied by this time.")
+    fitted_at: datetime = Field(
+        description="When the models (effects, key drivers, relevance, attribution, moments of truth) were "
+        "last fitted. The counts and what follows from them (reach, CSAT, CES, health, quadrants, pain points) "
+        "follow the events within the debounce; a refit follows within `refit_seconds`."
+    )
     counts: Counts
+    fit_counts: Counts = Field(description="The counts the models were fitted on (`counts` may have moved on since).")
     relevance_basis: RelevanceBasis
     methods: dict[str, str]
     r2: Estimate | None = Field(description="R² of likelihood to recommend on the touchpoint ratings.")
@@ -194,6 +200,7 @@ class Scores(Shape):
     health: Health
     attribution: list[Attribution]
     flags: list[str] = Field(description="What to read with care: small samples, missing inputs.")
+    fit_flags: list[str] = Field(description="Those of the flags the fit raised (carried with it).")
 
 
 class ScoreSettings(InputModel):

@@ -11,7 +11,7 @@ statement is set-based over a batch's items, so memory is bounded by the batch (
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from uuid import UUID
 
@@ -21,9 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.common.consumer import Consumer
 from services.common.events import Event
 from services.common.worker import wake_on_commit
+from services.scoring import tallies
+from services.scoring.store import load_config
 
 RECOMPUTE_WORKER = "scoring-recompute"  # the sessionmaker `info` name of the worker to wake
 DEBOUNCE_KEY = "scoring-debounce-seconds"
+REFIT_KEY = "scoring-refit-seconds"
 
 _Events = list[Event[dict[str, Any]]]
 
@@ -132,13 +135,13 @@ _PERSONAS_OF_CUSTOMERS = text(
     "AND persona_id IS NOT NULL"
 )
 _JOURNEYS_OF_WORKSPACE = text("SELECT id FROM journey WHERE workspace_id = :w AND NOT deleted")
-# `marks` counts changes: a recompute that read the inputs before a later change sees it moved and
-# runs again; `due_at` keeps the first change's, so a steady stream of events cannot postpone scores.
+# A mark keeps the earlier due time of each lane: a steady stream of events cannot postpone scores.
 _MARK = text(
-    "INSERT INTO dirty_journey AS d (workspace_id, journey_id, due_at, marks) "
-    "SELECT :w, j, now() + make_interval(secs => :debounce), 1 "
+    "INSERT INTO dirty_journey AS d (workspace_id, journey_id, due_at, fit_due_at) "
+    "SELECT :w, j, now() + make_interval(secs => :debounce), now() + make_interval(secs => :refit) "
     "FROM (SELECT DISTINCT j FROM unnest(CAST(:js AS uuid[])) j ORDER BY j) s "
-    "ON CONFLICT (workspace_id, journey_id) DO UPDATE SET marks = d.marks + 1"
+    "ON CONFLICT (workspace_id, journey_id) DO UPDATE SET due_at = least(d.due_at, EXCLUDED.due_at), "
+    "fit_due_at = least(d.fit_due_at, EXCLUDED.fit_due_at)"
 )
 
 
@@ -154,9 +157,9 @@ def _by_workspace(events: Iterable[Event[dict[str, Any]]]) -> dict[str, _Events]
 # as committed. A fact and a structural change committing at once could each miss the other: the
 # structure's recompute reads before the fact commits, the fact's lookup before the structure does.
 # So facts hold a shared lock on their workspace and structural changes an exclusive one: whichever
-# commits second sees the first, and marks the journey after it.
-_HOLD_SHARED = text("SELECT pg_advisory_xact_lock_shared(8003, hashtext(:w))")
-_HOLD_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(8003, hashtext(:w))")
+# commits second sees the first, and marks the journey after it. Under the shared lock the structure
+# cannot change, so a batch of facts looks its journeys up before it is applied, and keeps their
+# tallies (`tallies.follow`).
 _FACTS = frozenset(
     {
         "journey.interaction.recorded",
@@ -169,17 +172,24 @@ _FACTS = frozenset(
 )
 
 
-async def _hold_workspace(session: AsyncSession, workspace_id: str, batch: _Events) -> None:
+async def _hold_workspace(session: AsyncSession, workspace_id: str, batch: _Events) -> bool:
+    """Hold the workspace for the batch; whether it changes structure (held exclusively)."""
     structural = any(e.type not in _FACTS for e in batch)
-    await session.execute(_HOLD_EXCLUSIVE if structural else _HOLD_SHARED, {"w": workspace_id})
+    await session.execute(tallies.HOLD_EXCLUSIVE if structural else tallies.HOLD_SHARED, {"w": workspace_id})
+    return structural
 
 
-async def mark_dirty(session: AsyncSession, *, workspace_id: str, journey_ids: Iterable[UUID | str]) -> None:
+async def mark_dirty(
+    session: AsyncSession, *, workspace_id: str, journey_ids: Iterable[UUID | str], refit: bool = False
+) -> None:
+    """The journeys' scores follow: refreshed from their tallies after the debounce, refitted after
+    the refit delay (`refit`: a structural change, refitted after the debounce)."""
     ids = sorted({str(j) for j in journey_ids})
     if not ids:
         return
     debounce = float(session.info.get(DEBOUNCE_KEY, 0.25))
-    await session.execute(_MARK, {"w": workspace_id, "js": ids, "debounce": debounce})
+    refit_after = debounce if refit else float(session.info.get(REFIT_KEY, 30.0))
+    await session.execute(_MARK, {"w": workspace_id, "js": ids, "debounce": debounce, "refit": refit_after})
     wake_on_commit(session, RECOMPUTE_WORKER)
 
 
@@ -193,13 +203,75 @@ async def _number_customers(session: AsyncSession, workspace_id: str, keys: list
         await session.execute(_NUMBER_CUSTOMERS, {"w": workspace_id, "keys": known})
 
 
+async def _apply_batch(
+    session: AsyncSession, workspace_id: str, batch: _Events, apply: Callable[[], Awaitable[set[UUID | str]]]
+) -> None:
+    """Apply one workspace's batch (`apply` returns the journeys a structural change touched), keep
+    the tallies of the journeys its facts change, and mark every journey it changed."""
+    structural = await _hold_workspace(session, workspace_id, batch)
+    facts = [e for e in batch if e.type in _FACTS]
+    touched: set[UUID | str] = set()
+    for event in facts:
+        touched |= await _journeys_of_fact(session, workspace_id, event)
+    following = None
+    if not structural:
+        config = await load_config(session, workspace_id=workspace_id)
+        following = await tallies.follow(
+            session,
+            workspace_id=workspace_id,
+            journey_ids=touched,
+            customer_keys=[k for e in facts for k in _customer_keys(e)],
+            conversions=list(config.conversion_outcomes),
+        )
+    dirty = touched | await apply()
+    if following is not None:
+        await following.close(session)
+    if structural:
+        await tallies.drop(session, workspace_id=workspace_id, journey_ids=dirty)
+    await mark_dirty(session, workspace_id=workspace_id, journey_ids=dirty, refit=structural)
+
+
 async def apply_journey_events(session: AsyncSession, events: _Events) -> None:
     for workspace_id, batch in _by_workspace(events).items():
-        await _hold_workspace(session, workspace_id, batch)
-        dirty: set[UUID | str] = set()
-        for event in batch:
-            dirty |= await _apply_journey_event(session, workspace_id, event)
-        await mark_dirty(session, workspace_id=workspace_id, journey_ids=dirty)
+
+        async def apply(w: str = workspace_id, batch: _Events = batch) -> set[UUID | str]:
+            dirty: set[UUID | str] = set()
+            for event in batch:
+                dirty |= await _apply_journey_event(session, w, event)
+            return dirty
+
+        await _apply_batch(session, workspace_id, batch, apply)
+
+
+def _customer_keys(event: Event[dict[str, Any]]) -> list[str]:
+    data = event.data
+    if event.type in RESPONSE_EVENTS:
+        return [data["customer_external_id"]] if data.get("customer_external_id") else []
+    if event.type.startswith("journey.customer."):
+        return [c["external_id"] for c in data["items"]]
+    return [i["customer"] for i in data["items"]]
+
+
+async def _journeys_of_fact(session: AsyncSession, w: str, event: Event[dict[str, Any]]) -> set[UUID | str]:
+    """The journeys whose scores a fact can change, looked up before it is applied."""
+    kind, data = event.type, event.data
+    if kind in RESPONSE_EVENTS:
+        named = {"w": w, "jks": [data.get("journey_key")], "tks": [data.get("touchpoint_key")]}
+        return set(await _journeys(session, _JOURNEYS_OF_KEYS, named))
+    if kind == "journey.interaction.recorded":
+        touchpoints = sorted({i["touchpoint_id"] for i in data["items"]})
+        return set(await _journeys(session, _JOURNEYS_OF_TOUCHPOINTS, {"w": w, "tps": touchpoints}))
+    if kind == "journey.outcome.recorded":
+        # An outcome without a journey counts for every journey its customer is in: rescore them all.
+        if any(o.get("journey_id") is None for o in data["items"]):
+            return set(await _journeys(session, _JOURNEYS_OF_WORKSPACE, {"w": w}))
+        return {o["journey_id"] for o in data["items"]}
+    # A customer's persona: the journeys of the personas they leave and join.
+    items = data["items"]
+    keys = [c["external_id"] for c in items]
+    before = (await session.execute(_PERSONAS_OF_CUSTOMERS, {"w": w, "keys": keys})).scalars().all()
+    personas = sorted({str(p) for p in before} | {c["persona_id"] for c in items if c.get("persona_id")})
+    return set(await _journeys(session, _JOURNEYS_OF_PERSONAS, {"w": w, "ps": personas})) if personas else set()
 
 
 async def _apply_journey_event(session: AsyncSession, w: str, event: Event[dict[str, Any]]) -> set[UUID | str]:
@@ -263,24 +335,23 @@ async def _apply_journey_event(session: AsyncSession, w: str, event: Event[dict[
         return {data["journey_id"]}
     if kind in ("journey.customer.upserted", "journey.customer.reassigned"):
         items = data["items"]
-        keys = [c["external_id"] for c in items]
-        before = (await session.execute(_PERSONAS_OF_CUSTOMERS, {"w": w, "keys": keys})).scalars().all()
         await session.execute(
             _UPSERT_CUSTOMERS,
             {
                 "w": w,
-                "keys": keys,
+                "keys": [c["external_id"] for c in items],
                 "personas": [c.get("persona_id") for c in items],
                 "versions": [c["version"] for c in items],
             },
         )
-        personas = sorted({str(p) for p in before} | {c["persona_id"] for c in items if c.get("persona_id")})
-        return set(await _journeys(session, _JOURNEYS_OF_PERSONAS, {"w": w, "ps": personas})) if personas else set()
+        return set()
     if kind == "journey.interaction.recorded":
-        return await _record_interactions(session, w, data["items"])
-    if kind == "journey.outcome.recorded":
-        return await _record_outcomes(session, w, data["items"])
-    return set()  # personas: scores need only the journeys' and customers' persona ids
+        await _record_interactions(session, w, data["items"])
+    elif kind == "journey.outcome.recorded":
+        await _record_outcomes(session, w, data["items"])
+    # Facts: their journeys are looked up before (`_journeys_of_fact`). Personas: scores need only the
+    # journeys' and customers' persona ids.
+    return set()
 
 
 async def _upsert_stages(session: AsyncSession, w: str, journey_id: str, stages: list[dict[str, Any]], v: int) -> None:
@@ -304,7 +375,7 @@ async def _upsert_stages(session: AsyncSession, w: str, journey_id: str, stages:
     await session.execute(_REMOVE_OTHER_STAGES, {"j": journey_id, "v": v, "ids": ids})
 
 
-async def _record_interactions(session: AsyncSession, w: str, items: list[dict[str, Any]]) -> set[UUID | str]:
+async def _record_interactions(session: AsyncSession, w: str, items: list[dict[str, Any]]) -> None:
     await _number_customers(session, w, [i["customer"] for i in items])
     await session.execute(
         _INSERT_INTERACTIONS,
@@ -317,12 +388,9 @@ async def _record_interactions(session: AsyncSession, w: str, items: list[dict[s
             "ts": [i["occurred_at"] for i in items],
         },
     )
-    touchpoints = sorted({i["touchpoint_id"] for i in items})
-    dirty: set[UUID | str] = set(await _journeys(session, _JOURNEYS_OF_TOUCHPOINTS, {"w": w, "tps": touchpoints}))
-    return dirty
 
 
-async def _record_outcomes(session: AsyncSession, w: str, items: list[dict[str, Any]]) -> set[UUID | str]:
+async def _record_outcomes(session: AsyncSession, w: str, items: list[dict[str, Any]]) -> None:
     await _number_customers(session, w, [o["customer"] for o in items])
     await session.execute(
         _INSERT_OUTCOMES,
@@ -337,40 +405,38 @@ async def _record_outcomes(session: AsyncSession, w: str, items: list[dict[str, 
             "ts": [o["occurred_at"] for o in items],
         },
     )
-    # An outcome without a journey counts for every journey its customer is in: rescore them all.
-    if any(o.get("journey_id") is None for o in items):
-        return set(await _journeys(session, _JOURNEYS_OF_WORKSPACE, {"w": w}))
-    return {o["journey_id"] for o in items}
 
 
 async def apply_feedback_events(session: AsyncSession, events: _Events) -> None:
     for workspace_id, batch in _by_workspace(events).items():
         responses = [e for e in batch if e.type in RESPONSE_EVENTS]
-        if not responses:
-            continue
-        await _hold_workspace(session, workspace_id, responses)
-        items = [(e.data, e.version or 1) for e in responses]
-        await _number_customers(session, workspace_id, [r.get("customer_external_id") for r, _ in items])
-        await session.execute(
-            _UPSERT_RESPONSES,
-            {
-                "w": workspace_id,
-                "ids": [r["id"] for r, _ in items],
-                "keys": [r.get("customer_external_id") for r, _ in items],
-                "jks": [r.get("journey_key") for r, _ in items],
-                "tks": [r.get("touchpoint_key") for r, _ in items],
-                "npss": [r.get("nps") for r, _ in items],
-                "csats": [r.get("csat") for r, _ in items],
-                "cess": [r.get("ces") for r, _ in items],
-                "ts": [r["submitted_at"] for r, _ in items],
-                "vs": [v for _, v in items],
-            },
-        )
-        journey_keys = sorted({r["journey_key"] for r, _ in items if r.get("journey_key")})
-        touchpoint_keys = sorted({r["touchpoint_key"] for r, _ in items if r.get("touchpoint_key")})
-        keys = {"w": workspace_id, "jks": journey_keys, "tks": touchpoint_keys}
-        dirty = await _journeys(session, _JOURNEYS_OF_KEYS, keys)
-        await mark_dirty(session, workspace_id=workspace_id, journey_ids=dirty)
+        if responses:
+
+            async def apply(w: str = workspace_id, responses: _Events = responses) -> set[UUID | str]:
+                await _record_responses(session, w, responses)
+                return set()
+
+            await _apply_batch(session, workspace_id, responses, apply)
+
+
+async def _record_responses(session: AsyncSession, w: str, responses: _Events) -> None:
+    items = [(e.data, e.version or 1) for e in responses]
+    await _number_customers(session, w, [r.get("customer_external_id") for r, _ in items])
+    await session.execute(
+        _UPSERT_RESPONSES,
+        {
+            "w": w,
+            "ids": [r["id"] for r, _ in items],
+            "keys": [r.get("customer_external_id") for r, _ in items],
+            "jks": [r.get("journey_key") for r, _ in items],
+            "tks": [r.get("touchpoint_key") for r, _ in items],
+            "npss": [r.get("nps") for r, _ in items],
+            "csats": [r.get("csat") for r, _ in items],
+            "cess": [r.get("ces") for r, _ in items],
+            "ts": [r["submitted_at"] for r, _ in items],
+            "vs": [v for _, v in items],
+        },
+    )
 
 
 RESPONSE_EVENTS = frozenset({"feedback.response.submitted", "feedback.comment.analysed"})
@@ -396,7 +462,8 @@ JOURNEY_EVENTS = frozenset(
 )
 # What a rebuild empties before replaying (the scores stay: history is kept, new snapshots follow).
 _RESET_JOURNEY = tuple(
-    f"DELETE FROM {table}" for table in ("interaction", "outcome", "step", "stage", "journey", "touchpoint")
+    f"DELETE FROM {table}"
+    for table in ("score_tally", "interaction", "outcome", "step", "stage", "journey", "touchpoint")
 )
 
 CONSUMERS = [
@@ -412,6 +479,6 @@ CONSUMERS = [
         stream="feedback",
         apply=apply_feedback_events,
         types=RESPONSE_EVENTS,
-        reset=("DELETE FROM response",),
+        reset=("DELETE FROM score_tally", "DELETE FROM response"),
     ),
 ]

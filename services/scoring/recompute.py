@@ -1,13 +1,16 @@
 """Scores follow their events: the recompute worker takes a journey whose inputs changed (marked by the
-read model's consumers, debounced), scores each of its scopes and stores one snapshot per scope with
-its `scoring.score.updated` event, in one transaction.
+read model's consumers) and stores one snapshot per scope with its `scoring.score.updated` event.
 
-- The inputs are read in one REPEATABLE READ transaction (one consistent state), one scope at a time
-  (only one scope's facts are in memory); the maths runs in a thread, so the event loop keeps serving.
+- **Refresh** (after the debounce): the snapshot takes the scope's tally, kept by the consumers, and
+  the models of the latest snapshot (`compute.refresh_scores`): no load, no fit, milliseconds.
+- **Fit** (after the refit delay, at once for structural changes, new settings or a caller's
+  `POST .../recompute`): every scope's inputs are loaded and its models fitted. The inputs are read
+  in one REPEATABLE READ transaction (one consistent state), one scope at a time (only one scope's
+  facts are in memory); the maths runs in a thread, so the event loop keeps serving. A scope without
+  a tally has it counted first (`tallies.count`).
 - A journey is leased while it is computed, by a token renewed meanwhile: two replicas never score it
   at once, a replica that died is taken over after the lease, and one whose lease was taken over
-  stores nothing. A change during the computation moves `marks`, so the journey
-  is scored again with it.
+  stores nothing. A change during the computation moves `marks`, so the journey is scored again.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,7 +33,8 @@ from services.common.db import driver_connection
 from services.common.ids import new_ids
 from services.common.outbox import emit
 from services.common.worker import LoopWorker
-from services.scoring.compute import compute_scores
+from services.scoring import tallies
+from services.scoring.compute import ScoringConfig, compute_scores, refresh_scores
 from services.scoring.events import SCORE_UPDATED, score_updated
 from services.scoring.inputs import Scope, load_inputs
 from services.scoring.models import Scores
@@ -38,24 +43,51 @@ from services.scoring.store import list_scopes, load_config
 
 log = structlog.get_logger(__name__)
 
-_CLAIM = text(
-    "UPDATE dirty_journey d SET leased_until = now() + make_interval(secs => :seconds), lease = :lease "
-    "FROM (SELECT workspace_id, journey_id FROM dirty_journey WHERE due_at <= now() "
-    "      AND (leased_until IS NULL OR leased_until < now()) ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED) c "
-    "WHERE d.workspace_id = c.workspace_id AND d.journey_id = c.journey_id "
-    "RETURNING d.workspace_id, d.journey_id, d.marks"
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """One of the two lanes of `dirty_journey`: its due time and lease columns."""
+
+    name: str
+    due: str
+    until: str
+    lease: str
+
+    def sql(self, statement: str) -> Any:
+        return text(statement.format(due=self.due, until=self.until, lease=self.lease))
+
+
+REFRESH = Lane("scoring-refresh", "due_at", "leased_until", "lease")
+FIT = Lane("scoring-fit", "fit_due_at", "fit_leased_until", "fit_lease")
+_THIS = "workspace_id = :w AND journey_id = :j"
+# Claimed: due, or leased by a replica whose lease ran out (it died). The due time is cleared: a
+# change from now on makes the journey due again.
+_CLAIM = (
+    "UPDATE dirty_journey d SET {until} = now() + make_interval(secs => :seconds), {lease} = :lease, {due} = NULL "
+    "FROM (SELECT workspace_id, journey_id FROM dirty_journey WHERE ({due} <= now() AND {lease} IS NULL) "
+    "      OR {until} < now() ORDER BY coalesce({until}, {due}) LIMIT 1 FOR UPDATE SKIP LOCKED) c "
+    "WHERE d.workspace_id = c.workspace_id AND d.journey_id = c.journey_id RETURNING d.workspace_id, d.journey_id"
 )
-_NEXT_DUE = text("SELECT extract(epoch FROM min(due_at) - now()) FROM dirty_journey WHERE leased_until IS NULL")
-_LEASED = "workspace_id = :w AND journey_id = :j AND lease = :lease"
-_RENEW = text(f"UPDATE dirty_journey SET leased_until = now() + make_interval(secs => :seconds) WHERE {_LEASED}")
+_NEXT_DUE = (
+    "SELECT extract(epoch FROM min(CASE WHEN {lease} IS NULL THEN {due} ELSE {until} END) - now()) FROM dirty_journey"
+)
+_RENEW = (
+    f"UPDATE dirty_journey SET {{until}} = now() + make_interval(secs => :seconds) WHERE {_THIS} AND {{lease}} = :lease"
+)
 # Held while the snapshots are stored: a recompute whose lease was taken over stores nothing.
-_HOLDS = text(f"SELECT 1 FROM dirty_journey WHERE {_LEASED} FOR UPDATE")
-# Done: forget the mark unless a change came in meanwhile; then it is due again after the debounce.
-_DONE = text(f"DELETE FROM dirty_journey WHERE {_LEASED} AND marks = :marks")
-_AGAIN = text(
-    "UPDATE dirty_journey SET leased_until = NULL, lease = NULL, due_at = now() + make_interval(secs => :delay) "
-    f"WHERE {_LEASED}"
+_HOLDS = f"SELECT 1 FROM dirty_journey WHERE {_THIS} AND {{lease}} = :lease FOR UPDATE"
+_RELEASE = (
+    "UPDATE dirty_journey SET {lease} = NULL, {until} = NULL, "
+    "{due} = least({due}, now() + make_interval(secs => CAST(:retry AS float8))) "
+    f"WHERE {_THIS} AND {{lease}} = :lease"
 )
+_FORGET = text(
+    f"DELETE FROM dirty_journey WHERE {_THIS} AND due_at IS NULL AND fit_due_at IS NULL AND lease IS NULL "
+    "AND fit_lease IS NULL"
+)
+_FIT_NOW = text(f"UPDATE dirty_journey SET fit_due_at = least(fit_due_at, now()) WHERE {_THIS}")
+# Stores of the two lanes for one journey take turns (each snapshot's version is the next).
+_STORING = text("SELECT pg_advisory_xact_lock(8004, hashtext(CAST(:j AS text)))")
 _JOURNEY = text("SELECT key, persona_id, deleted FROM journey WHERE id = :j AND workspace_id = :w")
 _DEFAULT_SCOPE = text(
     "INSERT INTO score_scope (id, workspace_id, journey_id) VALUES (:id, :w, :j) ON CONFLICT DO NOTHING"
@@ -79,6 +111,15 @@ _FORGET_RELEVANCE = text(
     "DELETE FROM touchpoint_relevance WHERE workspace_id = :w AND journey_id = :j "
     "AND touchpoint_id <> ALL(CAST(:tps AS uuid[]))"
 )
+# The latest snapshot of each scope: it carries the latest fit, which a refresh carries on.
+_LATEST_FITS = text(
+    "SELECT DISTINCT ON (scope_id) scope_id, body FROM score_snapshot WHERE workspace_id = :w AND journey_id = :j "
+    "ORDER BY scope_id, id DESC"
+)
+_UNCOUNTED = text(
+    "SELECT s.id, s.persona_id, s.since, s.until FROM score_scope s LEFT JOIN score_tally t ON t.scope_id = s.id "
+    "WHERE s.workspace_id = :w AND s.journey_id = :j AND t.scope_id IS NULL ORDER BY s.id"
+)
 CONSUMERS_OF_INPUTS = ("scoring-journey", "scoring-feedback")
 _RETRY_SECONDS = 5.0
 
@@ -89,13 +130,14 @@ async def score_journey(
     workspace_id: str,
     journey_id: UUID,
     bootstrap: int,
-    lease: UUID | None = None,
+    lease: tuple[Lane, UUID] | None = None,
 ) -> list[Scores]:
-    """Score every scope of the journey now and store the snapshots; returns them (none for a
-    journey that is deleted or not known yet, or when `lease`, the worker's claim on the journey, was
-    taken over meanwhile: the newer holder stores)."""
+    """Fit every scope of the journey now and store the snapshots; returns them (none for a journey
+    that is deleted or not known yet, or when `lease`, the worker's claim on the journey, was taken
+    over meanwhile: the newer holder stores). Scopes without a tally have it counted first."""
     async with sessionmaker() as session, session.begin():
         await session.execute(_DEFAULT_SCOPE, {"id": new_ids(1)[0], "w": workspace_id, "j": journey_id})
+    await _count_missing_tallies(sessionmaker, workspace_id, journey_id)
     async with sessionmaker() as session, session.begin():
         await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         row = (await session.execute(_JOURNEY, {"j": journey_id, "w": workspace_id})).first()
@@ -103,7 +145,6 @@ async def score_journey(
             return []
         scopes = await list_scopes(session, workspace_id=workspace_id, journey_id=journey_id)
         config = await load_config(session, workspace_id=workspace_id)
-        complete = [await as_of(session, consumer=c, workspace_id=workspace_id) for c in CONSUMERS_OF_INPUTS]
         raw = await driver_connection(session)
         config = replace(config, bootstrap=bootstrap)
         # One scope at a time: only one scope's facts are in memory, in the transaction's one state.
@@ -120,25 +161,141 @@ async def score_journey(
                 conversions=list(config.conversion_outcomes),
             )
             loaded = time.perf_counter()
-            scored.append((scope, await asyncio.to_thread(compute_scores, inputs, config), inputs.conversion_value))
+            body = await asyncio.to_thread(compute_scores, inputs, config)
+            scored.append(_Scored(scope, body, inputs.conversion_value))
             load_s, compute_s = load_s + loaded - began, compute_s + time.perf_counter() - loaded
             del inputs
-    known = [t for t in complete if t is not None]
     stored_from = time.perf_counter()
+    snapshots = await _store(sessionmaker, workspace_id, journey_id, scored, config=config, fitted=True, lease=lease)
+    log.info(
+        "journey fitted",
+        workspace_id=workspace_id,
+        journey_id=str(journey_id),
+        scopes=len(snapshots),
+        load_ms=round(1000 * load_s),
+        compute_ms=round(1000 * compute_s),
+        store_ms=round(1000 * (time.perf_counter() - stored_from)),
+    )
+    return snapshots
+
+
+async def refresh_journey(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    workspace_id: str,
+    journey_id: UUID,
+    lease: tuple[Lane, UUID] | None = None,
+) -> list[Scores] | None:
+    """Refresh every scope of the journey from its tally and latest fit; None when that cannot be
+    done (a scope without a tally, or without a fit over the same touchpoints): it needs a fit."""
+    began = time.perf_counter()
+    async with sessionmaker() as session, session.begin():
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        row = (await session.execute(_JOURNEY, {"j": journey_id, "w": workspace_id})).first()
+        if row is None or row.deleted:
+            return []
+        scopes = await list_scopes(session, workspace_id=workspace_id, journey_id=journey_id)
+        counted = await tallies.read(session, workspace_id=workspace_id, journey_id=journey_id)
+        latest = {r.scope_id: r.body for r in await session.execute(_LATEST_FITS, {"w": workspace_id, "j": journey_id})}
+        config = await load_config(session, workspace_id=workspace_id)
+    scored = []
+    if not scopes:
+        return None  # the default scope is added by the first fit
+    for scope in scopes:
+        if scope.id not in counted or scope.id not in latest:
+            return None
+        basis, tally = counted[scope.id]
+        previous = orjson.loads(latest[scope.id])
+        if "fitted_at" not in previous or [UUID(t["touchpoint_id"]) for t in previous["touchpoints"]] != basis:
+            return None
+        scored.append(_Scored(scope, refresh_scores(previous, tally, config), None, previous["fitted_at"]))
+    snapshots = await _store(sessionmaker, workspace_id, journey_id, scored, config=config, fitted=False, lease=lease)
+    log.info(
+        "journey refreshed",
+        workspace_id=workspace_id,
+        journey_id=str(journey_id),
+        scopes=len(snapshots),
+        ms=round(1000 * (time.perf_counter() - began)),
+    )
+    return snapshots
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    scope: Any
+    body: dict[str, Any]
+    conversion_value: float | None  # a fit's (None: a refresh): kept for the cross-journey priority
+    fitted_at: Any = None  # a refresh's: that of the fit it carries
+
+
+async def _as_of(session: AsyncSession, workspace_id: str) -> datetime | None:
+    complete = [await as_of(session, consumer=c, workspace_id=workspace_id) for c in CONSUMERS_OF_INPUTS]
+    known = [t for t in complete if t is not None]
+    return min(known) if known else None
+
+
+async def _count_missing_tallies(
+    sessionmaker: async_sessionmaker[AsyncSession], workspace_id: str, journey_id: UUID
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        missing = list(await session.execute(_UNCOUNTED, {"w": workspace_id, "j": journey_id}))
+        if not missing:
+            return
+        # Held exclusively: no fact commits while the facts are counted, so the consumers' deltas
+        # start exactly where the count ends (READ COMMITTED then reads one state).
+        await session.execute(tallies.HOLD_EXCLUSIVE, {"w": workspace_id})
+        journey = (await session.execute(_JOURNEY, {"j": journey_id, "w": workspace_id})).first()
+        if journey is None or journey.deleted:
+            return
+        config = await load_config(session, workspace_id=workspace_id)
+        missing = list(await session.execute(_UNCOUNTED, {"w": workspace_id, "j": journey_id}))
+        await tallies.count(
+            session,
+            workspace_id=workspace_id,
+            journey=_JourneyRef(journey_id, journey.key, journey.persona_id),
+            scopes=missing,
+            conversions=list(config.conversion_outcomes),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _JourneyRef:
+    id: UUID
+    key: str
+    persona_id: UUID | None
+
+
+async def _store(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    workspace_id: str,
+    journey_id: UUID,
+    scored: list[_Scored],
+    *,
+    config: ScoringConfig,
+    fitted: bool,
+    lease: tuple[Lane, UUID] | None,
+) -> list[Scores]:
+    """Store the snapshots and their events. A fit's counts are brought up to the tallies as they
+    are now: a refresh stored while it was fitting must not be followed by older counts."""
     snapshots: list[Scores] = []
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
-        if (
-            lease is not None
-            and (await session.execute(_HOLDS, {"w": workspace_id, "j": journey_id, "lease": lease})).first() is None
-        ):
-            log.warning(
-                "recompute lease lost; the newer recompute stores",
-                workspace_id=workspace_id,
-                journey_id=str(journey_id),
-            )
-            return []
-        for scope, body, conversion_value in scored:
+        await session.execute(_STORING, {"j": str(journey_id)})
+        if lease is not None:
+            lane, token = lease
+            held = {"w": workspace_id, "j": journey_id, "lease": token}
+            if (await session.execute(lane.sql(_HOLDS), held)).first() is None:
+                log.warning(
+                    "lease lost; the newer holder stores", workspace_id=workspace_id, journey_id=str(journey_id)
+                )
+                return []
+        counted = await tallies.read(session, workspace_id=workspace_id, journey_id=journey_id) if fitted else {}
+        as_of = await _as_of(session, workspace_id)
+        for item in scored:
+            scope, body = item.scope, item.body
+            basis, tally = counted.get(scope.id, (None, None))
+            if tally is not None and basis == [t["touchpoint_id"] for t in body["touchpoints"]]:
+                body = refresh_scores(body, tally, config)
             snapshot_id = new_ids(1)[0]
             scores = Scores.model_validate(
                 {
@@ -146,7 +303,8 @@ async def score_journey(
                     "snapshot_id": snapshot_id,
                     "scope": {"persona_id": scope.persona_id, "since": scope.since, "until": scope.until},
                     "computed_at": now,
-                    "as_of": min(known) if known else None,
+                    "as_of": as_of,
+                    "fitted_at": now if fitted else item.fitted_at,
                 }
             )
             payload = scores.__pydantic_serializer__.to_json(scores)
@@ -154,8 +312,9 @@ async def score_journey(
                 _INSERT_SNAPSHOT,
                 {"id": snapshot_id, "w": workspace_id, "j": journey_id, "scope": scope.id, "at": now, "body": payload},
             )
-            if scope.persona_id is None and scope.since is None and scope.until is None:
-                await _keep_relevance(session, workspace_id, scores, conversion_value)
+            default = scope.persona_id is None and scope.since is None and scope.until is None
+            if default and item.conversion_value is not None:  # a fit's (a refresh carries the relevance)
+                await _keep_relevance(session, workspace_id, scores, item.conversion_value)
             await emit(
                 session,
                 workspace_id=workspace_id,
@@ -165,15 +324,6 @@ async def score_journey(
                 version=version,
             )
             snapshots.append(scores)
-    log.info(
-        "journey scored",
-        workspace_id=workspace_id,
-        journey_id=str(journey_id),
-        scopes=len(snapshots),
-        load_ms=round(1000 * load_s),
-        compute_ms=round(1000 * compute_s),
-        store_ms=round(1000 * (time.perf_counter() - stored_from)),
-    )
     return snapshots
 
 
@@ -197,43 +347,52 @@ async def _keep_relevance(session: AsyncSession, workspace_id: str, scores: Scor
 
 
 class RecomputeWorker(LoopWorker):
-    """Scores the next due journey; sleeps until the next one is due (the debounce), or until a
-    consumer's commit wakes it."""
+    """One lane: refreshes (`REFRESH`) or fits (`FIT`) the next due journey; sleeps until the next
+    one is due, or until a consumer's commit wakes it."""
 
-    name = "scoring-recompute"
-
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: ScoringSettings) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: ScoringSettings, lane: Lane) -> None:
         super().__init__(idle_seconds=settings.worker_poll_seconds)
-        self._sessionmaker, self._settings = sessionmaker, settings
+        self._sessionmaker, self._settings, self._lane = sessionmaker, settings, lane
+        self.name = lane.name
 
     async def run_once(self) -> bool:
-        s = self._settings
-        lease = uuid.uuid4()
+        s, lane = self._settings, self._lane
+        token = uuid.uuid4()
         async with self._sessionmaker() as session, session.begin():
-            claimed = (await session.execute(_CLAIM, {"seconds": s.recompute_lease_seconds, "lease": lease})).first()
+            claimed = (
+                await session.execute(lane.sql(_CLAIM), {"seconds": s.recompute_lease_seconds, "lease": token})
+            ).first()
             if claimed is None:
-                wait = await session.scalar(_NEXT_DUE)
+                wait = await session.scalar(lane.sql(_NEXT_DUE))
         if claimed is None:
             if wait is not None and float(wait) < s.worker_poll_seconds:
                 await asyncio.sleep(max(0.0, float(wait)))
                 return True
             return False
-        w, j, marks = claimed
-        held = {"w": w, "j": j, "lease": lease}
+        w, j = claimed
+        held = {"w": w, "j": j, "lease": token}
         renewing = asyncio.create_task(self._renew(held))
+        retry = None
         try:
-            await score_journey(
-                self._sessionmaker, workspace_id=w, journey_id=j, bootstrap=s.bootstrap_replicates, lease=lease
-            )
+            if lane is FIT:
+                await score_journey(
+                    self._sessionmaker,
+                    workspace_id=w,
+                    journey_id=j,
+                    bootstrap=s.bootstrap_replicates,
+                    lease=(lane, token),
+                )
+            elif await refresh_journey(self._sessionmaker, workspace_id=w, journey_id=j, lease=(lane, token)) is None:
+                async with self._sessionmaker() as session, session.begin():
+                    await session.execute(_FIT_NOW, held)  # no tally or no fit to refresh yet: fit now
         except Exception:
-            await self._release(held, delay=_RETRY_SECONDS)  # kept: scored again later
+            retry = _RETRY_SECONDS  # kept: scored again later
             raise
         finally:
             renewing.cancel()
-        async with self._sessionmaker() as session, session.begin():
-            done = await session.execute(_DONE, {**held, "marks": marks})
-        if not done.rowcount:  # type: ignore[attr-defined]
-            await self._release(held, delay=s.debounce_seconds)
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(lane.sql(_RELEASE), {**held, "retry": retry})
+                await session.execute(_FORGET, held)
         return True
 
     async def _renew(self, held: dict[str, Any]) -> None:
@@ -242,8 +401,4 @@ class RecomputeWorker(LoopWorker):
         while True:
             await asyncio.sleep(seconds / 3)
             async with self._sessionmaker() as session, session.begin():
-                await session.execute(_RENEW, {**held, "seconds": seconds})
-
-    async def _release(self, held: dict[str, Any], *, delay: float) -> None:
-        async with self._sessionmaker() as session, session.begin():
-            await session.execute(_AGAIN, {**held, "delay": delay})
+                await session.execute(self._lane.sql(_RENEW), {**held, "seconds": seconds})

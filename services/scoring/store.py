@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.errors import Conflict
 from services.common.ids import new_ids
+from services.scoring import tallies
 from services.scoring.compute import ScoringConfig
 from services.scoring.models import MAX_SCOPES, ScopeShape, ScoreSettings, ScoreSettingsPublic
 
@@ -21,15 +22,15 @@ _SAVE_SETTINGS = text(
     "ON CONFLICT (workspace_id) DO UPDATE SET settings = EXCLUDED.settings, version = s.version + 1, "
     "updated_at = now() RETURNING version, updated_at"
 )
+# Refitted now: new settings, or a caller asking for it.
+_DUE_NOW = "ON CONFLICT (workspace_id, journey_id) DO UPDATE SET fit_due_at = now()"
 _MARK_WORKSPACE = text(
-    "INSERT INTO dirty_journey AS d (workspace_id, journey_id, due_at, marks) "
-    "SELECT workspace_id, id, now(), 1 FROM journey WHERE workspace_id = :w AND NOT deleted ORDER BY id "
-    "ON CONFLICT (workspace_id, journey_id) DO UPDATE SET marks = d.marks + 1"
+    "INSERT INTO dirty_journey AS d (workspace_id, journey_id, fit_due_at) "
+    f"SELECT workspace_id, id, now() FROM journey WHERE workspace_id = :w AND NOT deleted ORDER BY id {_DUE_NOW}"
 )
 _MARK_JOURNEY = text(
-    "INSERT INTO dirty_journey AS d (workspace_id, journey_id, due_at, marks) VALUES (:w, :j, now(), 1) "
-    "ON CONFLICT (workspace_id, journey_id) DO UPDATE SET marks = d.marks + 1, due_at = least(d.due_at, now()) "
-    "RETURNING due_at"
+    f"INSERT INTO dirty_journey AS d (workspace_id, journey_id, fit_due_at) VALUES (:w, :j, now()) {_DUE_NOW} "
+    "RETURNING fit_due_at"
 )
 _SCOPE_MATCH = (
     "workspace_id = :w AND journey_id = :j AND persona_id IS NOT DISTINCT FROM CAST(:persona AS uuid) "
@@ -48,6 +49,7 @@ _SCOPES = text(
 )
 _FORGET_SNAPSHOTS = text("DELETE FROM score_snapshot WHERE workspace_id = :w AND journey_id = :j AND scope_id = :scope")
 _FORGET_SCOPE = text("DELETE FROM score_scope WHERE workspace_id = :w AND journey_id = :j AND id = :scope")
+_FORGET_TALLY = text("DELETE FROM score_tally WHERE workspace_id = :w AND journey_id = :j AND scope_id = :scope")
 _JOURNEY_KNOWN = text("SELECT NOT deleted FROM journey WHERE id = :j AND workspace_id = :w")
 _LATEST = text(
     "SELECT DISTINCT ON (s.journey_id) s.journey_id, s.body FROM score_snapshot s "
@@ -83,6 +85,7 @@ async def load_settings(session: AsyncSession, *, workspace_id: str) -> ScoreSet
 async def save_settings(session: AsyncSession, *, workspace_id: str, settings: ScoreSettings) -> ScoreSettingsPublic:
     """Store the settings and rescore every journey of the workspace with them."""
     row = (await session.execute(_SAVE_SETTINGS, {"w": workspace_id, "settings": settings.model_dump_json()})).one()
+    await tallies.drop_workspace(session, workspace_id=workspace_id)  # what counts as a conversion may change
     await session.execute(_MARK_WORKSPACE, {"w": workspace_id})
     return ScoreSettingsPublic(**settings.model_dump(), version=row.version, updated_at=row.updated_at)
 
@@ -130,6 +133,7 @@ async def remove_scope(session: AsyncSession, *, workspace_id: str, journey_id: 
     """Forget a scope and its snapshots: it is no longer kept up to date."""
     params = {"w": workspace_id, "j": journey_id, "scope": scope_id}
     await session.execute(_FORGET_SNAPSHOTS, params)
+    await session.execute(_FORGET_TALLY, params)
     await session.execute(_FORGET_SCOPE, params)
 
 

@@ -114,6 +114,7 @@ interaction = sa.Table(
     sa.Column("journey_id", UUID(as_uuid=True)),  # the tag, if any: untagged counts for every journey
     _tz("occurred_at", nullable=False),
     sa.Index("ix_interaction_touchpoint", "workspace_id", "touchpoint_id", "occurred_at"),
+    sa.Index("ix_interaction_customer", "workspace_id", "customer_n"),  # the tallies' before and after
 )
 
 outcome = sa.Table(
@@ -128,6 +129,7 @@ outcome = sa.Table(
     sa.Column("touchpoint_id", UUID(as_uuid=True)),
     _tz("occurred_at", nullable=False),
     sa.Index("ix_outcome_name", "workspace_id", "name", "occurred_at"),
+    sa.Index("ix_outcome_customer", "workspace_id", "customer_n"),
 )
 
 response = sa.Table(
@@ -145,6 +147,7 @@ response = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Index("ix_response_journey", "workspace_id", "journey_key", "submitted_at"),
     sa.Index("ix_response_touchpoint", "workspace_id", "touchpoint_key", "submitted_at"),
+    sa.Index("ix_response_customer", "workspace_id", "customer_n"),
 )
 
 # Per workspace: health weights, quadrant thresholds, what counts as a conversion (routes: /v1/settings).
@@ -211,18 +214,39 @@ touchpoint_relevance = sa.Table(
     sa.Index("ix_touchpoint_relevance_touchpoint", "workspace_id", "touchpoint_id"),
 )
 
-# Journeys whose inputs changed since their last scores. `due_at`: the first change + the debounce
-# (later changes keep it, so a steady stream of events cannot postpone scores); `marks`: how many
-# changes (a recompute that read its inputs before another change sees the count moved and runs
-# again); `leased_until`: a replica is computing it.
+# Each scope's counts (`tally.Tally` as one bigint[] over the journey's touchpoints, in map order),
+# kept by the consumers: a batch of facts adds the difference it makes to its customers' counts.
+# A structural change of the journey (its touchpoints, stages) drops the row; the recompute worker
+# counts it again from the facts.
+score_tally = sa.Table(
+    "score_tally",
+    METADATA,
+    sa.Column("scope_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("workspace_id", sa.Text, nullable=False),
+    sa.Column("journey_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("touchpoints", sa.ARRAY(UUID(as_uuid=True)), nullable=False),
+    sa.Column("counts", sa.ARRAY(sa.BigInteger), nullable=False),
+    _tz("updated_at", nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_score_tally_journey", "workspace_id", "journey_id"),
+)
+
+# Journeys whose inputs changed since their last scores, in two lanes: `due_at`, when the scores are
+# refreshed from the tallies (the first change + the debounce), and `fit_due_at`, when the models are
+# fitted again on every row (the first change + the refit delay). A steady stream of events cannot
+# postpone either (a mark keeps the earlier time). A replica claiming a lane clears its due time
+# and leases it (`lease`/`fit_lease` until `leased_until`/`fit_leased_until`); a change meanwhile
+# makes it due again; a lease that ran out (its replica died) is claimed again. The lanes run side
+# by side: a long fit does not hold the refreshes back.
 dirty_journey = sa.Table(
     "dirty_journey",
     METADATA,
     sa.Column("workspace_id", sa.Text, primary_key=True),
     sa.Column("journey_id", UUID(as_uuid=True), primary_key=True),
-    _tz("due_at", nullable=False),
-    sa.Column("marks", sa.BigInteger, nullable=False),
+    _tz("due_at"),
     _tz("leased_until"),
-    sa.Column("lease", UUID(as_uuid=True)),  # the holder's token: only it may store, finish or release
+    sa.Column("lease", UUID(as_uuid=True)),  # the holder's token: only it may store or release
+    _tz("fit_due_at"),
+    _tz("fit_leased_until"),
+    sa.Column("fit_lease", UUID(as_uuid=True)),
     sa.Index("ix_dirty_journey_due", "due_at"),
 )

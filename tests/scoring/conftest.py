@@ -26,6 +26,9 @@ def make_settings(servers: Servers, keys: Keys, database: str, **overrides: obje
         "outbox_poll_seconds": 0.2,
         "worker_poll_seconds": 0.2,
         "debounce_seconds": 0.1,
+        # Every change refits, so a test reads its events' effects in the next snapshot; the refresh
+        # from the tallies between fits is tested on its own (test_refresh.py).
+        "refit_seconds": 0,
         "bootstrap_replicates": 50,
         "log_json": False,
         "log_level": "WARNING",

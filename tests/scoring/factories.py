@@ -96,15 +96,19 @@ class Stack:
     async def scoring_get(self, url: str, **params: Any) -> httpx.Response:
         return await self.scoring.get(url, headers=self.headers, params=params)
 
-    async def scores(self, journey_id: str, *, within: float = 30.0, **expect: int) -> dict[str, Any]:
-        """The journey's scores once their counts are `expect` (the read model follows the events)."""
+    async def scores(
+        self, journey_id: str, *, within: float = 30.0, fitted: bool = True, **expect: int
+    ) -> dict[str, Any]:
+        """The journey's scores once their counts are `expect` (the read model follows the events), and
+        (`fitted`) its models were fitted on them."""
+        kinds = ("counts", "fit_counts") if fitted else ("counts",)
 
         async def ready() -> dict[str, Any] | None:
             response = await self.scoring_get(f"/v1/journeys/{journey_id}/scores")
             if response.status_code != 200:
                 return None
             body: dict[str, Any] = response.json()
-            return body if all(body["counts"][k] == v for k, v in expect.items()) else None
+            return body if all(body[c][k] == v for k, v in expect.items() for c in kinds) else None
 
         return await eventually(ready, within=within, every=0.2)
 

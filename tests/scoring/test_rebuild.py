@@ -17,7 +17,7 @@ from services.scoring.recompute import score_journey
 from tests.conftest import Servers, unique_name
 from tests.scoring.factories import Stack, small_journey
 
-NOT_COMPARED = {"snapshot_id", "computed_at", "as_of"}
+NOT_COMPARED = {"snapshot_id", "computed_at", "fitted_at", "as_of"}
 
 
 def comparable(scores: dict[str, Any]) -> dict[str, Any]:

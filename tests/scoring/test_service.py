@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from services.common.db import create_engine, create_sessionmaker
 from services.scoring.models import MAX_SCOPES
-from services.scoring.recompute import score_journey
+from services.scoring.recompute import FIT, score_journey
 from services.scoring.settings import ScoringSettings
 from services.scoring.views import ScoresBatch
 from tests.conftest import Servers
@@ -228,10 +228,10 @@ class TestRecomputeLease:
             async with sessionmaker() as session, session.begin():  # another replica took the journey over
                 await session.execute(TAKEN_OVER, held)
             score = functools.partial(score_journey, sessionmaker, workspace_id=stack.workspace, journey_id=journey_id)
-            assert await score(bootstrap=20, lease=mine) == []
+            assert await score(bootstrap=20, lease=(FIT, mine)) == []
             history = (await stack.scoring_get(f"/v1/journeys/{journey_id}/history")).json()["items"]
             assert history[0]["snapshot_id"] == built["scores"]["snapshot_id"]  # nothing stored
-            stored = await score(bootstrap=20, lease=theirs)
+            stored = await score(bootstrap=20, lease=(FIT, theirs))
             assert [s.snapshot_id for s in stored] == [
                 uuid.UUID(h["snapshot_id"])
                 for h in (await stack.scoring_get(f"/v1/journeys/{journey_id}/history")).json()["items"][:1]
@@ -245,9 +245,9 @@ class TestRecomputeLease:
 
 
 TAKEN_OVER = text(
-    "INSERT INTO dirty_journey (workspace_id, journey_id, due_at, marks, leased_until, lease) "
-    "VALUES (:w, :j, now() + interval '1 hour', 1, now() + interval '1 hour', :lease) "
-    "ON CONFLICT (workspace_id, journey_id) DO UPDATE SET lease = EXCLUDED.lease, "
-    "leased_until = EXCLUDED.leased_until, due_at = EXCLUDED.due_at"
+    "INSERT INTO dirty_journey (workspace_id, journey_id, fit_leased_until, fit_lease) "
+    "VALUES (:w, :j, now() + interval '1 hour', :lease) "
+    "ON CONFLICT (workspace_id, journey_id) DO UPDATE SET fit_lease = EXCLUDED.fit_lease, "
+    "fit_leased_until = EXCLUDED.fit_leased_until"
 )
 FORGET = text("DELETE FROM dirty_journey WHERE workspace_id = :w AND journey_id = :j")
