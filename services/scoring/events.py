@@ -35,6 +35,7 @@ class ScoreUpdated(BaseModel):
     scope: ScopeShape
     computed_at: datetime
     as_of: datetime | None
+    fitted_at: datetime
     health: float | None
     health_low: float | None
     health_high: float | None
@@ -51,6 +52,7 @@ def score_updated(scores: Scores, *, scope_id: UUID) -> ScoreUpdated:
         scope=scores.scope,
         computed_at=scores.computed_at,
         as_of=scores.as_of,
+        fitted_at=scores.fitted_at,
         health=scores.health.score,
         health_low=scores.health.low,
         health_high=scores.health.high,

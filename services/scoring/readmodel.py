@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.common.consumer import Consumer
 from services.common.events import Event
 from services.common.worker import wake_on_commit
-from services.scoring import tallies
+from services.scoring import affected, tallies
+from services.scoring.affected import RESPONSE_EVENTS
 from services.scoring.store import load_config
 
 RECOMPUTE_WORKER = "scoring-recompute"  # the sessionmaker `info` name of the worker to wake
@@ -113,28 +114,6 @@ _UPSERT_RESPONSES = text(
     "version = EXCLUDED.version WHERE r.version < EXCLUDED.version"
 )
 
-# Which journeys an event touches. ----------------------------------------------------------------
-
-_JOURNEYS_OF_TOUCHPOINTS = text(
-    "SELECT DISTINCT journey_id FROM step WHERE workspace_id = :w AND touchpoint_id = ANY(CAST(:tps AS uuid[])) "
-    "AND NOT removed"
-)
-_JOURNEYS_OF_KEYS = text(
-    "SELECT id FROM journey WHERE workspace_id = :w AND key = ANY(CAST(:jks AS text[])) AND NOT deleted "
-    "UNION SELECT s.journey_id FROM step s JOIN touchpoint t ON t.id = s.touchpoint_id "
-    "WHERE s.workspace_id = :w AND t.key = ANY(CAST(:tks AS text[])) AND NOT s.removed"
-)
-# The journeys a persona's membership changes: those of the persona, and those with a scope of it.
-_JOURNEYS_OF_PERSONAS = text(
-    "SELECT id FROM journey WHERE workspace_id = :w AND persona_id = ANY(CAST(:ps AS uuid[])) AND NOT deleted "
-    "UNION SELECT journey_id FROM score_scope WHERE workspace_id = :w AND persona_id = ANY(CAST(:ps AS uuid[]))"
-)
-# The personas customers belong to before an event moves them (they lose a member).
-_PERSONAS_OF_CUSTOMERS = text(
-    "SELECT DISTINCT persona_id FROM customer_ref WHERE workspace_id = :w AND external_id = ANY(CAST(:keys AS text[])) "
-    "AND persona_id IS NOT NULL"
-)
-_JOURNEYS_OF_WORKSPACE = text("SELECT id FROM journey WHERE workspace_id = :w AND NOT deleted")
 # A mark keeps the earlier due time of each lane: a steady stream of events cannot postpone scores.
 _MARK = text(
     "INSERT INTO dirty_journey AS d (workspace_id, journey_id, due_at, fit_due_at) "
@@ -193,10 +172,6 @@ async def mark_dirty(
     wake_on_commit(session, RECOMPUTE_WORKER)
 
 
-async def _journeys(session: AsyncSession, statement: Any, params: dict[str, Any]) -> list[UUID]:
-    return list((await session.execute(statement, params)).scalars())
-
-
 async def _number_customers(session: AsyncSession, workspace_id: str, keys: list[str | None]) -> None:
     known = [k for k in keys if k is not None]
     if known:
@@ -212,7 +187,7 @@ async def _apply_batch(
     facts = [e for e in batch if e.type in _FACTS]
     touched: set[UUID | str] = set()
     for event in facts:
-        touched |= await _journeys_of_fact(session, workspace_id, event)
+        touched |= await affected.journeys_of_fact(session, workspace_id, event)
     following = None
     if not structural:
         config = await load_config(session, workspace_id=workspace_id)
@@ -220,7 +195,7 @@ async def _apply_batch(
             session,
             workspace_id=workspace_id,
             journey_ids=touched,
-            customer_keys=[k for e in facts for k in _customer_keys(e)],
+            customer_keys=[k for e in facts for k in affected.customer_keys(e)],
             conversions=list(config.conversion_outcomes),
         )
     dirty = touched | await apply()
@@ -243,37 +218,6 @@ async def apply_journey_events(session: AsyncSession, events: _Events) -> None:
         await _apply_batch(session, workspace_id, batch, apply)
 
 
-def _customer_keys(event: Event[dict[str, Any]]) -> list[str]:
-    data = event.data
-    if event.type in RESPONSE_EVENTS:
-        return [data["customer_external_id"]] if data.get("customer_external_id") else []
-    if event.type.startswith("journey.customer."):
-        return [c["external_id"] for c in data["items"]]
-    return [i["customer"] for i in data["items"]]
-
-
-async def _journeys_of_fact(session: AsyncSession, w: str, event: Event[dict[str, Any]]) -> set[UUID | str]:
-    """The journeys whose scores a fact can change, looked up before it is applied."""
-    kind, data = event.type, event.data
-    if kind in RESPONSE_EVENTS:
-        named = {"w": w, "jks": [data.get("journey_key")], "tks": [data.get("touchpoint_key")]}
-        return set(await _journeys(session, _JOURNEYS_OF_KEYS, named))
-    if kind == "journey.interaction.recorded":
-        touchpoints = sorted({i["touchpoint_id"] for i in data["items"]})
-        return set(await _journeys(session, _JOURNEYS_OF_TOUCHPOINTS, {"w": w, "tps": touchpoints}))
-    if kind == "journey.outcome.recorded":
-        # An outcome without a journey counts for every journey its customer is in: rescore them all.
-        if any(o.get("journey_id") is None for o in data["items"]):
-            return set(await _journeys(session, _JOURNEYS_OF_WORKSPACE, {"w": w}))
-        return {o["journey_id"] for o in data["items"]}
-    # A customer's persona: the journeys of the personas they leave and join.
-    items = data["items"]
-    keys = [c["external_id"] for c in items]
-    before = (await session.execute(_PERSONAS_OF_CUSTOMERS, {"w": w, "keys": keys})).scalars().all()
-    personas = sorted({str(p) for p in before} | {c["persona_id"] for c in items if c.get("persona_id")})
-    return set(await _journeys(session, _JOURNEYS_OF_PERSONAS, {"w": w, "ps": personas})) if personas else set()
-
-
 async def _apply_journey_event(session: AsyncSession, w: str, event: Event[dict[str, Any]]) -> set[UUID | str]:
     kind, data, v = event.type, event.data, event.version or 0
     if kind in ("journey.touchpoint.created", "journey.touchpoint.updated", "journey.touchpoint.deleted"):
@@ -292,7 +236,7 @@ async def _apply_journey_event(session: AsyncSession, w: str, event: Event[dict[
                 "deleted": deleted,
             },
         )
-        return set(await _journeys(session, _JOURNEYS_OF_TOUCHPOINTS, {"w": w, "tps": [data["id"]]}))
+        return await affected.journeys_of_touchpoints(session, w, [data["id"]])
     if kind in ("journey.journey.created", "journey.journey.updated"):
         journey = data["journey"] if kind.endswith("created") else data
         await session.execute(
@@ -349,7 +293,7 @@ async def _apply_journey_event(session: AsyncSession, w: str, event: Event[dict[
         await _record_interactions(session, w, data["items"])
     elif kind == "journey.outcome.recorded":
         await _record_outcomes(session, w, data["items"])
-    # Facts: their journeys are looked up before (`_journeys_of_fact`). Personas: scores need only the
+    # Facts: their journeys are looked up before (`affected.journeys_of_fact`). Personas: scores need only the
     # journeys' and customers' persona ids.
     return set()
 
@@ -439,7 +383,6 @@ async def _record_responses(session: AsyncSession, w: str, responses: _Events) -
     )
 
 
-RESPONSE_EVENTS = frozenset({"feedback.response.submitted", "feedback.comment.analysed"})
 JOURNEY_EVENTS = frozenset(
     {
         "journey.touchpoint.created",

@@ -346,6 +346,12 @@ async def _keep_relevance(session: AsyncSession, workspace_id: str, scores: Scor
     await session.execute(_FORGET_RELEVANCE, {"w": workspace_id, "j": scores.journey_id, "tps": tps})
 
 
+def _outgrown(scores: Scores) -> bool:
+    """Fit now rather than after the refit delay: the customers counted have doubled since the fit (a
+    young journey's first customers, a backfill), so its models say little about them."""
+    return scores.counts.customers > 0 and scores.counts.customers >= 2 * scores.fit_counts.customers
+
+
 class RecomputeWorker(LoopWorker):
     """One lane: refreshes (`REFRESH`) or fits (`FIT`) the next due journey; sleeps until the next
     one is due, or until a consumer's commit wakes it."""
@@ -382,9 +388,11 @@ class RecomputeWorker(LoopWorker):
                     bootstrap=s.bootstrap_replicates,
                     lease=(lane, token),
                 )
-            elif await refresh_journey(self._sessionmaker, workspace_id=w, journey_id=j, lease=(lane, token)) is None:
-                async with self._sessionmaker() as session, session.begin():
-                    await session.execute(_FIT_NOW, held)  # no tally or no fit to refresh yet: fit now
+            else:
+                refreshed = await refresh_journey(self._sessionmaker, workspace_id=w, journey_id=j, lease=(lane, token))
+                if refreshed is None or any(_outgrown(scores) for scores in refreshed):
+                    async with self._sessionmaker() as session, session.begin():
+                        await session.execute(_FIT_NOW, held)
         except Exception:
             retry = _RETRY_SECONDS  # kept: scored again later
             raise

@@ -11,7 +11,8 @@ class ScoringSettings(ServiceSettings):
     # inputs (a burst of events costs one refresh): counts, reach, experience, health, quadrants.
     debounce_seconds: float = Field(default=0.25, ge=0, le=60)
     # Its models (effects, key drivers, attribution) are fitted again on every row this long after
-    # the first event that changed them; structural changes and `POST .../recompute` refit at once.
+    # the first event that changed them, in a lane of their own; structural changes, new settings,
+    # `POST .../recompute` and a doubling of the customers since the last fit refit at once.
     refit_seconds: float = Field(default=30.0, ge=0, le=86_400)
     # A recompute that has not finished in this long is taken over by another replica.
     recompute_lease_seconds: float = Field(default=120.0, gt=0)

@@ -86,8 +86,9 @@ class TestRefresh:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         built = await small_journey(stack)
-        journey_id, fitted = built["journey"]["id"], built["scores"]
+        journey_id = built["journey"]["id"]
         await _settled(scoring_app, stack.workspace)
+        fitted = (await stack.scoring_get(f"/v1/journeys/{journey_id}/scores")).json()
         # From now on, changes of facts refresh the scores, and refit them only in an hour.
         monkeypatch.setitem(scoring_app.state.sessionmaker.kw["info"], REFIT_KEY, 3600.0)
 
@@ -169,8 +170,9 @@ class TestRefresh:
         self, stack: Stack, scoring_app: FastAPI, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         built = await small_journey(stack)
-        journey_id, fitted = built["journey"]["id"], built["scores"]
+        journey_id = built["journey"]["id"]
         await _settled(scoring_app, stack.workspace)
+        fitted = (await stack.scoring_get(f"/v1/journeys/{journey_id}/scores")).json()
         monkeypatch.setitem(scoring_app.state.sessionmaker.kw["info"], REFIT_KEY, 3600.0)
         shop = built["touchpoints"]["shop"]
         response = await stack.journey.patch(
@@ -188,3 +190,25 @@ class TestRefresh:
         by_key = {t["key"]: t for t in scores["touchpoints"]}
         assert by_key["shop"]["yearly_cost"] == "99000.00"
         assert scores["counts"] == fitted["counts"]
+
+    async def test_a_young_journey_is_refitted_as_its_customers_arrive(
+        self, stack: Stack, scoring_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Refits wait an hour here, yet a journey's first customers are fitted at once: a fit on fewer
+        than half the customers counted now says little about them."""
+        monkeypatch.setitem(scoring_app.state.sessionmaker.kw["info"], REFIT_KEY, 3600.0)
+        journey, _ = await stack.build_journey("young", [("ad", "need", None, False), ("shop", "buy", None, True)])
+        touches = [
+            {"event_id": f"y{i}-{tp}", "customer": f"y{i}", "touchpoint": tp, "occurred_at": at(i)}
+            for i in range(40)
+            for tp in (["ad", "shop"] if i % 2 else ["ad"])
+        ]
+        await stack.interactions(touches)
+
+        async def fitted_on_half() -> dict[str, Any] | None:
+            body = (await stack.scoring_get(f"/v1/journeys/{journey['id']}/scores")).json()
+            counted = body.get("counts", {}).get("customers")
+            return body if counted == 40 and 2 * body["fit_counts"]["customers"] > counted else None
+
+        scores = await eventually(fitted_on_half, within=30)
+        assert scores["fit_counts"]["customers"] > 0
