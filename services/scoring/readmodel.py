@@ -1,6 +1,7 @@
 """The read model: two durable consumers, one per stream, apply the journey and feedback events to the
-scoring tables (`tables.py`) and mark the journeys whose inputs changed (`dirty_journey`), which the
-recompute worker then scores.
+scoring tables (`tables.py`), keep the tallies of the journeys a batch of facts changes
+(`tallies.py`), and mark the journeys whose inputs changed (`dirty_journey`), which the recompute
+worker then refreshes and refits.
 
 Each consumer applies a batch in one transaction with the kit's inbox (an event applied twice has
 no second effect); versions make the result independent of the order events arrive in; every
@@ -257,7 +258,7 @@ async def _apply_journey_event(session: AsyncSession, w: str, event: Event[dict[
         return {journey["id"]}
     if kind == "journey.journey.deleted":
         await session.execute(_DELETE_JOURNEY, {"id": data["id"], "w": w, "key": data["key"], "v": v})
-        return set()
+        return {data["id"]}  # its tallies are dropped; its scores stop (the worker skips a deleted journey)
     if kind.startswith("journey.stage."):
         await _upsert_stages(session, w, data["journey_id"], data["stages"], v)
         return {data["journey_id"]}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +35,7 @@ from services.common.ids import new_ids
 from services.common.outbox import emit
 from services.common.worker import LoopWorker
 from services.scoring import tallies
-from services.scoring.compute import ScoringConfig, compute_scores, refresh_scores
+from services.scoring.compute import compute_scores, refresh_scores
 from services.scoring.events import SCORE_UPDATED, score_updated
 from services.scoring.inputs import Scope, load_inputs
 from services.scoring.models import Scores
@@ -112,7 +113,7 @@ _FORGET_RELEVANCE = text(
     "AND touchpoint_id <> ALL(CAST(:tps AS uuid[]))"
 )
 # The latest snapshot of each scope: it carries the latest fit, which a refresh carries on.
-_LATEST_FITS = text(
+_LATEST = text(
     "SELECT DISTINCT ON (scope_id) scope_id, body FROM score_snapshot WHERE workspace_id = :w AND journey_id = :j "
     "ORDER BY scope_id, id DESC"
 )
@@ -166,7 +167,20 @@ async def score_journey(
             load_s, compute_s = load_s + loaded - began, compute_s + time.perf_counter() - loaded
             del inputs
     stored_from = time.perf_counter()
-    snapshots = await _store(sessionmaker, workspace_id, journey_id, scored, config=config, fitted=True, lease=lease)
+
+    async def brought_up(session: AsyncSession) -> list[_Scored]:
+        # A fit's counts are the tallies' as they are when it stores: a refresh stored while it was
+        # fitting must not be followed by older counts.
+        counted = await tallies.read(session, workspace_id=workspace_id, journey_id=journey_id)
+        current = []
+        for item in scored:
+            basis, tally = counted.get(item.scope.id, (None, None))
+            if tally is not None and basis == [t["touchpoint_id"] for t in item.body["touchpoints"]]:
+                item = replace(item, body=refresh_scores(item.body, tally, config))
+            current.append(item)
+        return current
+
+    snapshots = await _store(sessionmaker, workspace_id, journey_id, brought_up, fitted=True, lease=lease) or []
     log.info(
         "journey fitted",
         workspace_id=workspace_id,
@@ -189,32 +203,35 @@ async def refresh_journey(
     """Refresh every scope of the journey from its tally and latest fit; None when that cannot be
     done (a scope without a tally, or without a fit over the same touchpoints): it needs a fit."""
     began = time.perf_counter()
-    async with sessionmaker() as session, session.begin():
-        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+    async def refreshed(session: AsyncSession) -> list[_Scored] | None:
+        # Read while the journey's stores take turns: a fit stored a moment ago is the one carried.
         row = (await session.execute(_JOURNEY, {"j": journey_id, "w": workspace_id})).first()
         if row is None or row.deleted:
             return []
         scopes = await list_scopes(session, workspace_id=workspace_id, journey_id=journey_id)
+        if not scopes:
+            return None  # the default scope is added by the first fit
         counted = await tallies.read(session, workspace_id=workspace_id, journey_id=journey_id)
-        latest = {r.scope_id: r.body for r in await session.execute(_LATEST_FITS, {"w": workspace_id, "j": journey_id})}
+        latest = {r.scope_id: r.body for r in await session.execute(_LATEST, {"w": workspace_id, "j": journey_id})}
         config = await load_config(session, workspace_id=workspace_id)
-    scored = []
-    if not scopes:
-        return None  # the default scope is added by the first fit
-    for scope in scopes:
-        if scope.id not in counted or scope.id not in latest:
-            return None
-        basis, tally = counted[scope.id]
-        previous = orjson.loads(latest[scope.id])
-        if "fitted_at" not in previous or [UUID(t["touchpoint_id"]) for t in previous["touchpoints"]] != basis:
-            return None
-        scored.append(_Scored(scope, refresh_scores(previous, tally, config), None, previous["fitted_at"]))
-    snapshots = await _store(sessionmaker, workspace_id, journey_id, scored, config=config, fitted=False, lease=lease)
+        scored = []
+        for scope in scopes:
+            if scope.id not in counted or scope.id not in latest:
+                return None
+            basis, tally = counted[scope.id]
+            previous = orjson.loads(latest[scope.id])
+            if "fitted_at" not in previous or [UUID(t["touchpoint_id"]) for t in previous["touchpoints"]] != basis:
+                return None
+            scored.append(_Scored(scope, refresh_scores(previous, tally, config), None, previous["fitted_at"]))
+        return scored
+
+    snapshots = await _store(sessionmaker, workspace_id, journey_id, refreshed, fitted=False, lease=lease)
     log.info(
         "journey refreshed",
         workspace_id=workspace_id,
         journey_id=str(journey_id),
-        scopes=len(snapshots),
+        scopes=None if snapshots is None else len(snapshots),
         ms=round(1000 * (time.perf_counter() - began)),
     )
     return snapshots
@@ -269,14 +286,13 @@ async def _store(
     sessionmaker: async_sessionmaker[AsyncSession],
     workspace_id: str,
     journey_id: UUID,
-    scored: list[_Scored],
+    build: Callable[[AsyncSession], Awaitable[list[_Scored] | None]],
     *,
-    config: ScoringConfig,
     fitted: bool,
     lease: tuple[Lane, UUID] | None,
-) -> list[Scores]:
-    """Store the snapshots and their events. A fit's counts are brought up to the tallies as they
-    are now: a refresh stored while it was fitting must not be followed by older counts."""
+) -> list[Scores] | None:
+    """Store the snapshots `build` makes (None: it cannot), and their events. The stores of the two
+    lanes for one journey take turns, and `build` runs in its turn."""
     snapshots: list[Scores] = []
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
@@ -289,13 +305,12 @@ async def _store(
                     "lease lost; the newer holder stores", workspace_id=workspace_id, journey_id=str(journey_id)
                 )
                 return []
-        counted = await tallies.read(session, workspace_id=workspace_id, journey_id=journey_id) if fitted else {}
+        scored = await build(session)
+        if scored is None:
+            return None
         as_of = await _as_of(session, workspace_id)
         for item in scored:
             scope, body = item.scope, item.body
-            basis, tally = counted.get(scope.id, (None, None))
-            if tally is not None and basis == [t["touchpoint_id"] for t in body["touchpoints"]]:
-                body = refresh_scores(body, tally, config)
             snapshot_id = new_ids(1)[0]
             scores = Scores.model_validate(
                 {
