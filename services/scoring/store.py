@@ -49,7 +49,6 @@ _SCOPES = text(
 )
 _FORGET_SNAPSHOTS = text("DELETE FROM score_snapshot WHERE workspace_id = :w AND journey_id = :j AND scope_id = :scope")
 _FORGET_SCOPE = text("DELETE FROM score_scope WHERE workspace_id = :w AND journey_id = :j AND id = :scope")
-_FORGET_TALLY = text("DELETE FROM score_tally WHERE workspace_id = :w AND journey_id = :j AND scope_id = :scope")
 _JOURNEY_KNOWN = text("SELECT NOT deleted FROM journey WHERE id = :j AND workspace_id = :w")
 _LATEST = text(
     "SELECT DISTINCT ON (s.journey_id) s.journey_id, s.body FROM score_snapshot s "
@@ -133,7 +132,7 @@ async def remove_scope(session: AsyncSession, *, workspace_id: str, journey_id: 
     """Forget a scope and its snapshots: it is no longer kept up to date."""
     params = {"w": workspace_id, "j": journey_id, "scope": scope_id}
     await session.execute(_FORGET_SNAPSHOTS, params)
-    await session.execute(_FORGET_TALLY, params)
+    await tallies.forget(session, scope_id=scope_id)
     await session.execute(_FORGET_SCOPE, params)
 
 

@@ -86,7 +86,7 @@ class Following:
         for row, before in zip(self.rows, self.before, strict=True):
             basis, after = await _tally(conn, self.workspace_id, row, self.conversions, self.customers)
             if basis != list(row.touchpoints):  # cannot happen under the shared lock; counted again if it does
-                await session.execute(_FORGET, {"s": row.scope_id})
+                await forget(session, scope_id=row.scope_id)
                 continue
             counts = Tally.from_vector(row.counts, len(basis)) + (after - before)
             await session.execute(_SAVE, {"s": row.scope_id, "counts": counts.to_vector()})
@@ -115,11 +115,15 @@ async def follow(
     for row in rows:
         basis, tally = await _tally(conn, workspace_id, row, conversions, customers)
         if basis != list(row.touchpoints):
-            await session.execute(_FORGET, {"s": row.scope_id})
+            await forget(session, scope_id=row.scope_id)
             continue
         kept.append(row)
         before.append(tally)
     return Following(workspace_id, customers, conversions, kept, before)
+
+
+async def forget(session: AsyncSession, *, scope_id: UUID) -> None:
+    await session.execute(_FORGET, {"s": scope_id})
 
 
 async def drop(session: AsyncSession, *, workspace_id: str, journey_ids: Iterable[UUID | str]) -> None:

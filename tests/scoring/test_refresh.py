@@ -77,6 +77,18 @@ async def _settled(scoring_app: FastAPI, workspace: str) -> None:
     await eventually(idle, within=30, every=0.1)
 
 
+async def _fitted_then_refreshed(
+    stack: Stack, scoring_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The small journey, scored once every change is; from then on changes of facts refresh its
+    scores, and refit them only in an hour. Returns it and its scores."""
+    built = await small_journey(stack)
+    await _settled(scoring_app, stack.workspace)
+    fitted = (await stack.scoring_get(f"/v1/journeys/{built['journey']['id']}/scores")).json()
+    monkeypatch.setitem(scoring_app.state.sessionmaker.kw["info"], REFIT_KEY, 3600.0)
+    return built, fitted
+
+
 class TestRefresh:
     async def test_new_facts_are_scored_from_the_tallies_without_a_refit(
         self,
@@ -85,12 +97,8 @@ class TestRefresh:
         scoring_settings: ScoringSettings,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        built = await small_journey(stack)
+        built, fitted = await _fitted_then_refreshed(stack, scoring_app, monkeypatch)
         journey_id = built["journey"]["id"]
-        await _settled(scoring_app, stack.workspace)
-        fitted = (await stack.scoring_get(f"/v1/journeys/{journey_id}/scores")).json()
-        # From now on, changes of facts refresh the scores, and refit them only in an hour.
-        monkeypatch.setitem(scoring_app.state.sessionmaker.kw["info"], REFIT_KEY, 3600.0)
 
         survey = await stack.survey("follow-up")
         new = [f"n{i}" for i in range(6)]
@@ -169,11 +177,8 @@ class TestRefresh:
     async def test_a_structural_change_refits_at_once(
         self, stack: Stack, scoring_app: FastAPI, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        built = await small_journey(stack)
+        built, fitted = await _fitted_then_refreshed(stack, scoring_app, monkeypatch)
         journey_id = built["journey"]["id"]
-        await _settled(scoring_app, stack.workspace)
-        fitted = (await stack.scoring_get(f"/v1/journeys/{journey_id}/scores")).json()
-        monkeypatch.setitem(scoring_app.state.sessionmaker.kw["info"], REFIT_KEY, 3600.0)
         shop = built["touchpoints"]["shop"]
         response = await stack.journey.patch(
             f"/v1/touchpoints/{shop['id']}",
