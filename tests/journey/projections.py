@@ -14,18 +14,29 @@ from tests.eventually import eventually
 _STATE = sa.text("""
 SELECT (SELECT as_of FROM projection_state WHERE consumer = :c AND workspace_id = :w) AS as_of,
        (SELECT count(*) FROM journey_rollup WHERE workspace_id = :w AND (stale_since IS NOT NULL OR signature IS NULL))
-       AS due
+       AS due,
+       (SELECT count(*) FROM outbox_event WHERE workspace_id = :w AND published_at IS NULL) AS unpublished
 """)
 
 
 async def settled(app: FastAPI, workspace: str, after: datetime, *, within: float = 30.0) -> None:
     """Wait until the projections hold every event of the workspace up to the last write (`after`:
-    a time taken before it, so its events occurred later) and no journey is due a rebuild."""
+    a time taken before it, so its events occurred later) and no journey is due a rebuild.
+
+    `as_of` passing `after` says that one event of the last write was applied, not all: a write's
+    events (its new customers', then its interactions') may arrive in two batches. So the events
+    must also all be published and the consumer have none left to deliver or to acknowledge (it
+    acknowledges after its commit)."""
+    js = app.state.broker.connection.jetstream()
 
     async def check() -> bool:
         async with app.state.engine.connect() as conn:
             row = (await conn.execute(_STATE, {"c": CONSUMER, "w": workspace})).one()
-        return row.as_of is not None and row.as_of >= after and row.due == 0
+        if row.as_of is None or row.as_of < after or row.due or row.unpublished:
+            return False
+        info = await js.consumer_info("JOURNEY", CONSUMER)
+        left: int = info.num_pending + info.num_ack_pending
+        return left == 0
 
     try:
         await eventually(check, within=within)
