@@ -1,2 +1,2 @@
-"""The GraphQL gateway (strawberry): one schema over the services' REST APIs. It arrives with its
-own issue; nothing runs here yet."""
+"""The GraphQL gateway (strawberry): one schema over the services' REST APIs, owning no data. Being
+built: the unified journey view so far (schema.py)."""

@@ -1,0 +1,43 @@
+"""The GraphQL gateway: one schema over the services' REST APIs, at `/graphql`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from strawberry.fastapi import GraphQLRouter
+
+from gateway.schema import Context, schema
+from gateway.services import Services
+from gateway.settings import GatewaySettings
+from services.common.telemetry import configure_logging
+
+
+def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    services = Services(settings, transport)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await services.close()
+
+    async def context(request: Request) -> Context:
+        return Context(services=services, authorization=request.headers.get("authorization", ""))
+
+    app = FastAPI(title="journeygraph gateway", lifespan=lifespan)
+    app.state.services = services
+    app.include_router(GraphQLRouter(schema, context_getter=context), prefix="/graphql")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,203 @@
+"""The unified journey view: the journey service's map with the scoring service's scores on every
+step, fetched by level — the map in one call, then the scores of every journey the query reached in
+one batch call (`/v1/scores`), however many steps they have."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.dataloader import DataLoader
+from strawberry.fastapi import BaseContext
+from strawberry.types import Info
+
+from gateway.services import ServiceError, Services
+
+
+class Context(BaseContext):
+    """One request's: the caller's token, and the loaders that batch and share its service calls."""
+
+    def __init__(self, services: Services, authorization: str) -> None:
+        super().__init__()
+        self.services, self.authorization = services, authorization
+        self.scores: DataLoader[str, dict[str, Any] | None] = DataLoader(load_fn=self._load_scores)
+
+    async def get(self, service: str, path: str, params: Any = None) -> Any:
+        return await self.services.get(service, path, authorization=self.authorization, params=params)
+
+    async def _load_scores(self, journey_ids: list[str]) -> list[dict[str, Any] | None]:
+        batch = await self.get("scoring", "/v1/scores", params=[("journey_id", j) for j in journey_ids])
+        by_id = {s["journey_id"]: s for s in batch["items"]}
+        return [by_id.get(j) for j in journey_ids]
+
+
+@strawberry.type(description="A measure with its sample size and 95 % interval.")
+class Estimate:
+    value: float | None
+    low: float | None
+    high: float | None
+    n: int
+
+
+@strawberry.type(description="A touchpoint's scores in one journey (scoring service, latest snapshot).")
+class TouchpointScore:
+    reach: float
+    reach_n: int
+    relevance: float | None
+    relevance_low: float | None
+    relevance_high: float | None
+    relevance_significant: bool
+    quadrant: str
+    budget_burner: bool
+    moment_of_truth: str
+    pain_point: bool
+    csat: Estimate
+    ces: Estimate
+
+    @classmethod
+    def of(cls, t: dict[str, Any]) -> TouchpointScore:
+        return cls(
+            reach=t["reach"],
+            reach_n=t["reach_n"],
+            relevance=t["relevance"],
+            relevance_low=t["relevance_low"],
+            relevance_high=t["relevance_high"],
+            relevance_significant=t["relevance_significant"],
+            quadrant=t["quadrant"],
+            budget_burner=t["budget_burner"],
+            moment_of_truth=t["moment_of_truth"],
+            pain_point=t["pain_point"]["pain_point"],
+            csat=Estimate(**t["csat"]),
+            ces=Estimate(**t["ces"]),
+        )
+
+
+@strawberry.type
+class Touchpoint:
+    id: strawberry.ID
+    key: str
+    name: str
+    channel: str
+
+
+async def _step_score(root: Step, info: Info[Context, None]) -> TouchpointScore | None:
+    scores = await info.context.scores.load(root.journey_id)
+    if scores is None:
+        return None
+    found = next((t for t in scores["touchpoints"] if t["touchpoint_id"] == root.touchpoint.id), None)
+    return TouchpointScore.of(found) if found else None
+
+
+@strawberry.type
+class Step:
+    id: strawberry.ID
+    position: int
+    moment_of_truth: bool
+    expected_emotion: int
+    touchpoint: Touchpoint
+    journey_id: strawberry.Private[str]
+
+    score: TouchpointScore | None = strawberry.field(
+        resolver=_step_score, description="Its touchpoint's scores in this journey; null before the first scores."
+    )
+
+
+@strawberry.type
+class Stage:
+    id: strawberry.ID
+    key: str
+    name: str
+    position: int
+    steps: list[Step]
+
+
+@strawberry.type(description="The journey's health 0-100 with its interval (scoring service).")
+class Health:
+    score: float | None
+    low: float | None
+    high: float | None
+    n: int
+    method: str
+    as_of: datetime | None
+
+
+@strawberry.type
+class Journey:
+    id: strawberry.ID
+    key: str
+    name: str
+    status: str
+    stages: list[Stage]
+
+    @strawberry.field
+    async def health(self, info: Info[Context, None]) -> Health | None:
+        scores = await info.context.scores.load(str(self.id))
+        if scores is None:
+            return None
+        h = scores["health"]
+        return Health(score=h["score"], low=h["low"], high=h["high"], n=h["n"], method=h["method"],
+                      as_of=datetime.fromisoformat(scores["as_of"]) if scores["as_of"] else None)  # fmt: skip
+
+    @classmethod
+    def of(cls, journey_map: dict[str, Any]) -> Journey:
+        j = journey_map["journey"]
+        return cls(
+            id=strawberry.ID(j["id"]),
+            key=j["key"],
+            name=j["name"],
+            status=j["status"],
+            stages=[
+                Stage(
+                    id=strawberry.ID(s["id"]),
+                    key=s["key"],
+                    name=s["name"],
+                    position=s["position"],
+                    steps=[
+                        Step(
+                            id=strawberry.ID(st["id"]),
+                            position=st["position"],
+                            moment_of_truth=st["moment_of_truth"],
+                            expected_emotion=st["expected_emotion"],
+                            touchpoint=Touchpoint(
+                                id=strawberry.ID(st["touchpoint"]["id"]),
+                                key=st["touchpoint"]["key"],
+                                name=st["touchpoint"]["name"],
+                                channel=st["touchpoint"]["channel"],
+                            ),
+                            journey_id=j["id"],
+                        )
+                        for st in s["steps"]
+                    ],
+                )
+                for s in journey_map["stages"]
+            ],
+        )
+
+
+async def _journey(
+    info: Info[Context, None], id: strawberry.ID | None = None, key: str | None = None
+) -> Journey | None:
+    if (id is None) == (key is None):
+        raise ValueError("Give the journey's id or its key, not both and not neither.")
+    if id is None:
+        page = await info.context.get("journey", "/v1/journeys", params={"key": key})
+        if not page["items"]:
+            return None
+        id = strawberry.ID(page["items"][0]["id"])
+    try:
+        return Journey.of(await info.context.get("journey", f"/v1/journeys/{id}/map"))
+    except ServiceError as error:
+        if error.extensions and error.extensions.get("status") == 404:
+            return None  # not in the caller's workspace, or gone
+        raise
+
+
+@strawberry.type
+class Query:
+    journey: Journey | None = strawberry.field(
+        resolver=_journey, description="One journey by id or by key, with its map and scores."
+    )
+
+
+schema = strawberry.Schema(query=Query)

@@ -1,0 +1,63 @@
+"""The services as the gateway calls them: over HTTP, with the caller's own token (each service checks
+it and scopes every row to its workspace), through one pooled client per process.
+
+A service's problem+json becomes a GraphQL error at the field that needed it, carrying the problem
+(status, title, detail); a service that cannot be reached is an error of its own kind. Either way
+the rest of the answer is still served."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+from graphql import GraphQLError
+
+from gateway.settings import GatewaySettings
+
+SERVICES = ("journey", "feedback", "scoring")
+
+
+class ServiceError(GraphQLError):
+    def __init__(self, service: str, status: int | None, problem: dict[str, Any]) -> None:
+        detail = problem.get("detail") or problem.get("title") or "failed"
+        super().__init__(
+            f"The {service} service answered: {detail}" if status else f"The {service} service: {detail}",
+            extensions={"code": "SERVICE_ERROR" if status else "SERVICE_UNAVAILABLE", "service": service,
+                        "status": status, "problem": problem},
+        )  # fmt: skip
+
+
+class Services:
+    """One pooled HTTP client for the three services."""
+
+    def __init__(self, settings: GatewaySettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base = {
+            "journey": settings.journey_url.rstrip("/"),
+            "feedback": settings.feedback_url.rstrip("/"),
+            "scoring": settings.scoring_url.rstrip("/"),
+        }
+        self.client = httpx.AsyncClient(timeout=settings.service_timeout_seconds, transport=transport)
+        self.calls = 0  # service calls made by this process (the level plan's test counts them)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def get(self, service: str, path: str, *, authorization: str, params: Any = None) -> Any:
+        """The JSON of a GET; ServiceError for a problem or an unreachable service."""
+        self.calls += 1
+        try:
+            response = await self.client.get(
+                self.base[service] + path, params=params, headers={"Authorization": authorization}
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                service, None, {"title": "unreachable", "detail": str(exc) or type(exc).__name__}
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                problem = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                problem = {"title": response.reason_phrase}
+            raise ServiceError(service, response.status_code, problem if isinstance(problem, dict) else {})
+        return orjson.loads(response.content)

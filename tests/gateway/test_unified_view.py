@@ -1,0 +1,125 @@
+"""The unified journey view end to end: the journey, feedback and scoring services and the gateway as
+processes of their own (on a NATS of the module's own), a journey built and fed through the
+services' REST APIs, read back through the gateway with a real GraphQL client (gql), every number
+checked against what the services answer directly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from gql import Client, GraphQLRequest
+from gql.transport.httpx import HTTPXAsyncTransport
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from tests.conftest import Keys, Servers, unique_name
+from tests.scoring.factories import SCOPES, Stack, small_journey
+from tests.uvicorn_server import running_service
+
+VIEW_QUERY = """
+query View($key: String!) {
+  journey(key: $key) {
+    id key name
+    stages { key position steps { momentOfTruth touchpoint { id key channel }
+      score { reach reachN relevance relevanceLow relevanceHigh quadrant painPoint csat { value low high n } } } }
+    health { score low high n method asOf }
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def processes(
+    servers: Servers, own_nats: str, keys: Keys, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    own, logs = Servers(servers.database_url_template, own_nats), tmp_path_factory.mktemp("gateway-logs")
+
+    def start(factory: str, prefix: str, **env: str) -> Any:
+        return running_service(factory, env_prefix=prefix, servers=own, keys=keys, log_dir=logs, extra_env=env)
+
+    with (
+        start("services.journey.app:create_app", "JOURNEY_") as journey,
+        start("services.feedback.app:create_app", "FEEDBACK_") as feedback,
+        start("services.scoring.app:create_app", "SCORING_", SCORING_DEBOUNCE_SECONDS="0.1",
+              SCORING_WORKER_POLL_SECONDS="0.2", SCORING_BOOTSTRAP_REPLICATES="50",
+              SCORING_REFIT_SECONDS="0") as scoring,
+        start("gateway.app:create_app", "GATEWAY_", GATEWAY_JOURNEY_URL=journey, GATEWAY_FEEDBACK_URL=feedback,
+              GATEWAY_SCORING_URL=scoring, GATEWAY_LOG_LEVEL="WARNING") as gateway,
+    ):  # fmt: skip
+        yield {"journey": journey, "feedback": feedback, "scoring": scoring, "gateway": gateway}
+
+
+@pytest.fixture
+async def stack(processes: dict[str, str], keys: Keys) -> AsyncIterator[Stack]:
+    workspace = unique_name("gw")
+    async with (
+        httpx.AsyncClient(base_url=processes["journey"], timeout=30) as journey,
+        httpx.AsyncClient(base_url=processes["feedback"], timeout=30) as feedback,
+        httpx.AsyncClient(base_url=processes["scoring"], timeout=30) as scoring,
+    ):
+        yield Stack(journey, feedback, scoring, keys, workspace)
+
+
+async def _view(url: str, token_headers: dict[str, str], key: str) -> dict[str, Any]:
+    transport = HTTPXAsyncTransport(url=f"{url}/graphql", headers=token_headers, timeout=30)
+    async with Client(transport=transport) as session:
+        result: dict[str, Any] = await session.execute(GraphQLRequest(VIEW_QUERY, variable_values={"key": key}))
+        return result
+
+
+class TestUnifiedView:
+    async def test_every_number_is_what_the_services_answer(self, processes: dict[str, str], stack: Stack) -> None:
+        built = await small_journey(stack)
+        journey_id = built["journey"]["id"]
+        view = (await _view(processes["gateway"], stack.headers, "buy-a-bike"))["journey"]
+        journey_map = (await stack.journey.get(f"/v1/journeys/{journey_id}/map", headers=stack.headers)).json()
+        scores = (await stack.scoring_get(f"/v1/journeys/{journey_id}/scores")).json()
+        assert view["id"] == journey_id
+        assert [s["key"] for s in view["stages"]] == [s["key"] for s in journey_map["stages"]]
+        by_tp = {t["touchpoint_id"]: t for t in scores["touchpoints"]}
+        steps = [st for s in view["stages"] for st in s["steps"]]
+        assert len(steps) == sum(len(s["steps"]) for s in journey_map["stages"]) == 3
+        for step in steps:
+            expected = by_tp[step["touchpoint"]["id"]]
+            score = step["score"]
+            for field, name in [("reach", "reach"), ("reachN", "reach_n"), ("relevance", "relevance"),
+                                ("relevanceLow", "relevance_low"), ("relevanceHigh", "relevance_high"),
+                                ("quadrant", "quadrant")]:  # fmt: skip
+                assert score[field] == expected[name], field
+            assert score["csat"] == expected["csat"]
+            assert score["painPoint"] == expected["pain_point"]["pain_point"]
+        health = scores["health"]
+        assert view["health"]["score"] == health["score"]
+        assert (view["health"]["low"], view["health"]["high"], view["health"]["n"]) == (
+            health["low"], health["high"], health["n"])  # fmt: skip
+
+    async def test_another_workspace_sees_nothing(self, processes: dict[str, str], stack: Stack, keys: Keys) -> None:
+        await small_journey(stack)
+        other = keys.headers(unique_name("gw-other"), SCOPES)
+        assert (await _view(processes["gateway"], other, "buy-a-bike"))["journey"] is None
+
+
+class TestPlanByLevel:
+    async def test_the_service_calls_do_not_grow_with_the_steps(self, processes: dict[str, str], stack: Stack) -> None:
+        """Two calls, whatever the number of steps: the map, then one batch of scores."""
+        few = await stack.build_journey("few", [(f"f{i}", "need", None, False) for i in range(10)])
+        many = await stack.build_journey("many", [(f"m{i}", "buy", None, False) for i in range(200)])
+        app = create_app(GatewaySettings(journey_url=processes["journey"], feedback_url=processes["feedback"],
+                                         scoring_url=processes["scoring"]))  # fmt: skip
+        calls = []
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+            for journey, n in ((few[0], 10), (many[0], 200)):
+                before = app.state.services.calls
+                response = await client.post(
+                    "/graphql", headers=stack.headers,
+                    json={"query": VIEW_QUERY, "variables": {"key": journey["key"]}},
+                )  # fmt: skip
+                body = response.json()
+                assert "errors" not in body, body
+                assert sum(len(s["steps"]) for s in body["data"]["journey"]["stages"]) == n
+                calls.append(app.state.services.calls - before)
+        await app.state.services.close()
+        assert calls == [3, 3]  # the journey by key, its map, the scores of its steps
