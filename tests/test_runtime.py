@@ -129,6 +129,13 @@ def test_up_is_ready_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
         nps = httpx.get(f"http://127.0.0.1:{feedback_port}/v1/metrics/nps", headers=headers).json()
         answered = nps["overall"]["n"]
         assert answered > 50
+        # the gateway serves the unified view of the same journey
+        query = '{ journey(key: "switch-supplier") { stages { steps { touchpoint { key } score { reachN } } } } }'
+        view = httpx.post(f"http://127.0.0.1:{base}/graphql", headers=headers, json={"query": query}).json()
+        steps = [st for s in view["data"]["journey"]["stages"] for st in s["steps"]]
+        assert len(steps) == 10
+        assert all(st["score"]["reachN"] >= 0 for st in steps)
+    assert not _listening(base), "the gateway outlived Ctrl-C"
     assert not _listening(journey_port), "the journey service outlived Ctrl-C"
     assert not _listening(feedback_port), "the feedback service outlived Ctrl-C"
     assert not _listening(nats_port), "nats-server outlived Ctrl-C"

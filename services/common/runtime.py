@@ -40,6 +40,8 @@ SERVICES = [
     ServiceSpec("feedback", "services.feedback.app:create_app", BASE_PORT + 2, "FEEDBACK_"),
     ServiceSpec("scoring", "services.scoring.app:create_app", BASE_PORT + 3, "SCORING_"),
 ]
+# The gateway owns no data (no database, no events): it needs the services' URLs only.
+GATEWAY = ServiceSpec("gateway", "gateway.app:create_app", BASE_PORT, "GATEWAY_")
 NATS_PORT = int(os.environ.get("JOURNEYGRAPH_NATS_PORT", "4322"))  # not 4222: a machine may run its own
 
 
@@ -116,7 +118,7 @@ class Runtime:
     def run(self, *, load_demo: bool) -> None:
         started = time.monotonic()
         self.logs.mkdir(parents=True, exist_ok=True)
-        busy = [p for p in [NATS_PORT, *(s.port for s in SERVICES)] if not _port_free(p)]
+        busy = [p for p in [NATS_PORT, GATEWAY.port, *(s.port for s in SERVICES)] if not _port_free(p)]
         if busy:
             sys.exit(f"port(s) {', '.join(map(str, busy))} already in use: is `journeygraph up` running already?")
         private, public = load_or_create_keys(self.home)
@@ -138,7 +140,10 @@ class Runtime:
             for spec in SERVICES:
                 url = url_template.format(db=f"journeygraph_{spec.name}")
                 asyncio.run(ensure_database(url))
-                restarts[spec.name] = functools.partial(self._start_service, spec, url, nats_url, public)
+                env = {"DATABASE_URL": url, "NATS_URL": nats_url, "AUTH_PUBLIC_KEY": public}
+                restarts[spec.name] = functools.partial(self._start_service, spec, env)
+            services = {f"{s.name.upper()}_URL": f"http://127.0.0.1:{s.port}" for s in SERVICES}
+            restarts[GATEWAY.name] = functools.partial(self._start_service, GATEWAY, services)
             for name, start in restarts.items():
                 self.procs.append((name, start()))
             self._wait_ready(deadline=time.monotonic() + 90)
@@ -161,16 +166,9 @@ class Runtime:
             pg.cleanup()
             print("journeygraph: stopped; data kept for the next run")
 
-    def _start_service(
-        self, spec: ServiceSpec, database_url: str, nats_url: str, public_key: str
-    ) -> subprocess.Popen[bytes]:
-        p = spec.env_prefix
-        env = {
-            **os.environ,
-            f"{p}DATABASE_URL": database_url,
-            f"{p}NATS_URL": nats_url,
-            f"{p}AUTH_PUBLIC_KEY": public_key,
-        }
+    def _start_service(self, spec: ServiceSpec, settings: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start the service's process with these settings (names without the service's prefix)."""
+        env = {**os.environ, **{f"{spec.env_prefix}{k}": v for k, v in settings.items()}}
         log = open(self.logs / f"{spec.name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         return subprocess.Popen(
             [
@@ -192,7 +190,7 @@ class Runtime:
         )
 
     def _wait_ready(self, *, deadline: float) -> None:
-        pending = {s.name: f"http://127.0.0.1:{s.port}/readyz" for s in SERVICES}
+        pending = {s.name: f"http://127.0.0.1:{s.port}/readyz" for s in [*SERVICES, GATEWAY]}
         with httpx.Client(timeout=2) as client:
             while pending:
                 for name, url in list(pending.items()):
@@ -201,7 +199,7 @@ class Runtime:
                         raise SystemExit(f"{name} failed to start; see {self.logs}/{name}.log")
                     try:
                         answer = client.get(url)  # 200 already while a service still connects to NATS
-                        if answer.status_code == 200 and answer.json()["checks"].get("broker") == "ok":
+                        if answer.status_code == 200 and answer.json()["checks"].get("broker", "ok") == "ok":
                             del pending[name]
                     except httpx.HTTPError:
                         pass
@@ -211,6 +209,7 @@ class Runtime:
 
     def _print_welcome(self, token: str, seconds: float) -> None:
         lines = [f"journeygraph is ready ({seconds:.1f} s).", ""]
+        lines.append(f"  {GATEWAY.name:<9} http://127.0.0.1:{GATEWAY.port}/graphql   (GraphiQL in a browser)")
         for s in SERVICES:
             lines.append(f"  {s.name:<9} http://127.0.0.1:{s.port}   docs: http://127.0.0.1:{s.port}/docs")
         lines += [
