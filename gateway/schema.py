@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
-from gateway.services import ServiceError, Services
+from gateway.services import Services
+from services.common.pagination import encode_cursor
 
 
 class Context(BaseContext):
@@ -22,9 +24,15 @@ class Context(BaseContext):
         super().__init__()
         self.services, self.authorization = services, authorization
         self.scores: DataLoader[str, dict[str, Any] | None] = DataLoader(load_fn=self._load_scores)
+        self.maps: DataLoader[str, dict[str, Any] | None] = DataLoader(load_fn=self._load_maps)
 
     async def get(self, service: str, path: str, params: Any = None) -> Any:
         return await self.services.get(service, path, authorization=self.authorization, params=params)
+
+    async def _load_maps(self, journey_ids: list[str]) -> list[dict[str, Any] | None]:
+        batch = await self.get("journey", "/v1/journey-maps", params=[("id", j) for j in journey_ids])
+        by_id = {m["journey"]["id"]: m for m in batch["items"]}
+        return [by_id.get(j) for j in journey_ids]
 
     async def _load_scores(self, journey_ids: list[str]) -> list[dict[str, Any] | None]:
         batch = await self.get("scoring", "/v1/scores", params=[("journey_id", j) for j in journey_ids])
@@ -122,13 +130,46 @@ class Health:
     as_of: datetime | None
 
 
+def _stages(journey_map: dict[str, Any]) -> list[Stage]:
+    journey_id = journey_map["journey"]["id"]
+    return [
+        Stage(
+            id=strawberry.ID(s["id"]),
+            key=s["key"],
+            name=s["name"],
+            position=s["position"],
+            steps=[
+                Step(
+                    id=strawberry.ID(st["id"]),
+                    position=st["position"],
+                    moment_of_truth=st["moment_of_truth"],
+                    expected_emotion=st["expected_emotion"],
+                    touchpoint=Touchpoint(
+                        id=strawberry.ID(st["touchpoint"]["id"]),
+                        key=st["touchpoint"]["key"],
+                        name=st["touchpoint"]["name"],
+                        channel=st["touchpoint"]["channel"],
+                    ),
+                    journey_id=journey_id,
+                )
+                for st in s["steps"]
+            ],
+        )
+        for s in journey_map["stages"]
+    ]
+
+
 @strawberry.type
 class Journey:
     id: strawberry.ID
     key: str
     name: str
     status: str
-    stages: list[Stage]
+
+    @strawberry.field
+    async def stages(self, info: Info[Context, None]) -> list[Stage]:
+        journey_map = await info.context.maps.load(str(self.id))
+        return _stages(journey_map) if journey_map else []
 
     @strawberry.field
     async def health(self, info: Info[Context, None]) -> Health | None:
@@ -140,39 +181,50 @@ class Journey:
                       as_of=datetime.fromisoformat(scores["as_of"]) if scores["as_of"] else None)  # fmt: skip
 
     @classmethod
-    def of(cls, journey_map: dict[str, Any]) -> Journey:
-        j = journey_map["journey"]
-        return cls(
-            id=strawberry.ID(j["id"]),
-            key=j["key"],
-            name=j["name"],
-            status=j["status"],
-            stages=[
-                Stage(
-                    id=strawberry.ID(s["id"]),
-                    key=s["key"],
-                    name=s["name"],
-                    position=s["position"],
-                    steps=[
-                        Step(
-                            id=strawberry.ID(st["id"]),
-                            position=st["position"],
-                            moment_of_truth=st["moment_of_truth"],
-                            expected_emotion=st["expected_emotion"],
-                            touchpoint=Touchpoint(
-                                id=strawberry.ID(st["touchpoint"]["id"]),
-                                key=st["touchpoint"]["key"],
-                                name=st["touchpoint"]["name"],
-                                channel=st["touchpoint"]["channel"],
-                            ),
-                            journey_id=j["id"],
-                        )
-                        for st in s["steps"]
-                    ],
-                )
-                for s in journey_map["stages"]
-            ],
-        )
+    def of(cls, j: dict[str, Any]) -> Journey:
+        """From the journey service's journey (a list item, or a map's `journey`)."""
+        return cls(id=strawberry.ID(j["id"]), key=j["key"], name=j["name"], status=j["status"])
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class JourneyEdge:
+    node: Journey
+    cursor: str
+
+
+@strawberry.type(description="A page of journeys (Relay connection); `after` takes an edge's cursor.")
+class JourneyConnection:
+    edges: list[JourneyEdge]
+    page_info: PageInfo
+
+
+MAX_PAGE = 100  # the journey service's batch of maps takes as many
+
+
+async def _journeys(
+    info: Info[Context, None],
+    first: int = 20,
+    after: str | None = None,
+    status: str | None = None,
+    q: str | None = None,
+) -> JourneyConnection:
+    if not 1 <= first <= MAX_PAGE:
+        raise ValueError(f"`first` is 1 to {MAX_PAGE}.")
+    params = {"limit": first, "cursor": after, "status": status, "q": q}
+    page = await info.context.get("journey", "/v1/journeys", params={k: v for k, v in params.items() if v is not None})
+    edges = [JourneyEdge(node=Journey.of(j), cursor=encode_cursor(UUID(j["id"]))) for j in page["items"]]
+    return JourneyConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page["next_cursor"] is not None, end_cursor=edges[-1].cursor if edges else None
+        ),
+    )
 
 
 async def _journey(
@@ -182,21 +234,18 @@ async def _journey(
         raise ValueError("Give the journey's id or its key, not both and not neither.")
     if id is None:
         page = await info.context.get("journey", "/v1/journeys", params={"key": key})
-        if not page["items"]:
-            return None
-        id = strawberry.ID(page["items"][0]["id"])
-    try:
-        return Journey.of(await info.context.get("journey", f"/v1/journeys/{id}/map"))
-    except ServiceError as error:
-        if error.extensions and error.extensions.get("status") == 404:
-            return None  # not in the caller's workspace, or gone
-        raise
+        return Journey.of(page["items"][0]) if page["items"] else None
+    journey_map = await info.context.maps.load(str(id))
+    return Journey.of(journey_map["journey"]) if journey_map else None  # None: not in the caller's workspace
 
 
 @strawberry.type
 class Query:
     journey: Journey | None = strawberry.field(
         resolver=_journey, description="One journey by id or by key, with its map and scores."
+    )
+    journeys: JourneyConnection = strawberry.field(
+        resolver=_journeys, description="The workspace's journeys, a page at a time (status, text search)."
     )
 
 

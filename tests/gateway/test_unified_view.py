@@ -121,5 +121,31 @@ class TestPlanByLevel:
                 assert "errors" not in body, body
                 assert sum(len(s["steps"]) for s in body["data"]["journey"]["stages"]) == n
                 calls.append(app.state.services.calls - before)
+            # Every journey of the page with its map and scores: still one call per service per level.
+            before = app.state.services.calls
+            page_query = "{ journeys(first: 10) { edges { cursor node { key stages { steps { score { reach } } } "
+            page_query += "health { score } } } pageInfo { hasNextPage endCursor } } }"
+            response = await client.post("/graphql", headers=stack.headers, json={"query": page_query})
+            page = response.json()
+            assert "errors" not in page, page
+            listed = page["data"]["journeys"]
+            by_key = {e["node"]["key"]: e["node"] for e in listed["edges"]}
+            assert sorted(by_key) == ["few", "many"]
+            assert sum(len(s["steps"]) for s in by_key["many"]["stages"]) == 200
+            assert listed["pageInfo"] == {"hasNextPage": False, "endCursor": listed["edges"][-1]["cursor"]}
+            calls.append(app.state.services.calls - before)
+            # a page of one, then the next after its cursor
+            first = "{ journeys(first: 1) { edges { cursor node { key } } pageInfo { hasNextPage endCursor } } }"
+            one = (await client.post("/graphql", headers=stack.headers, json={"query": first})).json()["data"]
+            assert one["journeys"]["pageInfo"]["hasNextPage"] is True
+            after = one["journeys"]["pageInfo"]["endCursor"]
+            rest = "query($after: String) { journeys(first: 1, after: $after) { edges { node { key } } "
+            rest += "pageInfo { hasNextPage } } }"
+            asked = {"query": rest, "variables": {"after": after}}
+            two = (await client.post("/graphql", headers=stack.headers, json=asked)).json()["data"]
+            keys = [one["journeys"]["edges"][0]["node"]["key"], two["journeys"]["edges"][0]["node"]["key"]]
+            assert sorted(keys) == ["few", "many"]
+            assert two["journeys"]["pageInfo"]["hasNextPage"] is False
         await app.state.services.close()
-        assert calls == [3, 3]  # the journey by key, its map, the scores of its steps
+        # The journey by key, its map, the scores of its steps; for a page: the list, the maps, the scores.
+        assert calls == [3, 3, 3]

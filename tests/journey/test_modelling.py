@@ -14,6 +14,20 @@ async def _map(api: JourneyApi, journey_id: str) -> dict[str, Any]:
     return response.json()  # type: ignore[no-any-return]
 
 
+class TestJourneyMaps:
+    async def test_many_maps_in_one_call_are_the_single_maps(self, api: JourneyApi) -> None:
+        a, b = await api.journey("a"), await api.journey("b", stages=[{"key": "only", "name": "Only"}])
+        unknown = "00000000-0000-7000-8000-000000000001"
+        response = await api.get("/v1/journey-maps", params=[("id", b["id"]), ("id", unknown), ("id", a["id"])])
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["items"] == [await _map(api, b["id"]), await _map(api, a["id"])]
+        assert body["not_found"] == [unknown]
+        elsewhere = (await api.other().get("/v1/journey-maps", params={"id": a["id"]})).json()
+        assert elsewhere == {"items": [], "not_found": [a["id"]]}
+        assert (await api.get("/v1/journey-maps")).status_code == 422
+
+
 class TestJourneys:
     async def test_create_journey_without_stages_gets_need_buy_use(self, api: JourneyApi) -> None:
         journey = await api.journey()

@@ -247,6 +247,22 @@ async def get_journey_map(caller: Reader, session: SessionDep, journey_id: Journ
     return Response(body, media_type="application/json")
 
 
+class JourneyMaps(BaseModel):
+    items: list[JourneyMap]
+    not_found: list[UUID]
+
+
+MapIds = Annotated[list[UUID], Query(alias="id", min_length=1, max_length=100, description="Journey ids (repeatable).")]
+
+
+@router.get("/journey-maps", response_model=JourneyMaps, tags=["journeys"])
+async def get_journey_maps(caller: Reader, session: SessionDep, ids: MapIds) -> Response:
+    """The maps of up to 100 journeys in one call (batch read for the gateway); ids not in this
+    workspace are listed in `not_found`."""
+    body = await maps.journey_maps_json(session, workspace_id=caller.workspace_id, journey_ids=ids)
+    return Response(body, media_type="application/json")
+
+
 @router.patch("/journeys/{journey_id}", tags=["journeys"])
 async def update_journey(
     caller: Writer, session: SessionDep, journey_id: JourneyId, body: JourneyUpdate

@@ -73,3 +73,16 @@ async def journey_map_json(session: AsyncSession, *, workspace_id: str, journey_
     if doc is None:
         raise NotFound(f"No journey with id {journey_id} in this workspace.")
     return str(doc).encode()
+
+
+async def journey_maps_json(session: AsyncSession, *, workspace_id: str, journey_ids: list[UUID]) -> bytes:
+    """The maps of many journeys as `{"items": [...], "not_found": [...]}`, in the order asked (one
+    statement per journey, one round trip for the caller)."""
+    found, missing = [], []
+    for journey_id in dict.fromkeys(journey_ids):
+        doc = await session.scalar(MAP_SQL, {"journey_id": journey_id, "workspace_id": workspace_id})
+        if doc is None:
+            missing.append(f'"{journey_id}"')
+        else:
+            found.append(str(doc))
+    return ('{"items":[' + ",".join(found) + '],"not_found":[' + ",".join(missing) + "]}").encode()
