@@ -9,7 +9,8 @@ import httpx
 from fastapi import FastAPI, Request
 from strawberry.fastapi import GraphQLRouter
 
-from gateway.schema import Context, schema
+from gateway.safety import served_schema
+from gateway.schema import Context
 from gateway.services import Services
 from gateway.settings import GatewaySettings
 from services.common.telemetry import configure_logging
@@ -30,7 +31,10 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
 
     app = FastAPI(title="journeygraph gateway", lifespan=lifespan)
     app.state.services = services
-    app.include_router(GraphQLRouter(schema, context_getter=context), prefix="/graphql")
+    router = GraphQLRouter(
+        served_schema(settings), context_getter=context, graphql_ide=None if settings.production else "graphiql"
+    )
+    app.include_router(router, prefix="/graphql")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

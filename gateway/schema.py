@@ -249,4 +249,4 @@ class Query:
     )
 
 
-schema = strawberry.Schema(query=Query)
+schema = strawberry.Schema(query=Query)  # the contract (export.py); served with limits by `served_schema`
