@@ -4,6 +4,7 @@ one batch call (`/v1/scores`), however many steps they have."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -25,6 +26,10 @@ class Context(BaseContext):
         self.services, self.authorization = services, authorization
         self.scores: DataLoader[str, dict[str, Any] | None] = DataLoader(load_fn=self._load_scores)
         self.maps: DataLoader[str, dict[str, Any] | None] = DataLoader(load_fn=self._load_maps)
+        # Per metric, keyed by (journey key, touchpoint key): one grouped call for every step reached.
+        self.metrics: dict[str, DataLoader[tuple[str, str], Metric]] = {
+            name: DataLoader(load_fn=functools.partial(self._load_metric, name)) for name in ("nps", "csat", "ces")
+        }
 
     async def get(self, service: str, path: str, params: Any = None) -> Any:
         return await self.services.get(service, path, authorization=self.authorization, params=params)
@@ -33,6 +38,16 @@ class Context(BaseContext):
         batch = await self.get("journey", "/v1/journey-maps", params=[("id", j) for j in journey_ids])
         by_id = {m["journey"]["id"]: m for m in batch["items"]}
         return [by_id.get(j) for j in journey_ids]
+
+    async def _load_metric(self, name: str, keys: list[tuple[str, str]]) -> list[Metric]:
+        params = [("journey", j) for j in sorted({j for j, _ in keys})]
+        params += [("touchpoint", t) for t in sorted({t for _, t in keys})]
+        params += [("group_by", "journey"), ("group_by", "touchpoint")]
+        result = await self.get("feedback", f"/v1/metrics/{name}", params=params)
+        as_of = datetime.fromisoformat(result["as_of"]) if result.get("as_of") else None
+        found = {(g["group"]["journey"], g["group"]["touchpoint"]): g for g in result["groups"]}
+        empty = {"n": 0, "value": None, "interval_low": None, "interval_high": None}
+        return [Metric.of(found.get(key, empty), result["method"], as_of) for key in keys]
 
     async def _load_scores(self, journey_ids: list[str]) -> list[dict[str, Any] | None]:
         batch = await self.get("scoring", "/v1/scores", params=[("journey_id", j) for j in journey_ids])
@@ -46,6 +61,27 @@ class Estimate:
     low: float | None
     high: float | None
     n: int
+
+
+@strawberry.type(description="NPS, CSAT or CES of the answers given there (feedback service), with n and interval.")
+class Metric:
+    value: float | None
+    low: float | None
+    high: float | None
+    n: int
+    method: str
+    as_of: datetime | None
+
+    @classmethod
+    def of(cls, counted: dict[str, Any], method: str, as_of: datetime | None) -> Metric:
+        return cls(
+            value=counted["value"],
+            low=counted["interval_low"],
+            high=counted["interval_high"],
+            n=counted["n"],
+            method=method,
+            as_of=as_of,
+        )
 
 
 @strawberry.type(description="A touchpoint's scores in one journey (scoring service, latest snapshot).")
@@ -97,6 +133,18 @@ async def _step_score(root: Step, info: Info[Context, None]) -> TouchpointScore 
     return TouchpointScore.of(found) if found else None
 
 
+async def _step_nps(root: Step, info: Info[Context, None]) -> Metric:
+    return await info.context.metrics["nps"].load((root.journey_key, root.touchpoint.key))
+
+
+async def _step_csat(root: Step, info: Info[Context, None]) -> Metric:
+    return await info.context.metrics["csat"].load((root.journey_key, root.touchpoint.key))
+
+
+async def _step_ces(root: Step, info: Info[Context, None]) -> Metric:
+    return await info.context.metrics["ces"].load((root.journey_key, root.touchpoint.key))
+
+
 @strawberry.type
 class Step:
     id: strawberry.ID
@@ -105,6 +153,10 @@ class Step:
     expected_emotion: int
     touchpoint: Touchpoint
     journey_id: strawberry.Private[str]
+    journey_key: strawberry.Private[str]
+    nps: Metric = strawberry.field(resolver=_step_nps, description="NPS answered about this touchpoint here.")
+    csat: Metric = strawberry.field(resolver=_step_csat, description="CSAT answered about this touchpoint here.")
+    ces: Metric = strawberry.field(resolver=_step_ces, description="CES answered about this touchpoint here.")
 
     score: TouchpointScore | None = strawberry.field(
         resolver=_step_score, description="Its touchpoint's scores in this journey; null before the first scores."
@@ -151,6 +203,7 @@ def _stages(journey_map: dict[str, Any]) -> list[Stage]:
                         channel=st["touchpoint"]["channel"],
                     ),
                     journey_id=journey_id,
+                    journey_key=journey_map["journey"]["key"],
                 )
                 for st in s["steps"]
             ],

@@ -24,7 +24,8 @@ query View($key: String!) {
   journey(key: $key) {
     id key name
     stages { key position steps { momentOfTruth touchpoint { id key channel }
-      score { reach reachN relevance relevanceLow relevanceHigh quadrant painPoint csat { value low high n } } } }
+      score { reach reachN relevance relevanceLow relevanceHigh quadrant painPoint csat { value low high n } }
+      nps { value low high n } csat { value low high n method } ces { value low high n } } }
     health { score low high n method asOf }
   }
 }
@@ -91,6 +92,17 @@ class TestUnifiedView:
                 assert score[field] == expected[name], field
             assert score["csat"] == expected["csat"]
             assert score["painPoint"] == expected["pain_point"]["pain_point"]
+            # the answers given at this touchpoint in this journey, as the feedback service counts them
+            for metric in ("nps", "csat", "ces"):
+                params = {"journey": "buy-a-bike", "touchpoint": step["touchpoint"]["key"]}
+                url = f"/v1/metrics/{metric}"
+                overall = (await stack.feedback.get(url, headers=stack.headers, params=params)).json()["overall"]
+                got = step[metric]
+                assert [got["value"], got["low"], got["high"], got["n"]] == [
+                    overall["value"], overall["interval_low"], overall["interval_high"], overall["n"]
+                ], metric  # fmt: skip
+            assert step["csat"]["method"].startswith("CSAT")
+        assert sum(step["csat"]["n"] for step in steps) == 90  # every customer rated the last touchpoint met
         health = scores["health"]
         assert view["health"]["score"] == health["score"]
         assert (view["health"]["low"], view["health"]["high"], view["health"]["n"]) == (
@@ -104,7 +116,7 @@ class TestUnifiedView:
 
 class TestPlanByLevel:
     async def test_the_service_calls_do_not_grow_with_the_steps(self, processes: dict[str, str], stack: Stack) -> None:
-        """Two calls, whatever the number of steps: the map, then one batch of scores."""
+        """The same calls, whatever the number of steps: one per service and level (per metric)."""
         few = await stack.build_journey("few", [(f"f{i}", "need", None, False) for i in range(10)])
         many = await stack.build_journey("many", [(f"m{i}", "buy", None, False) for i in range(200)])
         app = create_app(GatewaySettings(journey_url=processes["journey"], feedback_url=processes["feedback"],
@@ -147,5 +159,6 @@ class TestPlanByLevel:
             assert sorted(keys) == ["few", "many"]
             assert two["journeys"]["pageInfo"]["hasNextPage"] is False
         await app.state.services.close()
-        # The journey by key, its map, the scores of its steps; for a page: the list, the maps, the scores.
-        assert calls == [3, 3, 3]
+        # The journey by key, its map, the scores of its steps, NPS, CSAT and CES of its steps (one
+        # grouped call each); for a page: the list, the maps, the scores.
+        assert calls == [6, 6, 3]
