@@ -13,12 +13,13 @@ from gateway.safety import served_schema
 from gateway.schema import Context
 from gateway.services import Services
 from gateway.settings import GatewaySettings
-from services.common.telemetry import configure_logging
+from services.common.telemetry import configure_logging, configure_tracing, telemetry_config
 
 
 def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     configure_logging(level=settings.log_level, json=settings.log_json)
+    configure_tracing("gateway", settings.otel_exporter_otlp_endpoint)
     services = Services(settings, transport)
 
     @asynccontextmanager
@@ -29,7 +30,8 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
     async def context(request: Request) -> Context:
         return Context(services=services, authorization=request.headers.get("authorization", ""))
 
-    app = FastAPI(title="journeygraph gateway", lifespan=lifespan)
+    # FastAPI's server span per request continues the caller's trace; Services passes it on.
+    app = FastAPI(title="journeygraph gateway", lifespan=lifespan, telemetry=telemetry_config())
     app.state.services = services
     router = GraphQLRouter(
         served_schema(settings), context_getter=context, graphql_ide=None if settings.production else "graphiql"

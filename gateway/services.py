@@ -7,11 +7,13 @@ the rest of the answer is still served."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import orjson
 from graphql import GraphQLError
+from opentelemetry import propagate
 
 from gateway.settings import GatewaySettings
 
@@ -39,17 +41,30 @@ class Services:
         }
         self.client = httpx.AsyncClient(timeout=settings.service_timeout_seconds, transport=transport)
         self.calls = 0  # service calls made by this process (the level plan's test counts them)
+        # Identical GETs in flight at once (same service, path, parameters and caller's token) share
+        # one call: concurrent requests for one view cost the services one read. Nothing is kept
+        # once the call answers.
+        self._in_flight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
 
     async def close(self) -> None:
         await self.client.aclose()
 
     async def get(self, service: str, path: str, *, authorization: str, params: Any = None) -> Any:
         """The JSON of a GET; ServiceError for a problem or an unreachable service."""
+        pairs = params.items() if isinstance(params, dict) else params or ()
+        key = (service, path, tuple((str(k), str(v)) for k, v in pairs), authorization)
+        shared = self._in_flight.get(key)
+        if shared is None:
+            shared = self._in_flight[key] = asyncio.ensure_future(self._get(service, path, authorization, params))
+            shared.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        return await asyncio.shield(shared)
+
+    async def _get(self, service: str, path: str, authorization: str, params: Any) -> Any:
         self.calls += 1
+        headers = {"Authorization": authorization}
+        propagate.inject(headers)  # one trace from the caller through the gateway into the service
         try:
-            response = await self.client.get(
-                self.base[service] + path, params=params, headers={"Authorization": authorization}
-            )
+            response = await self.client.get(self.base[service] + path, params=params, headers=headers)
         except httpx.HTTPError as exc:
             raise ServiceError(
                 service, None, {"title": "unreachable", "detail": str(exc) or type(exc).__name__}

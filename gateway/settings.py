@@ -15,5 +15,6 @@ class GatewaySettings(BaseSettings):
     max_aliases: int = Field(default=15, ge=0, description="Aliases per document.")
     max_tokens: int = Field(default=2_000, ge=100, description="Tokens per document.")
     production: bool = Field(default=False, description="Introspection and the GraphiQL page off.")
+    otel_exporter_otlp_endpoint: str | None = None
     log_level: str = "INFO"
     log_json: bool = True
