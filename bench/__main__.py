@@ -15,6 +15,7 @@ BENCHES = [
     "journey_analytics",
     "projection_lag",
     "scoring",
+    "gateway",
 ]
 
 
