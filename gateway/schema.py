@@ -4,6 +4,7 @@ one batch call (`/v1/scores`), however many steps they have."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from datetime import datetime
 from typing import Any
@@ -13,8 +14,9 @@ import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
-from gateway.services import Services
+from gateway.services import ServiceError, Services
 from services.common.pagination import encode_cursor
 
 
@@ -125,24 +127,36 @@ class Touchpoint:
     channel: str
 
 
-async def _step_score(root: Step, info: Info[Context, None]) -> TouchpointScore | None:
-    scores = await info.context.scores.load(root.journey_id)
-    if scores is None:
-        return None
-    found = next((t for t in scores["touchpoints"] if t["touchpoint_id"] == root.touchpoint.id), None)
+# The steps' scores and metrics are fetched by their journey's `stages` for every step at once (one
+# call per service and level) and set on each step: its fields only read them. A service that failed
+# raises its error at the fields that needed it, so the rest of the answer is still served. Reading
+# prefetched values keeps graphql-core from awaiting 4 coroutines per step (2,000 steps: 8,000).
+STEP_FETCHED = ("score", "nps", "csat", "ces")
+
+
+def _fetched(step: Step, name: str) -> Any:
+    value = step.fetched[name]
+    if isinstance(value, Exception):
+        raise value
+    return value
+
+
+def _step_score(root: Step) -> TouchpointScore | None:
+    scores = _fetched(root, "score")
+    found = scores.get(str(root.touchpoint.id)) if scores is not None else None
     return TouchpointScore.of(found) if found else None
 
 
-async def _step_nps(root: Step, info: Info[Context, None]) -> Metric:
-    return await info.context.metrics["nps"].load((root.journey_key, root.touchpoint.key))
+def _step_nps(root: Step) -> Metric | None:
+    return _fetched(root, "nps")  # type: ignore[no-any-return]
 
 
-async def _step_csat(root: Step, info: Info[Context, None]) -> Metric:
-    return await info.context.metrics["csat"].load((root.journey_key, root.touchpoint.key))
+def _step_csat(root: Step) -> Metric | None:
+    return _fetched(root, "csat")  # type: ignore[no-any-return]
 
 
-async def _step_ces(root: Step, info: Info[Context, None]) -> Metric:
-    return await info.context.metrics["ces"].load((root.journey_key, root.touchpoint.key))
+def _step_ces(root: Step) -> Metric | None:
+    return _fetched(root, "ces")  # type: ignore[no-any-return]
 
 
 @strawberry.type
@@ -152,12 +166,11 @@ class Step:
     moment_of_truth: bool
     expected_emotion: int
     touchpoint: Touchpoint
-    journey_id: strawberry.Private[str]
-    journey_key: strawberry.Private[str]
-    nps: Metric = strawberry.field(resolver=_step_nps, description="NPS answered about this touchpoint here.")
-    csat: Metric = strawberry.field(resolver=_step_csat, description="CSAT answered about this touchpoint here.")
-    ces: Metric = strawberry.field(resolver=_step_ces, description="CES answered about this touchpoint here.")
-
+    fetched: strawberry.Private[dict[str, Any]]  # STEP_FETCHED name -> value, or the service's error
+    # Nullable: null, with an error at its path, while the feedback service cannot answer.
+    nps: Metric | None = strawberry.field(resolver=_step_nps, description="NPS answered about this touchpoint here.")
+    csat: Metric | None = strawberry.field(resolver=_step_csat, description="CSAT answered about this touchpoint here.")
+    ces: Metric | None = strawberry.field(resolver=_step_ces, description="CES answered about this touchpoint here.")
     score: TouchpointScore | None = strawberry.field(
         resolver=_step_score, description="Its touchpoint's scores in this journey; null before the first scores."
     )
@@ -182,15 +195,50 @@ class Health:
     as_of: datetime | None
 
 
-def _stages(journey_map: dict[str, Any]) -> list[Stage]:
-    journey_id = journey_map["journey"]["id"]
-    return [
-        Stage(
-            id=strawberry.ID(s["id"]),
-            key=s["key"],
-            name=s["name"],
-            position=s["position"],
-            steps=[
+def _selected(selections: list[Selection], path: list[str]) -> set[str] | None:
+    """The field names selected under `path` (fragments flattened); None when the path is not there."""
+    if not path:
+        names: set[str] = set()
+        for f in selections:
+            names |= {f.name} if isinstance(f, SelectedField) else _selected(f.selections, []) or set()
+        return names
+    for f in selections:
+        if not isinstance(f, SelectedField):  # a fragment: look inside
+            found = _selected(f.selections, path)
+        elif f.name == path[0]:
+            found = _selected(f.selections, path[1:])
+        else:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+async def _stages(info: Info[Context, None], journey_map: dict[str, Any]) -> list[Stage]:
+    j = journey_map["journey"]
+    ctx = info.context
+    wanted = _selected(list(info.selected_fields), ["stages", "steps"]) or set()
+    rows = [st for s in journey_map["stages"] for st in s["steps"]]
+    keys = [(j["key"], st["touchpoint"]["key"]) for st in rows]
+
+    async def fetch(name: str) -> Any:
+        try:
+            if name == "score":
+                scores = await ctx.scores.load(j["id"])
+                return {t["touchpoint_id"]: t for t in scores["touchpoints"]} if scores else None
+            return await ctx.metrics[name].load_many(keys)
+        except ServiceError as error:
+            return error
+
+    names = [n for n in STEP_FETCHED if n in wanted]
+    fetched = dict(zip(names, await asyncio.gather(*(fetch(n) for n in names)), strict=True))
+    at = 0
+    stages = []
+    for s in journey_map["stages"]:
+        steps = []
+        for st in s["steps"]:
+            own = {n: v if n == "score" or isinstance(v, Exception) else v[at] for n, v in fetched.items()}
+            steps.append(
                 Step(
                     id=strawberry.ID(st["id"]),
                     position=st["position"],
@@ -202,14 +250,13 @@ def _stages(journey_map: dict[str, Any]) -> list[Stage]:
                         name=st["touchpoint"]["name"],
                         channel=st["touchpoint"]["channel"],
                     ),
-                    journey_id=journey_id,
-                    journey_key=journey_map["journey"]["key"],
+                    fetched=own,
                 )
-                for st in s["steps"]
-            ],
-        )
-        for s in journey_map["stages"]
-    ]
+            )
+            at += 1
+        stages.append(Stage(id=strawberry.ID(s["id"]), key=s["key"], name=s["name"], position=s["position"],
+                            steps=steps))  # fmt: skip
+    return stages
 
 
 @strawberry.type
@@ -222,7 +269,7 @@ class Journey:
     @strawberry.field
     async def stages(self, info: Info[Context, None]) -> list[Stage]:
         journey_map = await info.context.maps.load(str(self.id))
-        return _stages(journey_map) if journey_map else []
+        return await _stages(info, journey_map) if journey_map else []
 
     @strawberry.field
     async def health(self, info: Info[Context, None]) -> Health | None:

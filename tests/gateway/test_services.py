@@ -51,3 +51,48 @@ async def test_the_callers_trace_goes_on_into_the_service_calls() -> None:
     await _ask_many(recorder, ["a"], headers={"traceparent": traceparent})
     [call] = recorder.requests
     assert call.headers["traceparent"].split("-")[1] == TRACE_ID
+
+
+JOURNEY_ID, TOUCHPOINT_ID = "01000000-0000-7000-8000-000000000001", "01000000-0000-7000-8000-000000000002"
+MAP = {
+    "journey": {"id": JOURNEY_ID, "key": "j", "name": "J", "status": "active"},
+    "persona": None,
+    "stages": [{"id": "01000000-0000-7000-8000-000000000003", "key": "s", "name": "S", "position": 0, "steps": [
+        {"id": "01000000-0000-7000-8000-000000000004", "position": 0, "moment_of_truth": True, "expected_emotion": 1,
+         "touchpoint": {"id": TOUCHPOINT_ID, "key": "t", "name": "T", "channel": "web"}}]}],
+}  # fmt: skip
+ESTIMATE = {"value": 80.0, "low": 70.0, "high": 90.0, "n": 40}
+SCORES = {"journey_id": JOURNEY_ID, "touchpoints": [{
+    "touchpoint_id": TOUCHPOINT_ID, "reach": 0.5, "reach_n": 20, "relevance": 3.0, "relevance_low": 1.0,
+    "relevance_high": 5.0, "relevance_significant": True, "quadrant": "core", "budget_burner": False,
+    "moment_of_truth": "confirmed", "pain_point": {"pain_point": False}, "csat": ESTIMATE,
+    "ces": ESTIMATE}]}  # fmt: skip
+
+
+def _services_with_feedback_down(request: httpx.Request) -> httpx.Response:
+    if request.url.path == "/v1/journey-maps":
+        return httpx.Response(200, json={"items": [MAP], "not_found": []})
+    if request.url.path == "/v1/scores":
+        return httpx.Response(200, json={"items": [SCORES], "not_found": []})
+    return httpx.Response(503, json={"title": "Service Unavailable", "status": 503, "detail": "feedback is down"})
+
+
+async def test_a_service_down_leaves_the_rest_of_the_view_and_errors_where_it_is_missing() -> None:
+    app = create_app(GatewaySettings(), transport=httpx.MockTransport(_services_with_feedback_down))
+    query = (
+        "query($id: ID!) { journey(id: $id) { key stages { steps { ...Measured } } } } "
+        "fragment Measured on Step { touchpoint { key } score { quadrant reachN } nps { value n } }"
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+        body = (
+            await client.post("/graphql", json={"query": query, "variables": {"id": JOURNEY_ID}},
+                              headers={"Authorization": "Bearer t"})
+        ).json()  # fmt: skip
+    [error] = body["errors"]
+    assert error["path"] == ["journey", "stages", 0, "steps", 0, "nps"]
+    assert error["extensions"]["service"] == "feedback"
+    assert error["extensions"]["status"] == 503
+    assert body["data"]["journey"] == {
+        "key": "j",
+        "stages": [{"steps": [{"touchpoint": {"key": "t"}, "score": {"quadrant": "core", "reachN": 20}, "nps": None}]}],
+    }
