@@ -1,6 +1,7 @@
-"""The unified journey view: the journey service's map with the scoring service's scores on every
-step, fetched by level — the map in one call, then the scores of every journey the query reached in
-one batch call (`/v1/scores`), however many steps they have."""
+"""The unified journey view: the journey service's map, with the scoring service's scores and the
+feedback service's NPS, CSAT and CES on every step, fetched by level: the maps of every journey the
+query reached in one batch call, then their scores in one and each metric in one grouped call,
+however many steps they have (more only past the services' batch limits)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ class Context(BaseContext):
     def __init__(self, services: Services, authorization: str) -> None:
         super().__init__()
         self.services, self.authorization = services, authorization
-        self.scores: DataLoader[str, dict[str, Any] | None] = DataLoader(load_fn=self._load_scores)
-        self.maps: DataLoader[str, dict[str, Any] | None] = DataLoader(load_fn=self._load_maps)
+        # The services take up to 100 journeys per batch read.
+        self.scores: DataLoader[str, dict[str, Any] | None] = DataLoader(self._load_scores, max_batch_size=100)
+        self.maps: DataLoader[str, dict[str, Any] | None] = DataLoader(self._load_maps, max_batch_size=100)
         # Per metric, keyed by (journey key, touchpoint key): one grouped call for every step reached.
         self.metrics: dict[str, DataLoader[tuple[str, str], Metric]] = {
             name: DataLoader(load_fn=functools.partial(self._load_metric, name)) for name in ("nps", "csat", "ces")
@@ -42,19 +44,44 @@ class Context(BaseContext):
         return [by_id.get(j) for j in journey_ids]
 
     async def _load_metric(self, name: str, keys: list[tuple[str, str]]) -> list[Metric]:
+        found: dict[tuple[str, str], Metric] = {}
+        for result in await asyncio.gather(*(self._metric_call(name, chunk) for chunk in _metric_chunks(keys))):
+            found.update(result)
+        return [found[key] for key in keys]
+
+    async def _metric_call(self, name: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Metric]:
         params = [("journey", j) for j in sorted({j for j, _ in keys})]
         params += [("touchpoint", t) for t in sorted({t for _, t in keys})]
         params += [("group_by", "journey"), ("group_by", "touchpoint")]
         result = await self.get("feedback", f"/v1/metrics/{name}", params=params)
         as_of = datetime.fromisoformat(result["as_of"]) if result.get("as_of") else None
-        found = {(g["group"]["journey"], g["group"]["touchpoint"]): g for g in result["groups"]}
+        groups = {(g["group"]["journey"], g["group"]["touchpoint"]): g for g in result["groups"]}
         empty = {"n": 0, "value": None, "interval_low": None, "interval_high": None}
-        return [Metric.of(found.get(key, empty), result["method"], as_of) for key in keys]
+        return {key: Metric.of(groups.get(key, empty), result["method"], as_of) for key in keys}
 
     async def _load_scores(self, journey_ids: list[str]) -> list[dict[str, Any] | None]:
         batch = await self.get("scoring", "/v1/scores", params=[("journey_id", j) for j in journey_ids])
         by_id = {s["journey_id"]: s for s in batch["items"]}
         return [by_id.get(j) for j in journey_ids]
+
+
+METRIC_JOURNEYS, METRIC_TOUCHPOINTS = 100, 500  # the feedback service's limits per metric read
+
+
+def _metric_chunks(keys: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The (journey, touchpoint) keys in as few reads as the feedback service's limits allow."""
+    chunks: list[list[tuple[str, str]]] = []
+    journeys: set[str] = set()
+    touchpoints: set[str] = set()
+    for journey, touchpoint in keys:
+        grows = len(journeys | {journey}) > METRIC_JOURNEYS or len(touchpoints | {touchpoint}) > METRIC_TOUCHPOINTS
+        if not chunks or grows:
+            chunks.append([])
+            journeys, touchpoints = set(), set()
+        chunks[-1].append((journey, touchpoint))
+        journeys.add(journey)
+        touchpoints.add(touchpoint)
+    return chunks
 
 
 @strawberry.type(description="A measure with its sample size and 95 % interval.")

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from gateway.app import create_app
+from gateway.schema import _metric_chunks
 from gateway.settings import GatewaySettings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -96,3 +97,15 @@ async def test_a_service_down_leaves_the_rest_of_the_view_and_errors_where_it_is
         "key": "j",
         "stages": [{"steps": [{"touchpoint": {"key": "t"}, "score": {"quadrant": "core", "reachN": 20}, "nps": None}]}],
     }
+
+
+def test_metric_reads_are_split_only_past_the_feedback_services_limits() -> None:
+    one_journey = [("j", f"t{i}") for i in range(600)]
+    chunks = _metric_chunks(one_journey)
+    assert [len(c) for c in chunks] == [500, 100]
+    assert [k for c in chunks for k in c] == one_journey
+    many_journeys = [(f"j{i}", "t") for i in range(150)]
+    assert [len(c) for c in _metric_chunks(many_journeys)] == [100, 50]
+    assert _metric_chunks([("j", f"t{i % 200}") for i in range(2_000)]) == [
+        [("j", f"t{i % 200}") for i in range(2_000)]
+    ]
