@@ -154,3 +154,16 @@ async def caught_up(client: httpx.AsyncClient) -> float:
         return all(c["pending_events"] == 0 for c in (await client.get("/v1/admin/consumers")).json()["items"])
 
     return await until(applied)
+
+
+def bounded_post(client: httpx.AsyncClient, concurrency: int = 8) -> Callable[[str, dict[str, Any]], Awaitable[Any]]:
+    """POST JSON with at most `concurrency` requests in flight; the answer's JSON (raises on an error)."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def post(url: str, body: dict[str, Any]) -> Any:
+        async with sem:
+            response = await client.post(url, json=body)
+            response.raise_for_status()
+            return response.json()
+
+    return post

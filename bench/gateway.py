@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from bench.env import BenchEnv, summary, until
+from bench.env import BenchEnv, bounded_post, summary, until
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 
@@ -42,13 +42,7 @@ async def _build(client: httpx.AsyncClient, key: str, stages: int, steps: int) -
             json={"key": key, "name": key, "stages": [{"key": f"s{i}", "name": f"Stage {i}"} for i in range(stages)]},
         )
     ).json()
-    sem = asyncio.Semaphore(8)
-
-    async def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with sem:
-            response = await client.post(url, json=body)
-            response.raise_for_status()
-            return response.json()  # type: ignore[no-any-return]
+    post = bounded_post(client)
 
     touchpoints = await asyncio.gather(
         *(post("/v1/touchpoints", {"key": f"{key}-tp{i}", "name": f"Touchpoint {i}", "channel": "web"})

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import asyncpg
 import httpx
 
-from bench.env import BenchEnv, summary
+from bench.env import BenchEnv, bounded_post, summary
 from services.common.db import asyncpg_dsn
 
 STAGES, STEPS_PER_STAGE, ROUNDS = 10, 200, 300
@@ -41,13 +40,7 @@ async def _build(client: httpx.AsyncClient) -> str:
             "/v1/journeys", json={"key": "big", "name": "Big", "persona_id": persona["id"], "stages": stages}
         )
     ).json()
-    sem = asyncio.Semaphore(8)
-
-    async def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with sem:
-            response = await client.post(url, json=body)
-            response.raise_for_status()
-            return response.json()  # type: ignore[no-any-return]
+    post = bounded_post(client)
 
     touchpoints = await asyncio.gather(*(
         post("/v1/touchpoints", {"key": f"tp{i}", "name": f"Touchpoint {i}", "channel": "web",
