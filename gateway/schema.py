@@ -38,10 +38,14 @@ class Context(BaseContext):
     async def get(self, service: str, path: str, params: Any = None) -> Any:
         return await self.services.get(service, path, authorization=self.authorization, params=params)
 
+    async def _by_journey(self, service: str, path: str, param: str, ids: list[str], id_of: Any) -> list[Any]:
+        """A service's batch read of journeys, in the order of `ids` (None for those it does not have)."""
+        batch = await self.get(service, path, params=[(param, j) for j in ids])
+        found = {id_of(item): item for item in batch["items"]}
+        return [found.get(j) for j in ids]
+
     async def _load_maps(self, journey_ids: list[str]) -> list[dict[str, Any] | None]:
-        batch = await self.get("journey", "/v1/journey-maps", params=[("id", j) for j in journey_ids])
-        by_id = {m["journey"]["id"]: m for m in batch["items"]}
-        return [by_id.get(j) for j in journey_ids]
+        return await self._by_journey("journey", "/v1/journey-maps", "id", journey_ids, lambda m: m["journey"]["id"])
 
     async def _load_metric(self, name: str, keys: list[tuple[str, str]]) -> list[Metric]:
         found: dict[tuple[str, str], Metric] = {}
@@ -60,9 +64,7 @@ class Context(BaseContext):
         return {key: Metric.of(groups.get(key, empty), result["method"], as_of) for key in keys}
 
     async def _load_scores(self, journey_ids: list[str]) -> list[dict[str, Any] | None]:
-        batch = await self.get("scoring", "/v1/scores", params=[("journey_id", j) for j in journey_ids])
-        by_id = {s["journey_id"]: s for s in batch["items"]}
-        return [by_id.get(j) for j in journey_ids]
+        return await self._by_journey("scoring", "/v1/scores", "journey_id", journey_ids, lambda s: s["journey_id"])
 
 
 METRIC_JOURNEYS, METRIC_TOUCHPOINTS = 100, 500  # the feedback service's limits per metric read

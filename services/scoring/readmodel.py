@@ -189,15 +189,18 @@ async def _apply_batch(
     touched: set[UUID | str] = set()
     for event in facts:
         touched |= await affected.journeys_of_fact(session, workspace_id, event)
+
+    async def conversions() -> list[str]:
+        return list((await load_config(session, workspace_id=workspace_id)).conversion_outcomes)
+
     following = None
     if not structural:
-        config = await load_config(session, workspace_id=workspace_id)
         following = await tallies.follow(
             session,
             workspace_id=workspace_id,
             journey_ids=touched,
             customer_keys=[k for e in facts for k in affected.customer_keys(e)],
-            conversions=list(config.conversion_outcomes),
+            conversions=conversions,
         )
     dirty = touched | await apply()
     if following is not None:

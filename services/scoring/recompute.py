@@ -117,10 +117,6 @@ _LATEST = text(
     "SELECT DISTINCT ON (scope_id) scope_id, body FROM score_snapshot WHERE workspace_id = :w AND journey_id = :j "
     "ORDER BY scope_id, id DESC"
 )
-_UNCOUNTED = text(
-    "SELECT s.id, s.persona_id, s.since, s.until FROM score_scope s LEFT JOIN score_tally t ON t.scope_id = s.id "
-    "WHERE s.workspace_id = :w AND s.journey_id = :j AND t.scope_id IS NULL ORDER BY s.id"
-)
 CONSUMERS_OF_INPUTS = ("scoring-journey", "scoring-feedback")
 _RETRY_SECONDS = 5.0
 
@@ -255,31 +251,18 @@ async def _count_missing_tallies(
     sessionmaker: async_sessionmaker[AsyncSession], workspace_id: str, journey_id: UUID
 ) -> None:
     async with sessionmaker() as session, session.begin():
-        missing = list(await session.execute(_UNCOUNTED, {"w": workspace_id, "j": journey_id}))
-        if not missing:
+        if not await tallies.uncounted(session, workspace_id=workspace_id, journey_id=journey_id):
             return
         # Held exclusively: no fact commits while the facts are counted, so the consumers' deltas
         # start exactly where the count ends (READ COMMITTED then reads one state).
         await session.execute(tallies.HOLD_EXCLUSIVE, {"w": workspace_id})
-        journey = (await session.execute(_JOURNEY, {"j": journey_id, "w": workspace_id})).first()
-        if journey is None or journey.deleted:
-            return
         config = await load_config(session, workspace_id=workspace_id)
-        missing = list(await session.execute(_UNCOUNTED, {"w": workspace_id, "j": journey_id}))
         await tallies.count(
             session,
             workspace_id=workspace_id,
-            journey=_JourneyRef(journey_id, journey.key, journey.persona_id),
-            scopes=missing,
+            scopes=await tallies.uncounted(session, workspace_id=workspace_id, journey_id=journey_id),
             conversions=list(config.conversion_outcomes),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _JourneyRef:
-    id: UUID
-    key: str
-    persona_id: UUID | None
 
 
 async def _store(

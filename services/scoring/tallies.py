@@ -15,7 +15,7 @@ from the facts by the recompute worker where one is missing, read by the refresh
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -32,11 +32,19 @@ from services.scoring.tally import Tally, tally_of
 HOLD_SHARED = text("SELECT pg_advisory_xact_lock_shared(8003, hashtext(:w))")
 HOLD_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(8003, hashtext(:w))")
 
+# A scope with what loading its inputs needs (its journey's key and persona): `_tally` takes these rows.
+_SCOPE_COLUMNS = (
+    "s.id AS scope_id, s.journey_id, s.persona_id, s.since, s.until, j.key, j.persona_id AS journey_persona_id"
+)
 _LOCK = text(
-    "SELECT t.scope_id, t.journey_id, t.touchpoints, t.counts, s.persona_id, s.since, s.until, j.key, "
-    "j.persona_id AS journey_persona_id FROM score_tally t JOIN score_scope s ON s.id = t.scope_id "
+    f"SELECT {_SCOPE_COLUMNS}, t.touchpoints, t.counts FROM score_tally t JOIN score_scope s ON s.id = t.scope_id "
     "JOIN journey j ON j.id = t.journey_id AND j.workspace_id = t.workspace_id "
     "WHERE t.workspace_id = :w AND t.journey_id = ANY(CAST(:js AS uuid[])) ORDER BY t.scope_id FOR UPDATE OF t"
+)
+_UNCOUNTED = text(
+    f"SELECT {_SCOPE_COLUMNS} FROM score_scope s JOIN journey j ON j.id = s.journey_id "
+    "AND j.workspace_id = s.workspace_id AND NOT j.deleted LEFT JOIN score_tally t ON t.scope_id = s.id "
+    "WHERE s.workspace_id = :w AND s.journey_id = :j AND t.scope_id IS NULL ORDER BY s.id"
 )
 _SAVE = text("UPDATE score_tally SET counts = :counts, updated_at = now() WHERE scope_id = :s")
 _FORGET = text("DELETE FROM score_tally WHERE scope_id = :s")
@@ -98,10 +106,11 @@ async def follow(
     workspace_id: str,
     journey_ids: Iterable[UUID | str],
     customer_keys: Sequence[str],
-    conversions: list[str],
+    conversions: Callable[[], Awaitable[list[str]]],
 ) -> Following | None:
     """Lock the journeys' tallies and take the customers' part of them, before the batch is applied
-    (None: nothing to keep)."""
+    (None: nothing to keep). `conversions` reads the workspace's conversion outcomes, only when
+    there are tallies to keep."""
     journeys = sorted({str(j) for j in journey_ids})
     if not journeys or not customer_keys:
         return None
@@ -110,16 +119,17 @@ async def follow(
         return None
     keys = sorted(set(customer_keys))
     customers = list((await session.execute(_CUSTOMER_NUMBERS, {"w": workspace_id, "keys": keys})).scalars())
+    named = await conversions()
     conn = await driver_connection(session)
     kept, before = [], []
     for row in rows:
-        basis, tally = await _tally(conn, workspace_id, row, conversions, customers)
+        basis, tally = await _tally(conn, workspace_id, row, named, customers)
         if basis != list(row.touchpoints):
             await forget(session, scope_id=row.scope_id)
             continue
         kept.append(row)
         before.append(tally)
-    return Following(workspace_id, customers, conversions, kept, before)
+    return Following(workspace_id, customers, named, kept, before)
 
 
 async def forget(session: AsyncSession, *, scope_id: UUID) -> None:
@@ -147,25 +157,17 @@ async def read(session: AsyncSession, *, workspace_id: str, journey_id: UUID) ->
     }
 
 
-async def count(
-    session: AsyncSession, *, workspace_id: str, journey: Any, scopes: Sequence[Any], conversions: list[str]
-) -> None:
-    """Count the scopes' tallies from every fact (the worker, where they are missing). The caller's
-    transaction must hold the workspace exclusively (`HOLD_EXCLUSIVE`), taken before this reads."""
+async def uncounted(session: AsyncSession, *, workspace_id: str, journey_id: UUID) -> list[Any]:
+    """The journey's scopes without a tally (none when the journey is deleted)."""
+    return list(await session.execute(_UNCOUNTED, {"w": workspace_id, "j": journey_id}))
+
+
+async def count(session: AsyncSession, *, workspace_id: str, scopes: Sequence[Any], conversions: list[str]) -> None:
+    """Count the tallies of these scopes (`uncounted` rows) from every fact (the worker, where they are
+    missing). The caller's transaction must hold the workspace exclusively (`HOLD_EXCLUSIVE`), taken
+    before `uncounted` reads them."""
     conn = await driver_connection(session)
     for scope in scopes:
-        row = _Row(journey.id, journey.key, journey.persona_id, scope.persona_id, scope.since, scope.until)
-        basis, tally = await _tally(conn, workspace_id, row, conversions, None)
-        await session.execute(
-            _COUNT, {"s": scope.id, "w": workspace_id, "j": journey.id, "tps": basis, "counts": tally.to_vector()}
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    journey_id: UUID
-    key: str
-    journey_persona_id: UUID | None
-    persona_id: UUID | None
-    since: Any
-    until: Any
+        basis, tally = await _tally(conn, workspace_id, scope, conversions, None)
+        params = {"s": scope.scope_id, "w": workspace_id, "j": scope.journey_id, "tps": basis}
+        await session.execute(_COUNT, {**params, "counts": tally.to_vector()})
