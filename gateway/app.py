@@ -13,6 +13,8 @@ from gateway.safety import served_schema
 from gateway.schema import Context
 from gateway.services import Services
 from gateway.settings import GatewaySettings
+from services.common.auth import TokenVerifier
+from services.common.errors import install_problem_handlers
 from services.common.telemetry import configure_logging, configure_tracing, telemetry_config
 
 
@@ -27,12 +29,17 @@ def create_app(settings: GatewaySettings | None = None, transport: httpx.AsyncBa
         yield
         await services.close()
 
+    verifier = TokenVerifier(settings)
+
     async def context(request: Request) -> Context:
-        return Context(services=services, authorization=request.headers.get("authorization", ""))
+        # The caller is known before anything runs: a bad token is a 401 problem, not a GraphQL error.
+        caller = await verifier.authenticate(request)
+        return Context(services=services, authorization=request.headers["authorization"], caller=caller)
 
     # FastAPI's server span per request continues the caller's trace; Services passes it on.
     app = FastAPI(title="journeygraph gateway", lifespan=lifespan, telemetry=telemetry_config())
     app.state.services = services
+    install_problem_handlers(app)
     router = GraphQLRouter(
         served_schema(settings), context_getter=context, graphql_ide=None if settings.production else "graphiql"
     )

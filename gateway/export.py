@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.schema import schema
+from gateway.graph import schema
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 

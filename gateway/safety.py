@@ -20,7 +20,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
-from gateway.schema import Query
+from gateway.graph import make_schema
 from gateway.services import ServiceError
 from gateway.settings import GatewaySettings
 
@@ -55,4 +55,4 @@ def served_schema(settings: GatewaySettings) -> strawberry.Schema:
     ]
     if settings.production:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(query=Query, extensions=extensions)
+    return make_schema(extensions)

@@ -18,15 +18,18 @@ from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
 from gateway.services import ServiceError, Services
+from services.common.auth import Caller
 from services.common.pagination import encode_cursor
 
 
 class Context(BaseContext):
-    """One request's: the caller's token, and the loaders that batch and share its service calls."""
+    """One request's: the caller's token and who it is (verified by the gateway too: its workspace
+    and scopes key the cache and decide which fields resolve), and the loaders that batch and share
+    its service calls."""
 
-    def __init__(self, services: Services, authorization: str) -> None:
+    def __init__(self, services: Services, authorization: str, caller: Caller) -> None:
         super().__init__()
-        self.services, self.authorization = services, authorization
+        self.services, self.authorization, self.caller = services, authorization, caller
         # The services take up to 100 journeys per batch read.
         self.scores: DataLoader[str, dict[str, Any] | None] = DataLoader(self._load_scores, max_batch_size=100)
         self.maps: DataLoader[str, dict[str, Any] | None] = DataLoader(self._load_maps, max_batch_size=100)
@@ -376,6 +379,3 @@ class Query:
     journeys: JourneyConnection = strawberry.field(
         resolver=_journeys, description="The workspace's journeys, a page at a time (status, text search)."
     )
-
-
-schema = strawberry.Schema(query=Query)  # the contract (export.py); served with limits by `served_schema`

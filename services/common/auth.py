@@ -35,7 +35,7 @@ from services.common.errors import (
     Unauthorized,
     problem_response,
 )
-from services.common.settings import ServiceSettings
+from services.common.settings import AuthSettings
 
 SCOPES = {
     "journeys:read": "Read personas, journeys, touchpoints, customers and interactions.",
@@ -134,7 +134,7 @@ def _static_key(pem: str) -> jwt.PyJWK:
 
 
 class TokenVerifier:
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: AuthSettings) -> None:
         self._settings = settings
         self._static_key = _static_key(settings.auth_public_key) if settings.auth_public_key else None
         self._jwks = (

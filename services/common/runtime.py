@@ -143,6 +143,7 @@ class Runtime:
                 env = {"DATABASE_URL": url, "NATS_URL": nats_url, "AUTH_PUBLIC_KEY": public}
                 restarts[spec.name] = functools.partial(self._start_service, spec, env)
             services = {f"{s.name.upper()}_URL": f"http://127.0.0.1:{s.port}" for s in SERVICES}
+            services |= {"NATS_URL": nats_url, "AUTH_PUBLIC_KEY": public}
             restarts[GATEWAY.name] = functools.partial(self._start_service, GATEWAY, services)
             for name, start in restarts.items():
                 self.procs.append((name, start()))

@@ -6,19 +6,11 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServiceSettings(BaseSettings):
-    """Configuration of one service, read only from the environment (prefix set per service)."""
+class AuthSettings(BaseSettings):
+    """How tokens are verified and callers rate limited: by every service, and by the gateway."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    database_url: str = Field(
-        description="SQLAlchemy URL of this service's own database (postgresql+asyncpg://...).",
-    )
-    database_pool_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="Longest wait for a pooled connection; then 503 with Retry-After."
-    )
-    nats_url: str = Field(description="NATS server with JetStream, e.g. nats://127.0.0.1:4222.")
-    migrate_on_start: bool = Field(default=True, description="Apply the Alembic history on start.")
     # Auth: either a JWKS URL (OIDC) or a PEM public key (embedded mode). Neither has a default:
     # a service that cannot verify tokens refuses to start.
     auth_jwks_url: str | None = None
@@ -33,6 +25,30 @@ class ServiceSettings(BaseSettings):
     # Limits.
     rate_limit: str = Field(default="1200/minute", description="Per token, `limits` notation.")
     rate_limit_storage_uri: str = Field(default="async+memory://", description="`limits` storage.")
+
+    @model_validator(mode="after")
+    def _require_token_keys(self) -> AuthSettings:
+        if not self.auth_jwks_url and not self.auth_public_key:
+            raise ValueError(
+                "set AUTH_JWKS_URL (OIDC) or AUTH_PUBLIC_KEY (PEM) with this service's prefix: "
+                "a service that cannot verify tokens does not start"
+            )
+        return self
+
+
+class ServiceSettings(AuthSettings):
+    """Configuration of one service, read only from the environment (prefix set per service)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = Field(
+        description="SQLAlchemy URL of this service's own database (postgresql+asyncpg://...).",
+    )
+    database_pool_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest wait for a pooled connection; then 503 with Retry-After."
+    )
+    nats_url: str = Field(description="NATS server with JetStream, e.g. nats://127.0.0.1:4222.")
+    migrate_on_start: bool = Field(default=True, description="Apply the Alembic history on start.")
     max_body_bytes: int = 16 * 1024 * 1024
     # Events.
     outbox_poll_seconds: float = 1.0
@@ -57,12 +73,3 @@ class ServiceSettings(BaseSettings):
     log_json: bool = True
     otel_exporter_otlp_endpoint: str | None = None
     service_name: str = "journeygraph"
-
-    @model_validator(mode="after")
-    def _require_token_keys(self) -> ServiceSettings:
-        if not self.auth_jwks_url and not self.auth_public_key:
-            raise ValueError(
-                "set AUTH_JWKS_URL (OIDC) or AUTH_PUBLIC_KEY (PEM) with this service's prefix: "
-                "a service that cannot verify tokens does not start"
-            )
-        return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 from graphql import build_schema, find_breaking_changes
 
 from gateway.export import SDL_PATH, sdl
-from gateway.schema import schema
+from gateway.graph import schema
 
 
 def test_the_schema_breaks_nothing_of_the_exported_one() -> None:

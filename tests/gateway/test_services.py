@@ -12,6 +12,7 @@ import httpx
 from gateway.app import create_app
 from gateway.schema import _metric_chunks
 from gateway.settings import GatewaySettings
+from tests.conftest import Keys
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -39,17 +40,18 @@ async def _ask_many(recorder: Recorder, tokens: list[str], headers: dict[str, st
     return [a.json() for a in answers]
 
 
-async def test_identical_reads_in_flight_share_one_call_per_token() -> None:
+async def test_identical_reads_in_flight_share_one_call_per_token(keys: Keys) -> None:
     recorder = Recorder()
-    answers = await _ask_many(recorder, ["a"] * 5 + ["b"] * 3)
-    assert all(a == {"data": {"journey": None}} for a in answers)
-    assert sorted(r.headers["authorization"] for r in recorder.requests) == ["Bearer a", "Bearer b"]
+    a, b = keys.token("gw", ["admin"], subject="a"), keys.token("gw", ["admin"], subject="b")
+    answers = await _ask_many(recorder, [a] * 5 + [b] * 3)
+    assert all(answer == {"data": {"journey": None}} for answer in answers)
+    assert sorted(r.headers["authorization"] for r in recorder.requests) == sorted([f"Bearer {a}", f"Bearer {b}"])
 
 
-async def test_the_callers_trace_goes_on_into_the_service_calls() -> None:
+async def test_the_callers_trace_goes_on_into_the_service_calls(keys: Keys) -> None:
     recorder = Recorder()
     traceparent = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-    await _ask_many(recorder, ["a"], headers={"traceparent": traceparent})
+    await _ask_many(recorder, [keys.token("gw", ["admin"])], headers={"traceparent": traceparent})
     [call] = recorder.requests
     assert call.headers["traceparent"].split("-")[1] == TRACE_ID
 
@@ -78,7 +80,9 @@ def _services_with_feedback_down(request: httpx.Request) -> httpx.Response:
     return httpx.Response(503, json={"title": "Service Unavailable", "status": 503, "detail": "feedback is down"})
 
 
-async def test_a_service_down_leaves_the_rest_of_the_view_and_errors_where_it_is_missing() -> None:
+async def test_a_service_down_leaves_the_rest_of_the_view_and_errors_where_it_is_missing(
+    bearer: dict[str, str],
+) -> None:
     app = create_app(GatewaySettings(), transport=httpx.MockTransport(_services_with_feedback_down))
     query = (
         "query($id: ID!) { journey(id: $id) { key stages { steps { ...Measured } } } } "
@@ -87,7 +91,7 @@ async def test_a_service_down_leaves_the_rest_of_the_view_and_errors_where_it_is
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
         body = (
             await client.post("/graphql", json={"query": query, "variables": {"id": JOURNEY_ID}},
-                              headers={"Authorization": "Bearer t"})
+                              headers=bearer)
         ).json()  # fmt: skip
     [error] = body["errors"]
     assert error["path"] == ["journey", "stages", 0, "steps", 0, "nps"]
