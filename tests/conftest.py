@@ -7,6 +7,7 @@ JG_TEST_NATS_URL point the tests at servers that already run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -57,10 +58,10 @@ def servers() -> Iterator[Servers]:
                 pg.cleanup()
 
 
-@pytest.fixture(scope="module")
-def own_nats() -> Iterator[str]:
-    """A NATS server of the module's own, for tests that start a second copy of a service: on the
-    session's server its durable consumers would take a share of the session app's messages."""
+@contextlib.contextmanager
+def nats_of_its_own() -> Iterator[str]:
+    """A NATS server for tests that start a second copy of a service: on the session's server its
+    durable consumers would take a share of the session app's messages."""
     with tempfile.TemporaryDirectory(prefix="jg-nats-") as tmp:
         port = free_port()
         proc = start_nats(Path(tmp), port)
@@ -68,6 +69,13 @@ def own_nats() -> Iterator[str]:
             yield f"nats://127.0.0.1:{port}"
         finally:
             stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def own_nats() -> Iterator[str]:
+    """A NATS server of the module's own (`nats_of_its_own`)."""
+    with nats_of_its_own() as url:
+        yield url
 
 
 @dataclass(frozen=True)

@@ -5,19 +5,16 @@ checked against what the services answer directly."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
-import pytest
 from gql import Client, GraphQLRequest
 from gql.transport.httpx import HTTPXAsyncTransport
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from tests.conftest import Keys, Servers, unique_name
+from tests.conftest import Keys, unique_name
 from tests.scoring.factories import SCOPES, Stack, small_journey
-from tests.uvicorn_server import running_service
 
 VIEW_QUERY = """
 query View($key: String!) {
@@ -30,38 +27,6 @@ query View($key: String!) {
   }
 }
 """
-
-
-@pytest.fixture(scope="module")
-def processes(
-    servers: Servers, own_nats: str, keys: Keys, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, str]]:
-    own, logs = Servers(servers.database_url_template, own_nats), tmp_path_factory.mktemp("gateway-logs")
-
-    def start(factory: str, prefix: str, **env: str) -> Any:
-        return running_service(factory, env_prefix=prefix, servers=own, keys=keys, log_dir=logs, extra_env=env)
-
-    with (
-        start("services.journey.app:create_app", "JOURNEY_") as journey,
-        start("services.feedback.app:create_app", "FEEDBACK_") as feedback,
-        start("services.scoring.app:create_app", "SCORING_", SCORING_DEBOUNCE_SECONDS="0.1",
-              SCORING_WORKER_POLL_SECONDS="0.2", SCORING_BOOTSTRAP_REPLICATES="50",
-              SCORING_REFIT_SECONDS="0") as scoring,
-        start("gateway.app:create_app", "GATEWAY_", GATEWAY_JOURNEY_URL=journey, GATEWAY_FEEDBACK_URL=feedback,
-              GATEWAY_SCORING_URL=scoring, GATEWAY_LOG_LEVEL="WARNING") as gateway,
-    ):  # fmt: skip
-        yield {"journey": journey, "feedback": feedback, "scoring": scoring, "gateway": gateway}
-
-
-@pytest.fixture
-async def stack(processes: dict[str, str], keys: Keys) -> AsyncIterator[Stack]:
-    workspace = unique_name("gw")
-    async with (
-        httpx.AsyncClient(base_url=processes["journey"], timeout=30) as journey,
-        httpx.AsyncClient(base_url=processes["feedback"], timeout=30) as feedback,
-        httpx.AsyncClient(base_url=processes["scoring"], timeout=30) as scoring,
-    ):
-        yield Stack(journey, feedback, scoring, keys, workspace)
 
 
 async def _view(url: str, token_headers: dict[str, str], key: str) -> dict[str, Any]:
