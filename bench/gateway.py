@@ -1,27 +1,38 @@
 """The unified journey view through the GraphQL gateway: one journey of 8 stages × 25 steps and one of
 10 stages × 200 steps, every step with its scores and its NPS, CSAT and CES, the journey with its
-health. All four processes are real (journey, feedback, scoring, gateway; one uvicorn worker each).
+health. All processes are real (journey, feedback, scoring, and three gateways; one uvicorn worker
+each): the gateway as served (fast path, no response cache), (b) the same gateway with strawberry's
+standard execution, and one with the response cache.
 
 Next to it in the same run: (a) fetching the same data by direct parallel REST calls to the services
-(the map; the scores; the three metrics grouped by touchpoint), without assembling anything; the
-service calls one query costs (counted on an in-process gateway over the same services).
-Targets (issue 14): p50 ≤ 30 ms for 8 × 25, ≤ 100 ms (goal 25 ms) for 10 × 200. The fast-path
-executor the issue asks for is not built yet: what is measured is strawberry's standard execution.
+(the map; the scores; the three metrics grouped by journey and touchpoint), without assembling
+anything; the service calls one query costs (counted on an in-process gateway over the same
+services); the 8 × 25 view's throughput under wrk (one gateway worker, with and without the cache);
+the latency of a cache hit (hits counted by the gateway's /metrics).
+Targets (issue 14): p50 ≤ 30 ms for 8 × 25, ≤ 100 ms (goal 25 ms) for 10 × 200.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import shutil
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from bench.env import BenchEnv, bounded_post, summary, until
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 
 ROUNDS, WARM_UP = 60, 5
+WRK_CONNECTIONS, WRK_SECONDS = 8, 10
+LUA = Path(__file__).with_name("post_body.lua")
 VIEW = """
 query View($id: ID!) {
   journey(id: $id) {
@@ -67,13 +78,49 @@ async def _time(call: Any) -> list[float]:
     return took
 
 
+def _wrk(url: str, headers: dict[str, str], body: dict[str, Any]) -> dict[str, float]:
+    """req/s, p50 and p99 (ms) of `body` posted to `url` by wrk (C: a Python client would be the
+    bottleneck) for WRK_SECONDS over WRK_CONNECTIONS connections."""
+    args = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{WRK_SECONDS}s", "--latency", "-s", str(LUA), url]
+    for name, value in headers.items():
+        args[1:1] = ["-H", f"{name}: {value}"]
+    env = {**os.environ, "BODY": orjson.dumps(body).decode()}
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"{url}: failed requests under load:\n{out}")
+    unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def latency(p: str) -> float:
+        value = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert value, out
+        return float(value[1]) * unit[value[2]]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert rps, out
+    return {"rps": float(rps[1]), "p50": latency("50"), "p99": latency("99")}
+
+
+async def _cache_hits(client: httpx.AsyncClient, gateway: str) -> float:
+    text = (await client.get(f"{gateway}/metrics")).text
+    found = re.search(r'^journeygraph_gateway_cache_total\{result="hit"\} ([\d.e+]+)$', text, re.M)
+    return float(found[1]) if found else 0.0
+
+
 async def main(env: BenchEnv) -> None:
     workspace = "bench"
     journey = await env.serve("services.journey.app:create_app", env_prefix="JOURNEY_", database="bench_gw_journey")
     feedback = await env.serve("services.feedback.app:create_app", env_prefix="FEEDBACK_", database="bench_gw_feedback")
     scoring = await env.serve("services.scoring.app:create_app", env_prefix="SCORING_", database="bench_gw_scoring")
     urls = {"GATEWAY_JOURNEY_URL": journey, "GATEWAY_FEEDBACK_URL": feedback, "GATEWAY_SCORING_URL": scoring}
-    gateway = await env.serve("gateway.app:create_app", env_prefix="GATEWAY_", database="bench_gw", extra_env=urls)
+    gateways = {}
+    for name, settings in (
+        ("fast", {"GATEWAY_RESPONSE_CACHE_SECONDS": "0"}),
+        ("standard", {"GATEWAY_RESPONSE_CACHE_SECONDS": "0", "GATEWAY_FAST_EXECUTION": "false"}),
+        ("cached", {"GATEWAY_RESPONSE_CACHE_SECONDS": "60"}),
+    ):
+        gateways[name] = await env.serve(
+            "gateway.app:create_app", env_prefix="GATEWAY_", database=f"bench_gw_{name}", extra_env=urls | settings
+        )
     headers = {"Authorization": f"Bearer {env.token(workspace, ['admin'])}"}
     shapes = {"8 × 25": (8, 25), "10 × 200": (10, 200)}
     async with (
@@ -96,22 +143,26 @@ async def main(env: BenchEnv) -> None:
         in_process = create_app(
             GatewaySettings(journey_url=journey, feedback_url=feedback, scoring_url=scoring, log_level="WARNING")
         )
-        print(f"{'unified view (sequential requests)':<44}{'p50 ms':>9}{'p99 ms':>9}{'calls':>7}{'target':>12}")
+        print(f"{'unified view (sequential requests)':<52}{'p50 ms':>9}{'p99 ms':>9}{'calls':>7}{'target':>9}")
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=in_process), base_url="http://gw", headers=headers, timeout=60
         ) as counting:
             for label, journey_id in ids.items():
                 body = {"query": VIEW, "variables": {"id": journey_id}}
-                answer = (await c.post(f"{gateway}/graphql", json=body)).json()
-                assert "errors" not in answer, answer
-                steps = sum(len(s["steps"]) for s in answer["data"]["journey"]["stages"])
+                answers = [(await c.post(f"{g}/graphql", json=body)).json() for g in gateways.values()]
+                assert "errors" not in answers[0], answers[0]
+                assert all(a == answers[0] for a in answers), "the gateways answer differently"
+                steps = sum(len(s["steps"]) for s in answers[0]["data"]["journey"]["stages"])
                 assert steps == shapes[label][0] * shapes[label][1], steps
                 before = in_process.state.services.calls
                 (await counting.post("/graphql", json=body)).raise_for_status()
                 calls = in_process.state.services.calls - before
 
-                async def through_gateway(body: dict[str, Any] = body) -> None:
-                    (await c.post(f"{gateway}/graphql", json=body)).raise_for_status()
+                def through(gateway: str, body: dict[str, Any] = body) -> Any:
+                    async def call() -> None:
+                        (await c.post(f"{gateway}/graphql", json=body)).raise_for_status()
+
+                    return call
 
                 async def direct(journey_id: str = journey_id, key: str = label.replace(" × ", "x")) -> None:
                     grouped: list[tuple[str, str | int | float | bool | None]] = [
@@ -127,9 +178,30 @@ async def main(env: BenchEnv) -> None:
                     for r in responses:
                         r.raise_for_status()
 
-                gw, rest = summary(await _time(through_gateway)), summary(await _time(direct))
+                fast = summary(await _time(through(gateways["fast"])))
+                standard = summary(await _time(through(gateways["standard"])))
+                rest = summary(await _time(direct))
+                hits_before = await _cache_hits(c, gateways["cached"])
+                cached = summary(await _time(through(gateways["cached"])))
+                hits = await _cache_hits(c, gateways["cached"]) - hits_before
                 target = "≤ 30" if label == "8 × 25" else "≤ 100"
-                print(f"{'gateway, ' + label:<44}{gw['p50']:>9.1f}{gw['p99']:>9.1f}{calls:>7}{target:>12}")
-                print(f"{'(a) direct parallel REST, ' + label:<44}{rest['p50']:>9.1f}{rest['p99']:>9.1f}{5:>7}")
-                print(f"{'ratio gateway / direct REST (p50)':<44}{gw['p50'] / rest['p50']:>9.1f}×")
+                rows = [
+                    (f"gateway (fast path), {label}", fast, calls, target),
+                    (f"(a) direct parallel REST, {label}", rest, 5, ""),
+                    (f"(b) standard strawberry execution, {label}", standard, calls, ""),
+                    (f"response cache hit, {label} ({hits:.0f} hits)", cached, 0, ""),
+                ]
+                for name, measured, made, goal in rows:
+                    print(f"{name:<52}{measured['p50']:>9.1f}{measured['p99']:>9.1f}{made:>7}{goal:>9}")
+                print(f"{'  ratio fast / direct REST (p50)':<52}{fast['p50'] / rest['p50']:>9.1f}×")
+                print(f"{'  ratio standard / fast (p50)':<52}{standard['p50'] / fast['p50']:>9.1f}×", flush=True)
+            if shutil.which("wrk") is None:
+                print("throughput: skipped, wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
+            else:
+                body = {"query": VIEW, "variables": {"id": ids["8 × 25"]}}
+                print(f"8 × 25 view under wrk, {WRK_CONNECTIONS} connections, {WRK_SECONDS} s, one gateway worker:")
+                for name in ("fast", "standard", "cached"):
+                    load = _wrk(f"{gateways[name]}/graphql", headers, body)
+                    rps, p50, p99 = load["rps"], load["p50"], load["p99"]
+                    print(f"  {name:<10}{rps:>9.0f} req/s   p50 {p50:>7.1f} ms   p99 {p99:>7.1f} ms")
         await in_process.state.services.close()

@@ -9,15 +9,33 @@ from typing import Any
 import strawberry
 from graphql.execution import Executor
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
+from gateway.catalog import CatalogQuery
+from gateway.customers import CustomerQuery
+from gateway.feedback import FeedbackQuery
+from gateway.live import Subscription
+from gateway.mutations import Mutation
 from gateway.schema import Query
+
+# The root Query's fields, from the modules that own them.
+ROOT_QUERY = merge_types("Query", (Query, CatalogQuery, FeedbackQuery, CustomerQuery))
 
 
 def make_schema(
     extensions: Sequence[Callable[[], SchemaExtension]] = (),
     execution_context_class: type[Executor[Any]] | None = None,
+    config: StrawberryConfig | None = None,
 ) -> strawberry.Schema:
-    return strawberry.Schema(query=Query, extensions=list(extensions), execution_context_class=execution_context_class)
+    return strawberry.Schema(
+        query=ROOT_QUERY,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=list(extensions),
+        execution_context_class=execution_context_class,
+        config=config,
+    )
 
 
 schema = make_schema()

@@ -6,11 +6,12 @@ problems (`ServiceError`) and the callers' own mistakes (`ValueError` of a resol
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import strawberry
 import structlog
-from graphql import GraphQLError
+from graphql import ExecutionResult, GraphQLError
+from starlette.websockets import WebSocket
 from strawberry.extensions import (
     DisableIntrospection,
     MaskErrors,
@@ -19,7 +20,12 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types.graphql import OperationType
 
+from gateway.cache import CacheResponses, ResponseCache
+from gateway.cost import CostLimiter
+from gateway.fast import FastExecutor
 from gateway.graph import make_schema
 from gateway.services import ServiceError
 from gateway.settings import GatewaySettings
@@ -45,14 +51,36 @@ class MaskUnexpected(MaskErrors):
         return masked
 
 
-def served_schema(settings: GatewaySettings) -> strawberry.Schema:
-    """The schema with the limits and the masking (a new extension per operation)."""
+class SubscriptionsOverWebSocket(SchemaExtension):
+    """A subscription sent over HTTP is refused with a message saying where it runs (strawberry would
+    run it as a query, which fails)."""
+
+    def on_execute(self) -> Iterator[None]:
+        ctx = self.execution_context
+        request = getattr(ctx.context, "request", None)
+        if ctx.operation_type is OperationType.SUBSCRIPTION and not isinstance(request, WebSocket):
+            message = "Subscriptions run over a WebSocket at /graphql (graphql-transport-ws), not over HTTP."
+            ctx.result = ExecutionResult(data=None, errors=[GraphQLError(message, extensions={"code": "BAD_REQUEST"})])
+        yield
+
+
+def served_schema(settings: GatewaySettings, cache: ResponseCache | None = None) -> strawberry.Schema:
+    """The schema with the limits, the cost analysis and the masking (a new extension per operation);
+    in production without introspection and field suggestions."""
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: QueryDepthLimiter(max_depth=settings.max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: CostLimiter(max_cost=settings.max_cost, assumed_list_size=settings.assumed_list_size),
         MaskUnexpected,
+        SubscriptionsOverWebSocket,
     ]
+    if cache is not None:
+        extensions.append(lambda: CacheResponses(cache))
     if settings.production:
         extensions.append(DisableIntrospection)
-    return make_schema(extensions)
+    return make_schema(
+        extensions,
+        FastExecutor if settings.fast_execution else None,
+        StrawberryConfig(disable_field_suggestions=settings.production),
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,7 +18,8 @@ from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
-from gateway.services import ServiceError, Services
+from gateway import analytics, snapshot
+from gateway.services import READ_SCOPES, WRITE_SCOPES, ServiceError, Services, require
 from services.common.auth import Caller
 from services.common.pagination import encode_cursor
 
@@ -33,13 +35,25 @@ class Context(BaseContext):
         # The services take up to 100 journeys per batch read.
         self.scores: DataLoader[str, dict[str, Any] | None] = DataLoader(self._load_scores, max_batch_size=100)
         self.maps: DataLoader[str, dict[str, Any] | None] = DataLoader(self._load_maps, max_batch_size=100)
-        # Per metric, keyed by (journey key, touchpoint key): one grouped call for every step reached.
-        self.metrics: dict[str, DataLoader[tuple[str, str], Metric]] = {
-            name: DataLoader(load_fn=functools.partial(self._load_metric, name)) for name in ("nps", "csat", "ces")
+        # Per metric, keyed by journey key: one call grouped by journey and touchpoint for every journey
+        # reached (the feedback service takes up to 100 journeys per read).
+        self.analytics = analytics.AnalyticsLoaders(self)
+        self.metrics: dict[str, DataLoader[str, JourneyMetrics]] = {
+            name: DataLoader(load_fn=functools.partial(self._load_metric, name), max_batch_size=100)
+            for name in ("nps", "csat", "ces")
         }
 
     async def get(self, service: str, path: str, params: Any = None) -> Any:
+        require(self.caller, service, READ_SCOPES)
         return await self.services.get(service, path, authorization=self.authorization, params=params)
+
+    async def send(
+        self, method: str, service: str, path: str, body: Any = None, idempotency_key: str | None = None
+    ) -> Any:
+        require(self.caller, service, WRITE_SCOPES)
+        return await self.services.send(
+            method, service, path, authorization=self.authorization, json=body, idempotency_key=idempotency_key
+        )
 
     async def _by_journey(self, service: str, path: str, param: str, ids: list[str], id_of: Any) -> list[Any]:
         """A service's batch read of journeys, in the order of `ids` (None for those it does not have)."""
@@ -50,43 +64,17 @@ class Context(BaseContext):
     async def _load_maps(self, journey_ids: list[str]) -> list[dict[str, Any] | None]:
         return await self._by_journey("journey", "/v1/journey-maps", "id", journey_ids, lambda m: m["journey"]["id"])
 
-    async def _load_metric(self, name: str, keys: list[tuple[str, str]]) -> list[Metric]:
-        found: dict[tuple[str, str], Metric] = {}
-        for result in await asyncio.gather(*(self._metric_call(name, chunk) for chunk in _metric_chunks(keys))):
-            found.update(result)
-        return [found[key] for key in keys]
-
-    async def _metric_call(self, name: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Metric]:
-        params = [("journey", j) for j in sorted({j for j, _ in keys})]
-        params += [("touchpoint", t) for t in sorted({t for _, t in keys})]
-        params += [("group_by", "journey"), ("group_by", "touchpoint")]
+    async def _load_metric(self, name: str, journey_keys: list[str]) -> list[JourneyMetrics]:
+        params = [("journey", j) for j in journey_keys] + [("group_by", "journey"), ("group_by", "touchpoint")]
         result = await self.get("feedback", f"/v1/metrics/{name}", params=params)
         as_of = datetime.fromisoformat(result["as_of"]) if result.get("as_of") else None
-        groups = {(g["group"]["journey"], g["group"]["touchpoint"]): g for g in result["groups"]}
-        empty = {"n": 0, "value": None, "interval_low": None, "interval_high": None}
-        return {key: Metric.of(groups.get(key, empty), result["method"], as_of) for key in keys}
+        groups: dict[str, dict[str, Any]] = {j: {} for j in journey_keys}
+        for g in result["groups"]:
+            groups[g["group"]["journey"]][g["group"]["touchpoint"]] = g
+        return [JourneyMetrics(groups[j], result["method"], as_of) for j in journey_keys]
 
     async def _load_scores(self, journey_ids: list[str]) -> list[dict[str, Any] | None]:
         return await self._by_journey("scoring", "/v1/scores", "journey_id", journey_ids, lambda s: s["journey_id"])
-
-
-METRIC_JOURNEYS, METRIC_TOUCHPOINTS = 100, 500  # the feedback service's limits per metric read
-
-
-def _metric_chunks(keys: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
-    """The (journey, touchpoint) keys in as few reads as the feedback service's limits allow."""
-    chunks: list[list[tuple[str, str]]] = []
-    journeys: set[str] = set()
-    touchpoints: set[str] = set()
-    for journey, touchpoint in keys:
-        grows = len(journeys | {journey}) > METRIC_JOURNEYS or len(touchpoints | {touchpoint}) > METRIC_TOUCHPOINTS
-        if not chunks or grows:
-            chunks.append([])
-            journeys, touchpoints = set(), set()
-        chunks[-1].append((journey, touchpoint))
-        journeys.add(journey)
-        touchpoints.add(touchpoint)
-    return chunks
 
 
 @strawberry.type(description="A measure with its sample size and 95 % interval.")
@@ -116,6 +104,21 @@ class Metric:
             method=method,
             as_of=as_of,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyMetrics:
+    """One metric of a journey's touchpoints, as one grouped read answered it."""
+
+    groups: dict[str, dict[str, Any]]  # touchpoint key -> the service's group
+    method: str
+    as_of: datetime | None
+
+    def of(self, touchpoint_key: str) -> Metric:
+        return Metric.of(self.groups.get(touchpoint_key, NO_ANSWERS), self.method, self.as_of)
+
+
+NO_ANSWERS = {"n": 0, "value": None, "interval_low": None, "interval_high": None}
 
 
 @strawberry.type(description="A touchpoint's scores in one journey (scoring service, latest snapshot).")
@@ -163,7 +166,7 @@ class Touchpoint:
 # call per service and level) and set on each step: its fields only read them. A service that failed
 # raises its error at the fields that needed it, so the rest of the answer is still served. Reading
 # prefetched values keeps graphql-core from awaiting 4 coroutines per step (2,000 steps: 8,000).
-STEP_FETCHED = ("score", "nps", "csat", "ces")
+STEP_FETCHED = ("score", "nps", "csat", "ces", *analytics.STEP_FETCHED)
 
 
 def _fetched(step: Step, name: str) -> Any:
@@ -206,6 +209,8 @@ class Step:
     score: TouchpointScore | None = strawberry.field(
         resolver=_step_score, description="Its touchpoint's scores in this journey; null before the first scores."
     )
+    sentiment: analytics.CommentSentiment | None = strawberry.field(resolver=analytics.step_sentiment)
+    themes: list[analytics.ThemeCount] | None = strawberry.field(resolver=analytics.step_themes)
 
 
 @strawberry.type
@@ -250,26 +255,26 @@ async def _stages(info: Info[Context, None], journey_map: dict[str, Any]) -> lis
     j = journey_map["journey"]
     ctx = info.context
     wanted = _selected(list(info.selected_fields), ["stages", "steps"]) or set()
-    rows = [st for s in journey_map["stages"] for st in s["steps"]]
-    keys = [(j["key"], st["touchpoint"]["key"]) for st in rows]
 
     async def fetch(name: str) -> Any:
         try:
+            if name in analytics.STEP_FETCHED:
+                return await analytics.touchpoint_comments(ctx, journey_map)
             if name == "score":
                 scores = await ctx.scores.load(j["id"])
                 return {t["touchpoint_id"]: t for t in scores["touchpoints"]} if scores else None
-            return await ctx.metrics[name].load_many(keys)
+            return await ctx.metrics[name].load(j["key"])
         except ServiceError as error:
             return error
 
     names = [n for n in STEP_FETCHED if n in wanted]
     fetched = dict(zip(names, await asyncio.gather(*(fetch(n) for n in names)), strict=True))
-    at = 0
     stages = []
     for s in journey_map["stages"]:
         steps = []
         for st in s["steps"]:
-            own = {n: v if n == "score" or isinstance(v, Exception) else v[at] for n, v in fetched.items()}
+            key = st["touchpoint"]["key"]
+            own = {n: v.of(key) if isinstance(v, JourneyMetrics) else v for n, v in fetched.items()}
             steps.append(
                 Step(
                     id=strawberry.ID(st["id"]),
@@ -285,7 +290,6 @@ async def _stages(info: Info[Context, None], journey_map: dict[str, Any]) -> lis
                     fetched=own,
                 )
             )
-            at += 1
         stages.append(Stage(id=strawberry.ID(s["id"]), key=s["key"], name=s["name"], position=s["position"],
                             steps=steps))  # fmt: skip
     return stages
@@ -297,6 +301,20 @@ class Journey:
     key: str
     name: str
     status: str
+    owner: str | None
+    team: str | None
+    state: analytics.JourneyState
+    improves_journey_id: strawberry.Private[str | None]
+    # Typed by their resolvers, which name their types lazily (gateway/analytics.py says why).
+    persona = strawberry.field(resolver=analytics.journey_persona, description="Who it is for; null: none set.")
+    improves = strawberry.field(resolver=analytics.journey_improves, description="A target's current journey.")
+    improved_by = strawberry.field(resolver=analytics.journey_improved_by, description="A current one's targets.")
+    funnel: analytics.Funnel | None = strawberry.field(resolver=analytics.journey_funnel)
+    top_paths: analytics.Paths | None = strawberry.field(resolver=analytics.journey_top_paths)
+    nps_trend: analytics.NpsTrend | None = strawberry.field(resolver=analytics.journey_nps_trend)
+    portfolio: snapshot.Portfolio | None = strawberry.field(resolver=snapshot.journey_portfolio)
+    moments_of_truth: snapshot.MomentsOfTruth | None = strawberry.field(resolver=snapshot.journey_moments_of_truth)
+    attribution: list[snapshot.Attribution] | None = strawberry.field(resolver=snapshot.journey_attribution)
 
     @strawberry.field
     async def stages(self, info: Info[Context, None]) -> list[Stage]:
@@ -315,7 +333,9 @@ class Journey:
     @classmethod
     def of(cls, j: dict[str, Any]) -> Journey:
         """From the journey service's journey (a list item, or a map's `journey`)."""
-        return cls(id=strawberry.ID(j["id"]), key=j["key"], name=j["name"], status=j["status"])
+        return cls(id=strawberry.ID(j["id"]), key=j["key"], name=j["name"], status=j["status"], owner=j["owner"],
+                   team=j["team"], state=analytics.JourneyState(j["state"]),
+                   improves_journey_id=j["improves_journey_id"])  # fmt: skip
 
 
 @strawberry.type

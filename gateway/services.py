@@ -16,8 +16,14 @@ from graphql import GraphQLError
 from opentelemetry import propagate
 
 from gateway.settings import GatewaySettings
+from services.common.auth import Caller
 
 SERVICES = ("journey", "feedback", "scoring")
+# The scope each service asks of a reader and of a writer (the services check them too). The gateway
+# checks them before it calls, so what a caller may not see is an error at its fields without a call,
+# and the response cache, keyed by the caller's scopes, never serves one caller's fields to another.
+READ_SCOPES = {"journey": "journeys:read", "feedback": "feedback:read", "scoring": "scores:read"}
+WRITE_SCOPES = {"journey": "journeys:write", "feedback": "feedback:write", "scoring": "admin"}
 
 
 class ServiceError(GraphQLError):
@@ -28,6 +34,22 @@ class ServiceError(GraphQLError):
             extensions={"code": "SERVICE_ERROR" if status else "SERVICE_UNAVAILABLE", "service": service,
                         "status": status, "problem": problem},
         )  # fmt: skip
+
+
+class MissingScope(ServiceError):
+    """What the service would refuse (403), refused before the call: the caller's token lacks the scope."""
+
+    def __init__(self, service: str, scope: str) -> None:
+        GraphQLError.__init__(
+            self,
+            f"Your token lacks the `{scope}` scope this field needs; ask for a token with it.",
+            extensions={"code": "FORBIDDEN", "service": service, "status": 403, "scope": scope},
+        )
+
+
+def require(caller: Caller, service: str, scopes: dict[str, str]) -> None:
+    if not caller.has(scopes[service]):
+        raise MissingScope(service, scopes[service])
 
 
 class Services:
@@ -55,16 +77,36 @@ class Services:
         key = (service, path, tuple((str(k), str(v)) for k, v in pairs), authorization)
         shared = self._in_flight.get(key)
         if shared is None:
-            shared = self._in_flight[key] = asyncio.ensure_future(self._get(service, path, authorization, params))
+            call = self.send("GET", service, path, authorization=authorization, params=params)
+            shared = self._in_flight[key] = asyncio.ensure_future(call)
             shared.add_done_callback(lambda _: self._in_flight.pop(key, None))
         return await asyncio.shield(shared)
 
-    async def _get(self, service: str, path: str, authorization: str, params: Any) -> Any:
+    async def send(
+        self,
+        method: str,
+        service: str,
+        path: str,
+        *,
+        authorization: str,
+        params: Any = None,
+        json: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """One call of its own (writes come here directly; `get` shares identical reads): the JSON answer
+        (None for a 204), a write under the Idempotency-Key if one is given; ServiceError as for `get`."""
         self.calls += 1
         headers = {"Authorization": authorization}
         propagate.inject(headers)  # one trace from the caller through the gateway into the service
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        content = None
+        if json is not None:
+            content, headers["Content-Type"] = orjson.dumps(json), "application/json"
         try:
-            response = await self.client.get(self.base[service] + path, params=params, headers=headers)
+            response = await self.client.request(
+                method, self.base[service] + path, params=params, content=content, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise ServiceError(
                 service, None, {"title": "unreachable", "detail": str(exc) or type(exc).__name__}
@@ -75,4 +117,4 @@ class Services:
             except orjson.JSONDecodeError:
                 problem = {"title": response.reason_phrase}
             raise ServiceError(service, response.status_code, problem if isinstance(problem, dict) else {})
-        return orjson.loads(response.content)
+        return orjson.loads(response.content) if response.content else None

@@ -12,11 +12,11 @@ from tests.uvicorn_server import running_service
 
 
 @pytest.fixture(autouse=True)
-def gateway_environment(keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An in-process gateway (`create_app(GatewaySettings(...))`) verifies the test keys' tokens; no
-    test here opens its NATS unless it starts the app's lifespan."""
+def gateway_environment(keys: Keys, gateway_nats: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-process gateway (`create_app(GatewaySettings(...))`) verifies the test keys' tokens and,
+    when a test starts its lifespan, listens to the package's NATS."""
     monkeypatch.setenv("GATEWAY_AUTH_PUBLIC_KEY", keys.public)
-    monkeypatch.setenv("GATEWAY_NATS_URL", "nats://127.0.0.1:4222")
+    monkeypatch.setenv("GATEWAY_NATS_URL", gateway_nats)
     monkeypatch.setenv("GATEWAY_RATE_LIMIT", "1000000/minute")
 
 

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 
 from gateway.app import create_app
-from gateway.schema import _metric_chunks
 from gateway.settings import GatewaySettings
 from tests.conftest import Keys
 
@@ -58,7 +57,8 @@ async def test_the_callers_trace_goes_on_into_the_service_calls(keys: Keys) -> N
 
 JOURNEY_ID, TOUCHPOINT_ID = "01000000-0000-7000-8000-000000000001", "01000000-0000-7000-8000-000000000002"
 MAP = {
-    "journey": {"id": JOURNEY_ID, "key": "j", "name": "J", "status": "active"},
+    "journey": {"id": JOURNEY_ID, "key": "j", "name": "J", "status": "active", "owner": "cx-team", "team": "web",
+                "state": "current", "improves_journey_id": None},
     "persona": None,
     "stages": [{"id": "01000000-0000-7000-8000-000000000003", "key": "s", "name": "S", "position": 0, "steps": [
         {"id": "01000000-0000-7000-8000-000000000004", "position": 0, "moment_of_truth": True, "expected_emotion": 1,
@@ -101,15 +101,3 @@ async def test_a_service_down_leaves_the_rest_of_the_view_and_errors_where_it_is
         "key": "j",
         "stages": [{"steps": [{"touchpoint": {"key": "t"}, "score": {"quadrant": "core", "reachN": 20}, "nps": None}]}],
     }
-
-
-def test_metric_reads_are_split_only_past_the_feedback_services_limits() -> None:
-    one_journey = [("j", f"t{i}") for i in range(600)]
-    chunks = _metric_chunks(one_journey)
-    assert [len(c) for c in chunks] == [500, 100]
-    assert [k for c in chunks for k in c] == one_journey
-    many_journeys = [(f"j{i}", "t") for i in range(150)]
-    assert [len(c) for c in _metric_chunks(many_journeys)] == [100, 50]
-    assert _metric_chunks([("j", f"t{i % 200}") for i in range(2_000)]) == [
-        [("j", f"t{i % 200}") for i in range(2_000)]
-    ]
