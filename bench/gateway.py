@@ -141,7 +141,10 @@ async def main(env: BenchEnv) -> None:
             await until(scored, within=120)
 
         in_process = create_app(
-            GatewaySettings(journey_url=journey, feedback_url=feedback, scoring_url=scoring, log_level="WARNING")
+            GatewaySettings(
+                journey_url=journey, feedback_url=feedback, scoring_url=scoring, log_level="WARNING",
+                nats_url=env.nats_url, auth_public_key=env.public_key, rate_limit="1000000/minute",
+            )  # fmt: skip
         )
         print(f"{'unified view (sequential requests)':<52}{'p50 ms':>9}{'p99 ms':>9}{'calls':>7}{'target':>9}")
         async with httpx.AsyncClient(

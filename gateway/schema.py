@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -379,15 +380,28 @@ async def _journeys(
     )
 
 
+def _prefetch(load: Awaitable[Any]) -> None:
+    """A load started early; a field that needs it awaits it (and meets its error), else it is dropped."""
+    asyncio.ensure_future(load).add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
 async def _journey(
     info: Info[Context, None], id: strawberry.ID | None = None, key: str | None = None
 ) -> Journey | None:
     if (id is None) == (key is None):
         raise ValueError("Give the journey's id or its key, not both and not neither.")
+    # What the view will need and can already be asked for goes with the first read, not after it:
+    # the scores by id, the metrics by key (the loaders keep them for the fields that read them).
+    ctx, selected = info.context, list(info.selected_fields)
+    steps = _selected(selected, ["journey", "stages", "steps"]) or set()
     if id is None:
-        page = await info.context.get("journey", "/v1/journeys", params={"key": key})
+        for name in steps & {"nps", "csat", "ces"}:
+            _prefetch(ctx.metrics[name].load(str(key)))
+        page = await ctx.get("journey", "/v1/journeys", params={"key": key})
         return Journey.of(page["items"][0]) if page["items"] else None
-    journey_map = await info.context.maps.load(str(id))
+    if "score" in steps or "health" in (_selected(selected, ["journey"]) or set()):
+        _prefetch(ctx.scores.load(str(id)))
+    journey_map = await ctx.maps.load(str(id))
     return Journey.of(journey_map["journey"]) if journey_map else None  # None: not in the caller's workspace
 
 
