@@ -30,8 +30,8 @@ import strawberry
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
-from strawberry.dataloader import DataLoader
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import SchemaExtension
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -71,11 +71,15 @@ class LiveContext(Context):
         super().__init__(services=services, authorization="", caller=NOBODY)
         self.hub = hub
         self._expiry: asyncio.Task[None] | None = None
-        # The connection's operations share this context for hours: a loader's cache would answer a
-        # later query with what an earlier one read. Within an operation they still batch.
-        loaders: list[DataLoader[Any, Any]] = [self.maps, self.scores, *self.metrics.values()]
-        for loader in loaders:
-            loader.cache = False
+
+    def for_operation(self) -> LiveContext:
+        """A context of its own for one operation on this connection: the same caller, new loaders.
+        strawberry keeps one context per connection for hours; a loader kept in it would answer a
+        later query with what an earlier one read."""
+        fresh = LiveContext(self.services, self.hub)
+        fresh.caller, fresh.authorization = self.caller, self.authorization
+        fresh.request, fresh.connection_params = self.request, self.connection_params
+        return fresh
 
     def admit(self, caller: Caller, authorization: str, expires_at: float) -> None:
         self.caller, self.authorization = caller, authorization
@@ -90,6 +94,15 @@ class LiveContext(Context):
     def end(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+
+
+class ContextPerOperation(SchemaExtension):
+    """Each operation on a WebSocket runs with `LiveContext.for_operation`."""
+
+    def on_operation(self) -> Iterator[None]:
+        if isinstance(self.execution_context.context, LiveContext):
+            self.execution_context.context = self.execution_context.context.for_operation()
+        yield
 
 
 def _authorization(params: Any) -> str:

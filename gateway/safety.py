@@ -30,6 +30,7 @@ from gateway.cache import CacheResponses, ResponseCache
 from gateway.cost import CostLimiter
 from gateway.fast import FastExecutor
 from gateway.graph import make_schema
+from gateway.live import ContextPerOperation
 from gateway.services import ServiceError
 from gateway.settings import GatewaySettings
 
@@ -78,6 +79,7 @@ def served_schema(settings: GatewaySettings, cache: ResponseCache | None = None)
         *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
     ]
     extensions: list[Callable[[], SchemaExtension]] = [
+        ContextPerOperation,
         lambda: ParserCache(maxsize=256),
         lambda: AddValidationRules(limits),
         lambda: ValidationCache(maxsize=256),

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from gateway.settings import GatewaySettings
 from services.common.embedded import nats_server_binary
-from services.common.settings import ServiceSettings
+from services.common.settings import AuthSettings
 from services.feedback.settings import FeedbackSettings
 from services.journey.settings import JourneySettings
 from services.scoring.settings import ScoringSettings
@@ -38,9 +39,10 @@ def test_secrets_have_no_default() -> None:
 
 @pytest.mark.parametrize(
     ("prefix", "settings"),
-    [("JOURNEY", JourneySettings), ("FEEDBACK", FeedbackSettings), ("SCORING", ScoringSettings)],
-)
-def test_every_service_variable_is_a_setting(prefix: str, settings: type[ServiceSettings]) -> None:
+    [("JOURNEY", JourneySettings), ("FEEDBACK", FeedbackSettings), ("SCORING", ScoringSettings),
+     ("GATEWAY", GatewaySettings)],
+)  # fmt: skip
+def test_every_service_variable_is_a_setting(prefix: str, settings: type[AuthSettings]) -> None:
     variables = set(re.findall(rf"^\s+{prefix}_([A-Z0-9_]+):", COMPOSE.read_text(), flags=re.MULTILINE))
     fields = {name.upper() for name in settings.model_fields}
     assert variables, f"the {prefix.lower()} service has no environment in docker-compose.yml"

@@ -296,3 +296,22 @@ class TestConnection:
             await send({"id": "again", "type": "subscribe", "payload": subscribe})
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(ws.recv(), QUIET)
+
+
+class TestQueriesOnAConnection:
+    async def test_each_query_reads_afresh(self, processes: dict[str, str], stack: Stack) -> None:
+        """strawberry keeps one context per connection: a second query on it still sees a change made
+        in between (its loaders are the operation's own; the response cache moves on with the event)."""
+        journey, _ = await journey_with_survey(stack)
+        query = GraphQLRequest("query($id: ID!) { journey(id: $id) { name } }", variable_values={"id": journey["id"]})
+        async with live_session(processes, stack.headers) as live:
+            assert (await live.session.execute(query))["journey"]["name"] == "buy-a-bike"
+            renamed = await stack.journey.patch(
+                f"/v1/journeys/{journey['id']}", json={"name": "Buy a bike, renamed"},
+                headers={**stack.headers, "If-Match": f'"{journey["version"]}"'},
+            )  # fmt: skip
+            assert renamed.status_code == 200, renamed.text
+            deadline = asyncio.get_running_loop().time() + WAIT
+            while (await live.session.execute(query))["journey"]["name"] != "Buy a bike, renamed":
+                assert asyncio.get_running_loop().time() < deadline, "the rename never showed"
+                await asyncio.sleep(0.2)
