@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -129,6 +130,31 @@ class BenchEnv:
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def wrk_load(
+    url: str, headers: dict[str, str], *, script: Path, connections: int, seconds: int, env: dict[str, str]
+) -> dict[str, float]:
+    """Load `url` from wrk (a C load generator: a Python client saturates a core long before a
+    minimal endpoint does, and would make both sides look alike) with the Lua `script` over one
+    thread and `connections` for `seconds`. Returns req/s, p50 and p99 in ms; fails on any
+    non-2xx answer or socket error."""
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    for name, value in headers.items():
+        args[1:1] = ["-H", f"{name}: {value}"]
+    out = subprocess.run(args, env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"{url}: failed requests under load:\n{out}")
+    unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def latency(p: str) -> float:
+        value = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert value, out
+        return float(value[1]) * unit[value[2]]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert rps, out
+    return {"rps": float(rps[1]), "p50": latency("50"), "p99": latency("99")}
 
 
 def summary(values_ms: list[float]) -> dict[str, Any]:

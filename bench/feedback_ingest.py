@@ -14,10 +14,7 @@
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import subprocess
 import time
 import uuid
 from datetime import UTC, datetime
@@ -29,7 +26,7 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.env import BenchEnv, caught_up
+from bench.env import BenchEnv, caught_up, wrk_load
 from services.common.db import asyncpg_dsn
 
 CONNECTIONS, SECONDS, WARMUP_SECONDS = 64, 10, 3
@@ -44,25 +41,8 @@ LUA = Path(__file__).with_name("post_response.lua")
 
 
 def _wrk(url: str, headers: dict[str, str], *, survey_id: str, tag: str, key: bool, seconds: int) -> dict[str, float]:
-    """Load `url` from wrk (a C load generator: a Python client saturates a core long before a
-    minimal endpoint does, and would make both sides look alike). Returns req/s, p50, p99 in ms."""
-    args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(LUA), url]
-    for name, value in headers.items():
-        args[1:1] = ["-H", f"{name}: {value}"]
-    env = {**os.environ, "SID": survey_id, "TAG": tag, "KEY": "1" if key else "0"}
-    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"{url}: failed requests under load:\n{out}")
-    unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-    def latency(p: str) -> float:
-        value = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        assert value, out
-        return float(value[1]) * unit[value[2]]
-
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert rps, out
-    return {"rps": float(rps[1]), "p50": latency("50"), "p99": latency("99")}
+    env = {"SID": survey_id, "TAG": tag, "KEY": "1" if key else "0"}
+    return wrk_load(url, headers, script=LUA, connections=CONNECTIONS, seconds=seconds, env=env)
 
 
 def _bodies(survey_id: str, n: int, tag: str) -> list[dict[str, Any]]:

@@ -15,10 +15,8 @@ Targets (issue 14): p50 ≤ 30 ms for 8 × 25, ≤ 100 ms (goal 25 ms) for 10 ×
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.env import BenchEnv, bounded_post, summary, until
+from bench.env import BenchEnv, bounded_post, summary, until, wrk_load
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 
@@ -78,28 +76,6 @@ async def _time(call: Any) -> list[float]:
     return took
 
 
-def _wrk(url: str, headers: dict[str, str], body: dict[str, Any]) -> dict[str, float]:
-    """req/s, p50 and p99 (ms) of `body` posted to `url` by wrk (C: a Python client would be the
-    bottleneck) for WRK_SECONDS over WRK_CONNECTIONS connections."""
-    args = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{WRK_SECONDS}s", "--latency", "-s", str(LUA), url]
-    for name, value in headers.items():
-        args[1:1] = ["-H", f"{name}: {value}"]
-    env = {**os.environ, "BODY": orjson.dumps(body).decode()}
-    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"{url}: failed requests under load:\n{out}")
-    unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-    def latency(p: str) -> float:
-        value = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        assert value, out
-        return float(value[1]) * unit[value[2]]
-
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert rps, out
-    return {"rps": float(rps[1]), "p50": latency("50"), "p99": latency("99")}
-
-
 async def _cache_hits(client: httpx.AsyncClient, gateway: str) -> float:
     text = (await client.get(f"{gateway}/metrics")).text
     found = re.search(r'^journeygraph_gateway_cache_total\{result="hit"\} ([\d.e+]+)$', text, re.M)
@@ -142,9 +118,14 @@ async def main(env: BenchEnv) -> None:
 
         in_process = create_app(
             GatewaySettings(
-                journey_url=journey, feedback_url=feedback, scoring_url=scoring, log_level="WARNING",
-                nats_url=env.nats_url, auth_public_key=env.public_key, rate_limit="1000000/minute",
-            )  # fmt: skip
+                journey_url=journey,
+                feedback_url=feedback,
+                scoring_url=scoring,
+                log_level="WARNING",
+                nats_url=env.nats_url,
+                auth_public_key=env.public_key,
+                rate_limit="1000000/minute",
+            )
         )
         print(f"{'unified view (sequential requests)':<52}{'p50 ms':>9}{'p99 ms':>9}{'calls':>7}{'target':>9}")
         async with httpx.AsyncClient(
@@ -204,7 +185,10 @@ async def main(env: BenchEnv) -> None:
                 body = {"query": VIEW, "variables": {"id": ids["8 × 25"]}}
                 print(f"8 × 25 view under wrk, {WRK_CONNECTIONS} connections, {WRK_SECONDS} s, one gateway worker:")
                 for name in ("fast", "standard", "cached"):
-                    load = _wrk(f"{gateways[name]}/graphql", headers, body)
+                    load = wrk_load(
+                        f"{gateways[name]}/graphql", headers, script=LUA, connections=WRK_CONNECTIONS,
+                        seconds=WRK_SECONDS, env={"BODY": orjson.dumps(body).decode()},
+                    )  # fmt: skip
                     rps, p50, p99 = load["rps"], load["p50"], load["p99"]
                     print(f"  {name:<10}{rps:>9.0f} req/s   p50 {p50:>7.1f} ms   p99 {p99:>7.1f} ms")
         await in_process.state.services.close()

@@ -21,7 +21,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from gateway.schema import MAX_PAGE, Context, Journey, Metric, PageInfo
+from gateway.measures import Metric
+from gateway.schema import MAX_PAGE, Context, Journey, PageInfo
 from gateway.services import ServiceError
 from services.common.pagination import encode_cursor
 

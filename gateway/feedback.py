@@ -22,7 +22,8 @@ from gateway.catalog import (
     rest_params,
     when,
 )
-from gateway.schema import Context, Metric
+from gateway.measures import Metric
+from gateway.schema import Context
 
 # Surveys, responses, cases -------------------------------------------------------------------------
 

@@ -39,7 +39,9 @@ from strawberry.types import Info
 from strawberry.types.unset import UNSET, UnsetType
 
 from gateway.events import AnyEvent, EventHub, EventsMissed, Listener
-from gateway.schema import Context, Health, Metric, Touchpoint, TouchpointScore
+from gateway.feedback import Response
+from gateway.measures import Health, Metric, TouchpointScore
+from gateway.schema import Context, Touchpoint
 from gateway.services import ServiceError, Services
 from services.common.auth import Caller, TokenVerifier
 from services.common.errors import Problem
@@ -200,41 +202,6 @@ class JourneyScores:
         )
 
 
-@strawberry.type(description="A response as the feedback service stored it (its answers: the feedback API).")
-class FeedbackResponse:
-    id: strawberry.ID
-    survey_id: strawberry.ID
-    customer_external_id: str | None
-    journey_key: str | None
-    stage_key: str | None
-    touchpoint_key: str | None
-    channel: str | None
-    submitted_at: datetime
-    nps: int | None
-    nps_category: str | None
-    csat: int | None
-    ces: int | None
-    comment: str | None
-
-    @classmethod
-    def of(cls, r: dict[str, Any]) -> FeedbackResponse:
-        return cls(
-            id=strawberry.ID(r["id"]),
-            survey_id=strawberry.ID(r["survey_id"]),
-            customer_external_id=r["customer_external_id"],
-            journey_key=r["journey_key"],
-            stage_key=r["stage_key"],
-            touchpoint_key=r["touchpoint_key"],
-            channel=r["channel"],
-            submitted_at=datetime.fromisoformat(r["submitted_at"]),
-            nps=r["nps"],
-            nps_category=r["nps_category"],
-            csat=r["csat"],
-            ces=r["ces"],
-            comment=r["comment"],
-        )
-
-
 def _live(info: Info[Context, None]) -> LiveContext:
     context = info.context
     assert isinstance(context, LiveContext)  # a subscription is only started over WebSocket
@@ -339,9 +306,7 @@ async def _score_updates(ctx: LiveContext, journey_id: str) -> AsyncGenerator[Jo
                 yield scores
 
 
-async def _response_submitted(
-    info: Info[Context, None], journey_id: strawberry.ID
-) -> AsyncGenerator[FeedbackResponse, None]:
+async def _response_submitted(info: Info[Context, None], journey_id: strawberry.ID) -> AsyncGenerator[Response, None]:
     ctx = _live(info)
     # The response comes from the event, not from the feedback service: the scope is checked here.
     if not ctx.caller.has("feedback:read"):
@@ -349,10 +314,10 @@ async def _response_submitted(
     return _responses(ctx, (await _journey(ctx, journey_id))["key"])
 
 
-async def _responses(ctx: LiveContext, key: str) -> AsyncGenerator[FeedbackResponse, None]:
+async def _responses(ctx: LiveContext, key: str) -> AsyncGenerator[Response, None]:
     with _listening(ctx, RESPONSE_SUBMITTED, lambda e: e.data.get("journey_key") == key) as events:
         async for event in events:
-            yield FeedbackResponse.of(event.data)
+            yield Response.of(event.data)
 
 
 @strawberry.type
@@ -365,7 +330,7 @@ class Subscription:
         resolver=_nps_updated,
         description="The journey's NPS now, then after responses with an NPS answer (a burst: one update).",
     )
-    response_submitted: AsyncGenerator[FeedbackResponse, None] = strawberry.subscription(
+    response_submitted: AsyncGenerator[Response, None] = strawberry.subscription(
         resolver=_response_submitted,
         description="Each response submitted about the journey from now on (needs feedback:read).",
     )
