@@ -3,8 +3,8 @@ sit in, their cross-journey priority and their NPS per journey), each page a Rel
 journey service's own paging; and the connection, paging and loader kit the other read modules share.
 
 The nested reads go by level: for a page of touchpoints, one call for their steps, one for those
-steps' journeys and one grouped NPS read, however many touchpoints the page holds. Priorities are one
-call per touchpoint (`Loaders._priorities` says why), so a page holds at most MAX_PAGE of them."""
+steps' journeys, one grouped NPS read and one priority read per weighting, however many touchpoints
+the page holds (up to MAX_PAGE)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from services.common.pagination import encode_cursor
 T = TypeVar("T")
 MAX_SERVICE_PAGE = 500  # the services' largest page (`limit`) and their batch reads by id or key
 METRIC_TOUCHPOINTS = 500  # touchpoints per metric read of the feedback service
+PRIORITIES_PER_READ = 100  # touchpoints per priority read of the scoring service
 
 
 def when(text: str | None) -> datetime | None:
@@ -134,15 +135,21 @@ class Loaders:
                 return [found[t] for t in touchpoint_ids]
 
     async def _priorities(self, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        """(touchpoint id, weight_by) keys, one call each: the scoring service's batch read weighs the
-        journeys against every journey of its call, so a touchpoint's priority there would depend on
-        the other touchpoints of the page; its own read weighs them among the touchpoint's journeys."""
+        """(touchpoint id, weight_by) keys: one batch read per weighting and 100 touchpoints (the scoring
+        service answers each touchpoint of a batch as its own read does)."""
 
-        async def read(touchpoint_id: str, weight_by: str) -> dict[str, Any]:
-            path = f"/v1/touchpoints/{touchpoint_id}/priority"
-            return await self.ctx.get("scoring", path, params={"weight_by": weight_by})  # type: ignore[no-any-return]
+        async def read(weight_by: str, ids: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
+            params = [("touchpoint_id", t) for t in ids] + [("weight_by", weight_by)]
+            batch = await self.ctx.get("scoring", "/v1/priorities", params=params)
+            return {(p["touchpoint_id"], weight_by): p for p in batch["items"]}
 
-        return list(await asyncio.gather(*(read(t, w) for t, w in keys)))
+        weightings = {w: [t for t, w2 in keys if w2 == w] for w in dict.fromkeys(w for _, w in keys)}
+        reads = [read(w, ids[i : i + PRIORITIES_PER_READ]) for w, ids in weightings.items()
+                 for i in range(0, len(ids), PRIORITIES_PER_READ)]  # fmt: skip
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for answer in await asyncio.gather(*reads):
+            found.update(answer)
+        return [found[key] for key in keys]
 
     async def _nps_by_touchpoint(self, keys: list[str]) -> list[list[JourneyNps]]:
         """Every touchpoint's NPS per journey in one grouped read."""
@@ -352,8 +359,7 @@ class CatalogQuery:
     )
     touchpoints: Connection[CatalogTouchpoint] | None = strawberry.field(
         resolver=_touchpoints,
-        description=f"The touchpoint catalogue, up to {MAX_PAGE} a page (a page's priorities are a call each); "
-        "filters: id, key, channel, department, q.",
+        description=f"The touchpoint catalogue, up to {MAX_PAGE} a page filters: id, key, channel, department, q.",
     )
     touchpoint: CatalogTouchpoint | None = strawberry.field(
         resolver=_touchpoint, description="One touchpoint by id or by key; null when the workspace has none."

@@ -259,6 +259,8 @@ def _priorities(
     weight = np.zeros(len(journeys))
     for r, j in zip(rows, j_index, strict=True):
         weight[j] = float(r.customers if weight_by == "customers" else r.conversion_value)
+    if not weight.sum() > 0:  # no customers (or no conversion value) yet: nothing to weigh, no priority
+        return [_unweighed(t, [r for r in rows if r.touchpoint_id == t], weight_by) for t in touchpoint_ids]
 
     def col(name: str) -> Any:
         return np.array([np.nan if getattr(r, name) is None else getattr(r, name) for r in rows], dtype=np.float64)
@@ -301,6 +303,16 @@ def _priorities(
     return out
 
 
+def _unweighed(touchpoint_id: UUID, rows: list[Any], weight_by: Literal["customers", "value"]) -> Priority:
+    journeys = [
+        JourneyRelevance(journey_id=r.journey_id, relevance=r.relevance, relevance_low=r.relevance_low,
+                         relevance_high=r.relevance_high, weight=0.0, snapshot_id=r.snapshot_id)
+        for r in rows
+    ]  # fmt: skip
+    return Priority(touchpoint_id=touchpoint_id, priority=None, low=None, high=None, weight_by=weight_by,
+                    journeys=journeys)  # fmt: skip
+
+
 def _finite(x: Any) -> float | None:
     return float(x) if np.isfinite(x) else None
 
@@ -327,7 +339,10 @@ async def list_priorities(
     """Cross-journey priority of many touchpoints in one call (batch read for the gateway)."""
     wanted = list(dict.fromkeys(touchpoint_ids))
     rows = await store.relevance_rows(session, workspace_id=caller.workspace_id, touchpoint_ids=wanted)
-    return PriorityBatch(items=_priorities(rows, wanted, weight_by))
+    # Each touchpoint weighs the journeys it serves, as its own read does: the same numbers whatever
+    # else the batch asks for.
+    return PriorityBatch(items=[_priorities([r for r in rows if r.touchpoint_id == t], [t], weight_by)[0]
+                                for t in wanted])  # fmt: skip
 
 
 @router.get("/journeys/{journey_id}/scopes", tags=["scores"])

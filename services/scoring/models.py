@@ -257,7 +257,10 @@ class SnapshotSummary(Shape):
 
 class Priority(Shape):
     touchpoint_id: UUID
-    priority: float | None = Field(description="Σ over its journeys of relevance × the journey's weight.")
+    priority: float | None = Field(
+        description="Σ over its journeys of relevance × the journey's weight; null until they have customers (or "
+        "conversion value) to weigh them by."
+    )
     low: float | None
     high: float | None
     weight_by: Literal["customers", "value"]

@@ -49,8 +49,10 @@ def processes(
         start("services.scoring.app:create_app", "SCORING_", SCORING_DEBOUNCE_SECONDS="0.1",
               SCORING_WORKER_POLL_SECONDS="0.2", SCORING_BOOTSTRAP_REPLICATES="50",
               SCORING_REFIT_SECONDS="0") as scoring,
+        # No response cache here: these tests compare the gateway's answer with the services' at the
+        # moment of reading, and the cache may answer with an earlier read (test_cache.py covers it).
         start("gateway.app:create_app", "GATEWAY_", GATEWAY_JOURNEY_URL=journey, GATEWAY_FEEDBACK_URL=feedback,
-              GATEWAY_SCORING_URL=scoring, GATEWAY_LOG_LEVEL="WARNING") as gateway,
+              GATEWAY_SCORING_URL=scoring, GATEWAY_LOG_LEVEL="WARNING", GATEWAY_RESPONSE_CACHE_SECONDS="0") as gateway,
     ):  # fmt: skip
         yield {"journey": journey, "feedback": feedback, "scoring": scoring, "gateway": gateway}
 

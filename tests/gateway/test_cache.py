@@ -1,14 +1,17 @@
 """The response cache: an answer is served again to the same workspace and scopes until an event of that
 workspace arrives (over the package's real NATS) or a mutation goes through the gateway; two
 workspaces never share an entry; answers with errors are never kept. The services are stood in for by
-an httpx transport that answers each workspace with its own name and counts the calls."""
+an httpx transport that answers each workspace with its own name and counts the calls; the last test
+runs a gateway process over the real services, whose own events invalidate it."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +22,10 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from services.common.events import Event
-from tests.conftest import Keys
+from tests.conftest import Keys, Servers
 from tests.gateway.test_services import JOURNEY_ID, MAP
+from tests.scoring.factories import Stack
+from tests.uvicorn_server import running_service
 
 QUERY = {"query": "query($id: ID!) { journey(id: $id) { name } }", "variables": {"id": JOURNEY_ID}}
 
@@ -73,12 +78,12 @@ async def _publish(nats_url: str, workspace: str) -> None:
     await connection.close()
 
 
-async def _until(check: Any) -> None:
-    for _ in range(100):
+async def _until(check: Any, seconds: float = 5) -> None:
+    for _ in range(int(seconds / 0.05)):
         if await check():
             return
         await asyncio.sleep(0.05)
-    raise AssertionError("not reached within 5 s")
+    raise AssertionError(f"not reached within {seconds} s")
 
 
 async def test_two_workspaces_never_share_an_entry(gateway: tuple[httpx.AsyncClient, Services], keys: Keys) -> None:
@@ -139,3 +144,46 @@ async def test_an_answer_with_errors_is_not_kept(gateway: tuple[httpx.AsyncClien
     services.failing = False
     assert await _name(client, a) == "journey of ws-x"
     assert services.calls == ["ws-x", "ws-x"]
+
+
+async def test_the_services_events_invalidate_a_gateway_process(
+    processes: dict[str, str], stack: Stack, servers: Servers, gateway_nats: str, keys: Keys, tmp_path: Path
+) -> None:
+    """End to end: a gateway process with a long-lived cache over the real services serves a journey's
+    name from the cache until the journey service's event of its rename arrives."""
+    journey, _ = await stack.build_journey("cached", [("c0", "need", None, False)])
+    urls = {"GATEWAY_JOURNEY_URL": processes["journey"], "GATEWAY_SCORING_URL": processes["scoring"],
+            "GATEWAY_FEEDBACK_URL": processes["feedback"], "GATEWAY_RESPONSE_CACHE_SECONDS": "600"}  # fmt: skip
+    process = running_service(
+        "gateway.app:create_app", env_prefix="GATEWAY_", servers=Servers(servers.database_url_template, gateway_nats),
+        keys=keys, log_dir=tmp_path, extra_env=urls,
+    )  # fmt: skip
+    gateway = await asyncio.to_thread(process.__enter__)
+    try:
+        query = {"query": "query($id: ID!) { journey(id: $id) { name } }", "variables": {"id": journey["id"]}}
+        async with httpx.AsyncClient(base_url=gateway, headers=stack.headers, timeout=30) as client:
+
+            async def name() -> str:
+                return str((await client.post("/graphql", json=query)).json()["data"]["journey"]["name"])
+
+            async def hits() -> float:
+                found = re.search(r'^journeygraph_gateway_cache_total\{result="hit"\} (\S+)$',
+                                  (await client.get("/metrics")).text, re.M)  # fmt: skip
+                return float(found[1]) if found else 0.0
+
+            assert await name() == "cached"
+            before = await hits()
+            assert await name() == "cached"
+            assert await hits() == before + 1  # the second answer came from the cache
+            renamed = await stack.journey.patch(
+                f"/v1/journeys/{journey['id']}", json={"name": "renamed"},
+                headers={**stack.headers, "If-Match": f'"{journey["version"]}"'},
+            )  # fmt: skip
+            assert renamed.status_code == 200, renamed.text
+
+            async def shows_the_rename() -> bool:
+                return await name() == "renamed"
+
+            await _until(shows_the_rename, seconds=30)
+    finally:
+        process.__exit__(None, None, None)

@@ -337,12 +337,12 @@ class TestPlanByLevel:
     async def test_a_page_of_touchpoints_costs_one_call_per_level(
         self, processes: dict[str, str], built: Built, stack: Stack
     ) -> None:
-        """The list, the steps, their journeys, the NPS: four calls for 3 touchpoints or 40 (the priorities
-        are a call per touchpoint: the scoring service's batch read weighs journeys across the batch)."""
+        """The list, the steps, their journeys, the NPS, the priorities: five calls for 3 touchpoints or 40."""
         await stack.build_journey("many", [(f"t{i}", "buy", None, False) for i in range(40)])
         app = create_app(GatewaySettings(journey_url=processes["journey"], feedback_url=processes["feedback"],
                                          scoring_url=processes["scoring"]))  # fmt: skip
         query = "{ touchpoints(first: 100) { edges { node { key journeys { key } npsByJourney { journeyKey nps { n } } "
+        query += "priority { value } "
         query += "} } } }"
         calls, sizes = [], []
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
@@ -354,7 +354,7 @@ class TestPlanByLevel:
                 sizes.append(len(body["data"]["touchpoints"]["edges"]))
         await app.state.services.close()
         assert sizes == [3, 40]
-        assert calls == [4, 4]
+        assert calls == [5, 5]
 
 
 class TestPartialAnswers:

@@ -61,6 +61,14 @@ class TestScoresFollowTheEvents:
         shop = built["touchpoints"]["shop"]["id"]
         priority = (await stack.scoring_get("/v1/priorities", touchpoint_id=[shop])).json()["items"][0]
         assert [j["journey_id"] for j in priority["journeys"]] == [journey_id]
+        # A batch answers each touchpoint as its own read does, whatever else it asks for.
+        ids = [t["id"] for t in built["touchpoints"].values()]
+        batch_items = (await stack.scoring_get("/v1/priorities", touchpoint_id=ids)).json()["items"]
+        alone = [(await stack.scoring_get(f"/v1/touchpoints/{t}/priority")).json() for t in ids]
+        assert batch_items == alone
+        # its purchases carry no value: nothing to weigh the journey by, no priority (was a 500)
+        by_value = (await stack.scoring_get(f"/v1/touchpoints/{shop}/priority", weight_by="value")).json()
+        assert (by_value["priority"], [j["weight"] for j in by_value["journeys"]]) == (None, [0.0])
 
     async def test_each_snapshot_publishes_score_updated(
         self, stack: Stack, scoring_app: FastAPI, servers: Servers
