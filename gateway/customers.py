@@ -4,7 +4,6 @@ token; a customer of another workspace is null."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -195,18 +194,13 @@ async def _responses(
 
 
 async def _cases(root: Customer, info: Info[Context, None]) -> list[Case]:
-    # The feedback service lists cases by status, assignee or touchpoint, not by customer; a case has
-    # the id of the response it follows up, so the customer's cases are read by their responses' ids
-    # (one call per response: no batch read of cases).
-    ctx, ids, cursor = info.context, [], None
-    while True:
+    cases, cursor = [], None
+    while True:  # one call for up to MAX_SERVICE_PAGE cases
         params = page_params(MAX_SERVICE_PAGE, cursor, MAX_SERVICE_PAGE, customer=root.external_id)
-        page = await ctx.get("feedback", "/v1/responses", params=params)
-        ids += [r["id"] for r in page["items"]]
+        page = await info.context.get("feedback", "/v1/cases", params=params)
+        cases += [Case.of(c) for c in page["items"]]
         if (cursor := page["next_cursor"]) is None:
-            break
-    found = await asyncio.gather(*(get_or_none(ctx, "feedback", f"/v1/cases/{i}") for i in ids))
-    return [Case.of(c) for c in found if c]
+            return cases
 
 
 @strawberry.type(description="A customer's 360: profile, persona, consents, DNA, timeline, responses and cases.")

@@ -102,8 +102,7 @@ def _fetched(step: Step, name: str) -> Any:
 
 def _step_score(root: Step) -> TouchpointScore | None:
     scores = _fetched(root, "score")
-    found = scores.get(str(root.touchpoint.id)) if scores is not None else None
-    return TouchpointScore.of(found) if found else None
+    return scores.get(str(root.touchpoint.id)) if scores is not None else None
 
 
 def _step_nps(root: Step) -> Metric | None:
@@ -176,32 +175,34 @@ async def _stages(info: Info[Context, None], journey_map: dict[str, Any]) -> lis
                 return await analytics.touchpoint_comments(ctx, journey_map)
             if name == "score":
                 scores = await ctx.scores.load(j["id"])
-                return {t["touchpoint_id"]: t for t in scores["touchpoints"]} if scores else None
+                return {t["touchpoint_id"]: TouchpointScore.of(t) for t in scores["touchpoints"]} if scores else None
             return await ctx.metrics[name].load(j["key"])
         except ServiceError as error:
             return error
 
     names = [n for n in STEP_FETCHED if n in wanted]
     fetched = dict(zip(names, await asyncio.gather(*(fetch(n) for n in names)), strict=True))
+    # A touchpoint placed in several steps is one object, with its fetched values, for all of them.
+    per_touchpoint: dict[str, tuple[Touchpoint, dict[str, Any]]] = {}
     stages = []
     for s in journey_map["stages"]:
         steps = []
         for st in s["steps"]:
-            key = st["touchpoint"]["key"]
-            own = {n: v.of(key) if isinstance(v, JourneyMetrics) else v for n, v in fetched.items()}
+            tp = st["touchpoint"]
+            made = per_touchpoint.get(tp["id"])
+            if made is None:
+                own = {n: v.of(tp["key"]) if isinstance(v, JourneyMetrics) else v for n, v in fetched.items()}
+                touchpoint = Touchpoint(id=strawberry.ID(tp["id"]), key=tp["key"], name=tp["name"],
+                                        channel=tp["channel"])  # fmt: skip
+                made = per_touchpoint[tp["id"]] = (touchpoint, own)
             steps.append(
                 Step(
                     id=strawberry.ID(st["id"]),
                     position=st["position"],
                     moment_of_truth=st["moment_of_truth"],
                     expected_emotion=st["expected_emotion"],
-                    touchpoint=Touchpoint(
-                        id=strawberry.ID(st["touchpoint"]["id"]),
-                        key=st["touchpoint"]["key"],
-                        name=st["touchpoint"]["name"],
-                        channel=st["touchpoint"]["channel"],
-                    ),
-                    fetched=own,
+                    touchpoint=made[0],
+                    fetched=made[1],
                 )
             )
         stages.append(Stage(id=strawberry.ID(s["id"]), key=s["key"], name=s["name"], position=s["position"],

@@ -2,8 +2,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
+from fastapi import FastAPI
+
 from tests.eventually import eventually
+from tests.feedback.db import execute
 from tests.feedback.factories import FeedbackApi
+
+
+async def case_pages(api: FeedbackApi, limit: int, **params: Any) -> list[list[dict[str, Any]]]:
+    """GET /v1/cases page by page to the end."""
+    pages, cursor = [], None
+    while True:
+        page = await api.ok("/v1/cases", params={**params, "limit": limit, **({"cursor": cursor} if cursor else {})})
+        pages.append(page["items"])
+        if (cursor := page["next_cursor"]) is None:
+            return pages
 
 
 class TestRules:
@@ -98,6 +112,86 @@ class TestCases:
         assert (await other.get(f"/v1/cases/{case['id']}")).status_code == 404
         assert (await other.patch(f"/v1/cases/{case['id']}", json={"status": "closed"})).status_code == 404
         assert (await other.ok("/v1/cases"))["items"] == []
+
+
+class TestCasesByCustomer:
+    async def test_exactly_the_customers_cases_page_by_page(self, api: FeedbackApi) -> None:
+        survey = await api.survey()
+        answered: dict[str | None, list[str]] = {"C-1": [], "C-2": [], None: []}
+        for i, customer in enumerate(["C-1", "C-2", "C-1", None, "C-2", "C-1"]):  # detractors: a case each
+            answered[customer].append(
+                (await api.respond(survey["id"], {"recommend": i}, customer_external_id=customer))["id"]
+            )
+        await api.respond(survey["id"], {"recommend": 10}, customer_external_id="C-1")  # a promoter: no case
+        every = await api.cases(6)
+
+        def ids(cases: list[dict[str, Any]]) -> list[str]:
+            return [c["id"] for c in cases]
+
+        for customer in ("C-1", "C-2"):
+            (page,) = await case_pages(api, 50, customer=customer)
+            assert ids(page) == answered[customer]  # a case has its response's id, and their order
+            assert {c["customer_external_id"] for c in page} == {customer}
+        (both,) = await case_pages(api, 50, customer=["C-2", "C-1"])
+        assert ids(both) == [i for i in ids(every) if i not in answered[None]]
+        assert len(both) == 5
+        paged = await case_pages(api, 2, customer="C-1")
+        assert [len(p) for p in paged] == [2, 1]
+        assert ids([c for p in paged for c in p]) == answered["C-1"]
+        assert await case_pages(api, 50, customer="C-3") == [[]]
+        assert await case_pages(api, 50, customer="C-1", status="closed") == [[]]
+
+    async def test_another_workspaces_customer_of_the_same_id_is_not_listed(self, api: FeedbackApi) -> None:
+        survey = await api.survey()
+        mine = await api.respond(survey["id"], {"recommend": 1}, customer_external_id="C-1")
+        other = api.other()
+        theirs = await other.respond((await other.survey())["id"], {"recommend": 2}, customer_external_id="C-1")
+        await api.cases(1)
+        await other.cases(1)
+        assert [c["id"] for c in (await api.ok("/v1/cases", params={"customer": "C-1"}))["items"]] == [mine["id"]]
+        assert [c["id"] for c in (await other.ok("/v1/cases", params={"customer": "C-1"}))["items"]] == [theirs["id"]]
+
+    async def test_up_to_100_customers(self, api: FeedbackApi) -> None:
+        customers = [f"C-{i}" for i in range(101)]
+        assert (await api.ok("/v1/cases", params={"customer": customers[:100]}))["items"] == []
+        refused = await api.get("/v1/cases", params={"customer": customers})
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in refused.json()["errors"]] == ["query.customer"]
+        assert (await api.get("/v1/cases", params={"customer": ""})).status_code == 422
+
+    async def test_a_workspace_with_many_cases_reads_them_by_index(
+        self, api: FeedbackApi, feedback_app: FastAPI
+    ) -> None:
+        """10,000 cases of 1,000 customers: the statement GET /v1/cases?customer= runs finds its rows
+        through ix_case_customer (the plan PostgreSQL picks for the statement and parameters sent)."""
+        await execute(
+            feedback_app,
+            "INSERT INTO follow_up_case (id, workspace_id, response_id, reason, status, survey_id, "
+            "customer_external_id) SELECT u, :w, u, 'NPS 0', 'open', u, 'C-' || (n % 1000) "
+            "FROM (SELECT gen_random_uuid() AS u, n FROM generate_series(1, 10000) AS n) AS t",
+            w=api.workspace,
+        )
+        await execute(feedback_app, "ANALYZE follow_up_case")
+        seen: list[tuple[str, Any]] = []
+
+        def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+            if "FROM follow_up_case" in statement and "ANY" in statement:
+                seen.append((statement, parameters))
+
+        engine = feedback_app.state.engine.sync_engine
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            pages = await case_pages(api, 500, customer=["C-7", "C-123"])
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", record)
+        assert [len(p) for p in pages] == [20]
+        assert {c["customer_external_id"] for c in pages[0]} == {"C-7", "C-123"}
+        ((statement, parameters),) = seen
+        async with feedback_app.state.engine.connect() as conn:
+            plan = "\n".join((await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)).scalars())
+        assert "ix_case_customer" in plan, plan
+        assert "Seq Scan" not in plan, plan
 
 
 class TestComments:

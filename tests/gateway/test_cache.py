@@ -177,7 +177,7 @@ async def test_the_services_events_invalidate_a_gateway_process(
             assert await hits() == before + 1  # the second answer came from the cache
             renamed = await stack.journey.patch(
                 f"/v1/journeys/{journey['id']}", json={"name": "renamed"},
-                headers={**stack.headers, "If-Match": f'"{journey["version"]}"'},
+                headers=stack.headers,
             )  # fmt: skip
             assert renamed.status_code == 200, renamed.text
 

@@ -1,6 +1,7 @@
 """The customer 360 through the gateway, end to end: profile, persona, consents, DNA and timeline from
 the journey service, responses and cases from the feedback service, each checked against what the
-owning service answers directly; the timeline and the responses read page by page to the end."""
+owning service answers directly; the timeline and the responses read page by page to the end; a
+customer's cases read in one call."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
 from tests.conftest import Keys, unique_name
 from tests.eventually import eventually
 from tests.gateway.answers import ask, norm, rest, rest_pages
 from tests.scoring.factories import SCOPES, Stack, at, small_journey
 
-CUSTOMER = "c012"  # met the ad and support, no shop; a detractor (NPS 5): one case
+CUSTOMER = "c012"  # met the ad and support, no shop; a detractor (NPS 5, then 2): two cases
 PROFILE = {"segment": "shop", "home_city": "Köln", "age": 41}
 CONSENTS = [
     {"purpose": "marketing", "channel": "email", "granted": True, "at": "2026-10-01T08:00:00Z"},
@@ -34,7 +39,7 @@ query($externalId: String!, $timelineAfter: String, $responsesAfter: String) {
       edges { cursor node { kind id eventId occurredAt touchpointKey channel journeyKey name value currency
         properties } }
       pageInfo { hasNextPage endCursor } }
-    responses(first: 1, after: $responsesAfter) {
+    responses(first: 2, after: $responsesAfter) {
       edges { cursor node { id responseId surveyId surveyVersion customerExternalId journeyKey stageKey touchpointKey
         channel submittedAt answers comment language metadata nps npsCategory csat ces sentiment themes createdAt } }
       pageInfo { hasNextPage endCursor } }
@@ -46,7 +51,8 @@ query($externalId: String!, $timelineAfter: String, $responsesAfter: String) {
 
 
 async def customer_of(stack: Stack) -> None:
-    """small_journey, a persona its profile matches, the profile and consents, two more events."""
+    """small_journey, a persona its profile matches, the profile and consents, two more events and a
+    third response."""
     await small_journey(stack)
     persona = {"key": "shoppers", "name": "Shoppers", "rules": [
         {"name": "shop segment", "when": {"attribute": "segment", "op": "eq", "value": "shop"}}]}  # fmt: skip
@@ -62,6 +68,20 @@ async def customer_of(stack: Stack) -> None:
                                "occurred_at": at(40), "properties": {"campaign": "autumn"}}])  # fmt: skip
     await stack.outcomes([{"event_id": f"{CUSTOMER}-refund", "customer": CUSTOMER, "name": "refund", "value": "-20.00",
                            "currency": "EUR", "touchpoint": "support", "occurred_at": at(41)}])  # fmt: skip
+    survey = (await stack._ok(stack.feedback, "GET", "/v1/surveys", 200))["items"][0]
+    await stack.responses([{"survey_id": survey["id"], "customer_external_id": CUSTOMER, "touchpoint_key": "support",
+                            "submitted_at": at(42), "answers": {"recommend": 2}}])  # fmt: skip
+
+
+async def cases_of(stack: Stack, responses: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The cases of these responses, each read by its response's id (a case has it), once there are n."""
+
+    async def opened() -> list[dict[str, Any]] | None:
+        found = [await stack.feedback.get(f"/v1/cases/{r['id']}", headers=stack.headers) for r in responses]
+        cases = [c.json() for c in found if c.status_code == 200]
+        return cases if len(cases) == n else None
+
+    return await eventually(opened, within=20)
 
 
 class TestCustomer360:
@@ -72,14 +92,8 @@ class TestCustomer360:
         path = f"/v1/customers/{CUSTOMER}"
         listed = await rest_pages(stack.feedback, stack.headers, "/v1/responses", 1, customer=CUSTOMER)
         responses = [r for page in listed for r in page["items"]]
-
-        async def cases_opened() -> list[dict[str, Any]]:
-            found = [await stack.feedback.get(f"/v1/cases/{r['id']}", headers=stack.headers) for r in responses]
-            return [c.json() for c in found if c.status_code == 200]
-
-        cases = await eventually(cases_opened, within=20)
-        assert len(responses) == 2
-        assert len(cases) == 1
+        assert len(responses) == 3
+        cases = await cases_of(stack, responses, 2)
 
         # the timeline and the responses, page by page to the end, with the rest of the 360 on each page
         pages: list[dict[str, Any]] = []
@@ -139,11 +153,43 @@ class TestCustomer360:
                                             "endCursor": rest_page["next_cursor"]}  # fmt: skip
         assert got_timeline[0]["edges"][0]["node"]["kind"] == "outcome"
 
-        # the responses, one a page, and the case its NPS of 5 opened
+        # the responses, two a page, and the cases its NPS of 5 and 2 opened
         got_responses = [e["node"] for p in pages for e in p["responses"]["edges"]]
         assert norm(got_responses) == [{k: v for k, v in norm(r).items() if k in got_responses[0]} for r in responses]
         assert norm(first["cases"]) == [{k: v for k, v in norm(c).items() if k in first["cases"][0]} for c in cases]
         assert first["cases"][0]["customerExternalId"] == CUSTOMER
+
+    async def test_a_customers_cases_cost_one_call(self, processes: dict[str, str], stack: Stack) -> None:
+        """A customer with 3 responses, 2 of them detractors, beside another customer's case: the 360
+        reads its cases with one call of an in-process gateway over the package's services."""
+        await stack._ok(stack.journey, "PUT", "/v1/customers/c-360", 201, json={"profile": {}})
+        survey = await stack.survey()
+        answers = [("c-360", 1), ("c-other", 0), ("c-360", 9), ("c-360", 4)]
+        await stack.responses([{"survey_id": survey["id"], "customer_external_id": c, "submitted_at": at(i),
+                                "answers": {"recommend": nps}} for i, (c, nps) in enumerate(answers)])  # fmt: skip
+        listed = await rest(stack.feedback, stack.headers, "/v1/responses", customer="c-360")
+        assert len(listed["items"]) == 3
+        cases = await cases_of(stack, listed["items"], 2)
+        other = await rest(stack.feedback, stack.headers, "/v1/responses", customer="c-other")
+        await cases_of(stack, other["items"], 1)  # open too: the filter has a case to leave out
+
+        app = create_app(GatewaySettings(journey_url=processes["journey"], feedback_url=processes["feedback"],
+                                         scoring_url=processes["scoring"]))  # fmt: skip
+        fields = "customerExternalId id responseId status reason version createdAt"
+        calls, answered = [], []
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+            for selection in ("externalId", f"externalId cases {{ {fields} }}"):
+                query = f'{{ customer(externalId: "c-360") {{ {selection} }} }}'
+                before = app.state.services.calls
+                body = (await client.post("/graphql", headers=stack.headers, json={"query": query})).json()
+                assert "errors" not in body, body
+                calls.append(app.state.services.calls - before)
+                answered.append(body["data"]["customer"])
+        await app.state.services.close()
+        assert calls == [1, 2]  # the customer; the customer and its cases
+        got = answered[1]["cases"]
+        assert norm(got) == [{k: v for k, v in norm(c).items() if k in got[0]} for c in cases]
+        assert [c["id"] for c in got] == [r["id"] for r in listed["items"] if r["nps"] <= 6]
 
     async def test_another_workspace_and_an_unknown_customer_are_null(
         self, processes: dict[str, str], stack: Stack, keys: Keys

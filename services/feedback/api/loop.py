@@ -34,10 +34,15 @@ from services.feedback.models import (
     RulePublic,
     RuleUpdate,
 )
+from services.feedback.models._base import ExternalId
 from services.feedback.store import loop, responses, rules
 
 RuleId = Annotated[UUID, Path(description="The rule's id.")]
 CaseId = Annotated[UUID, Path(description="The case's id.")]
+CUSTOMERS_HELP = (
+    "Only the cases of these customers' responses: the customers' external_id (repeatable, up to 100; "
+    "`?customer=C-1&customer=C-2`)."
+)
 router = make_router()
 
 
@@ -114,16 +119,18 @@ async def list_cases(
     status: Annotated[CaseStatus | None, Query()] = None,
     assignee: Annotated[str | None, Query(max_length=200)] = None,
     touchpoint: Annotated[str | None, Query(max_length=80)] = None,
+    customer: Annotated[list[ExternalId] | None, Query(max_length=100, description=CUSTOMERS_HELP)] = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
 ) -> Page[CasePublic]:
-    """List follow-up cases."""
+    """List follow-up cases in the order their responses were stored (a case has its response's id)."""
     page = await loop.list_cases(
         session,
         workspace_id=caller.workspace_id,
         status=status,
         assignee=assignee,
         touchpoint_key=touchpoint,
+        customer_external_ids=customer,
         cursor=cursor,
         limit=limit,
     )

@@ -165,6 +165,7 @@ class FollowUpCase(FeedbackTable, table=True):
         # One case per response: a redelivered or re-evaluated response never opens a second one.
         sa.UniqueConstraint("workspace_id", "response_id", name="uq_case_response"),
         sa.Index("ix_case_status", "workspace_id", "status"),
+        sa.Index("ix_case_customer", "workspace_id", "customer_external_id", "id"),  # GET /v1/cases?customer=
     )
     # The response's id: the cases projection opens the same case however often it is rebuilt.
     id: UUID = sqlmodel.Field(primary_key=True)

@@ -10,7 +10,9 @@ from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from services.common.errors import Conflict, NotFound, Unprocessable
 from services.common.pagination import Page, keyset, page_of
@@ -241,6 +243,7 @@ async def list_cases(
     status: CaseStatus | None,
     assignee: str | None,
     touchpoint_key: str | None,
+    customer_external_ids: Sequence[str] | None,
     cursor: str | None,
     limit: int,
 ) -> Page[FollowUpCase]:
@@ -251,6 +254,11 @@ async def list_cases(
         stmt = stmt.where(FollowUpCase.assignee == assignee)  # type: ignore[arg-type]
     if touchpoint_key:
         stmt = stmt.where(FollowUpCase.touchpoint_key == touchpoint_key)  # type: ignore[arg-type]
+    if customer_external_ids:
+        # A case keeps its response's customer (a stored response never changes it), so ix_case_customer
+        # answers this without a join. One array parameter: any number of customers is one statement.
+        customers = sa.bindparam("customers", list(customer_external_ids), type_=ARRAY(sa.Text))
+        stmt = stmt.where(col(FollowUpCase.customer_external_id) == sa.any_(customers))
     rows = (await session.execute(keyset(stmt, FollowUpCase.id, cursor=cursor, limit=limit))).scalars().all()
     return page_of(list(rows), limit=limit, id_of=lambda r: r.id)
 
