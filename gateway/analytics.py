@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import strawberry
 from strawberry.dataloader import DataLoader
 
+from gateway.measures import when
+
 if TYPE_CHECKING:
     from gateway.catalog import Persona
     from gateway.schema import Context, Journey, Step
@@ -29,14 +31,10 @@ T = TypeVar("T")
 TIMES = ("since", "until", "as_of")  # the services' date-time fields in these answers
 
 
-def time_of(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 def from_answer(cls: type[T], data: dict[str, Any], **values: Any) -> T:
     """`cls` from a service's answer: its fields of the same names (times parsed), but for `values`."""
     names = [f.name for f in dataclasses.fields(cls) if f.name not in values]  # type: ignore[arg-type]
-    return cls(**{n: time_of(data[n]) if n in TIMES else data[n] for n in names}, **values)
+    return cls(**{n: when(data[n]) if n in TIMES else data[n] for n in names}, **values)
 
 
 def _window(since: datetime | None, until: datetime | None) -> list[tuple[str, str]]:
@@ -359,14 +357,14 @@ class AnalyticsLoaders:
             found[g["group"]["journey"]].append(
                 from_answer(NpsBucket, g, start=start, low=g["interval_low"], high=g["interval_high"])
             )
-        as_of = time_of(result["as_of"])
+        as_of = when(result["as_of"])
         return {j: NpsTrend(bucket=bucket, buckets=sorted(b, key=lambda x: x.start), method=result["method"],
                             source=result["source"], as_of=as_of) for j, b in found.items()}  # fmt: skip
 
     async def _load_comments(self, touchpoints: list[str]) -> list[Comments]:
         params = [("group_by", "touchpoint"), *(("touchpoint", t) for t in touchpoints)]
         result = await self.ctx.get("feedback", "/v1/comments/summary", params=params)
-        as_of = time_of(result["as_of"])
+        as_of = when(result["as_of"])
         groups = {g["group"]: g for g in result["groups"]}
         none: dict[str, Any] = {"comments": 0, "mean_sentiment": None, "themes": []}
         none |= dict.fromkeys(("positive", "neutral", "negative"), 0)

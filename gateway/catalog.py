@@ -21,9 +21,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from gateway.measures import Metric
+from gateway.measures import Metric, when
 from gateway.schema import MAX_PAGE, Context, Journey, PageInfo
-from gateway.services import ServiceError
 from services.common.pagination import encode_cursor
 
 T = TypeVar("T")
@@ -32,25 +31,11 @@ METRIC_TOUCHPOINTS = 500  # touchpoints per metric read of the feedback service
 PRIORITIES_PER_READ = 100  # touchpoints per priority read of the scoring service
 
 
-def when(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
 def as_uuid(id: str, what: str) -> str:
     try:
         return str(UUID(id))
     except ValueError:
         raise ValueError(f"{id[:40]!r} is not {what} id (a UUID).") from None
-
-
-async def get_or_none(ctx: Context, service: str, path: str, params: Any = None) -> Any:
-    """The service's answer, or None where it has no such thing in the caller's workspace (404)."""
-    try:
-        return await ctx.get(service, path, params=params)
-    except ServiceError as error:
-        if (error.extensions or {}).get("status") == 404:
-            return None
-        raise
 
 
 # Connections --------------------------------------------------------------------------------------

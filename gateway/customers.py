@@ -20,13 +20,12 @@ from gateway.catalog import (
     Connection,
     Persona,
     connection_of,
-    get_or_none,
     journey_by_id,
     loaders,
     page_params,
-    when,
 )
 from gateway.feedback import Case, Response
+from gateway.measures import when
 from gateway.schema import Context, Journey, PageInfo
 
 
@@ -241,7 +240,7 @@ class Customer:
 
 async def _customer(info: Info[Context, None], external_id: str) -> Customer | None:
     path = f"/v1/customers/{quote(external_id, safe='')}"
-    found = await get_or_none(info.context, "journey", path)
+    found = await info.context.get_or_none("journey", path)
     return Customer.of(found, path) if found else None  # None: not in the caller's workspace
 
 

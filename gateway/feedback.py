@@ -17,12 +17,10 @@ from gateway.catalog import (
     Connection,
     as_uuid,
     connection_of,
-    get_or_none,
     page_params,
     rest_params,
-    when,
 )
-from gateway.measures import Metric
+from gateway.measures import Metric, when
 from gateway.schema import Context
 
 # Surveys, responses, cases -------------------------------------------------------------------------
@@ -151,7 +149,7 @@ async def _surveys(
 
 
 async def _survey(info: Info[Context, None], id: strawberry.ID) -> Survey | None:
-    found = await get_or_none(info.context, "feedback", f"/v1/surveys/{as_uuid(str(id), 'a survey')}")
+    found = await info.context.get_or_none("feedback", f"/v1/surveys/{as_uuid(str(id), 'a survey')}")
     return Survey.of(found) if found else None  # None: not in the caller's workspace
 
 

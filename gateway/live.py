@@ -40,9 +40,9 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from gateway.events import AnyEvent, EventHub, EventsMissed, Listener
 from gateway.feedback import Response
-from gateway.measures import Health, Metric, TouchpointScore
+from gateway.measures import Health, Metric, TouchpointScore, when
 from gateway.schema import Context, Touchpoint
-from gateway.services import ServiceError, Services
+from gateway.services import Services
 from services.common.auth import Caller, TokenVerifier
 from services.common.errors import Problem
 
@@ -188,7 +188,7 @@ class JourneyScores:
                 high=h["high"],
                 n=h["n"],
                 method=h["method"],
-                as_of=datetime.fromisoformat(s["as_of"]) if s["as_of"] else None,
+                as_of=when(s["as_of"]),
             ),
             touchpoints=[
                 ScoredTouchpoint(
@@ -214,12 +214,9 @@ async def _journey(ctx: LiveContext, journey_id: strawberry.ID) -> dict[str, Any
         canonical = UUID(str(journey_id))
     except ValueError:
         raise LiveError(f"{journey_id!r} is not a journey id (a UUID).", "BAD_USER_INPUT") from None
-    try:
-        journey: dict[str, Any] = await ctx.get("journey", f"/v1/journeys/{canonical}")
-    except ServiceError as error:
-        if (error.extensions or {}).get("status") == 404:
-            raise LiveError(f"There is no journey {canonical} in your workspace.", "NOT_FOUND") from None
-        raise
+    journey: dict[str, Any] | None = await ctx.get_or_none("journey", f"/v1/journeys/{canonical}")
+    if journey is None:
+        raise LiveError(f"There is no journey {canonical} in your workspace.", "NOT_FOUND")
     return journey
 
 
@@ -246,7 +243,7 @@ async def _nps(ctx: LiveContext, journey_key: str, since: datetime | None) -> Me
     delay, deadline = 0.05, time.monotonic() + SETTLE_SECONDS
     while True:
         result = await ctx.get("feedback", "/v1/metrics/nps", params={"journey": journey_key})
-        as_of = datetime.fromisoformat(result["as_of"]) if result["as_of"] else None
+        as_of = when(result["as_of"])
         settled = since is None or (as_of is not None and as_of >= since)
         if settled or time.monotonic() > deadline:
             return Metric.of(result["overall"], result["method"], as_of)
@@ -278,12 +275,8 @@ async def _nps_updates(ctx: LiveContext, key: str) -> AsyncGenerator[Metric, Non
 
 
 async def _scores(ctx: LiveContext, journey_id: str) -> JourneyScores | None:
-    try:
-        return JourneyScores.of(await ctx.get("scoring", f"/v1/journeys/{journey_id}/scores"))
-    except ServiceError as error:
-        if (error.extensions or {}).get("status") == 404:
-            return None  # not scored yet
-        raise
+    scores = await ctx.get_or_none("scoring", f"/v1/journeys/{journey_id}/scores")
+    return JourneyScores.of(scores) if scores is not None else None  # None: not scored yet
 
 
 async def _score_updated(info: Info[Context, None], journey_id: strawberry.ID) -> AsyncGenerator[JourneyScores, None]:

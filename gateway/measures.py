@@ -10,6 +10,11 @@ from typing import Any
 import strawberry
 
 
+def when(text: str | None) -> datetime | None:
+    """A service's ISO date-time (or its null)."""
+    return datetime.fromisoformat(text) if text else None
+
+
 @strawberry.type(description="A measure with its sample size and 95 % interval.")
 class Estimate:
     value: float | None

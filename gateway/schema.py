@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +18,7 @@ from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
 from gateway import analytics, snapshot
-from gateway.measures import Health, JourneyMetrics, Metric, TouchpointScore
+from gateway.measures import Health, JourneyMetrics, Metric, TouchpointScore, when
 from gateway.services import READ_SCOPES, WRITE_SCOPES, ServiceError, Services, require
 from services.common.auth import Caller
 from services.common.pagination import encode_cursor
@@ -48,6 +47,15 @@ class Context(BaseContext):
         require(self.caller, service, READ_SCOPES)
         return await self.services.get(service, path, authorization=self.authorization, params=params)
 
+    async def get_or_none(self, service: str, path: str, params: Any = None) -> Any:
+        """The service's answer, or None where it has no such thing in the caller's workspace (404)."""
+        try:
+            return await self.get(service, path, params=params)
+        except ServiceError as error:
+            if (error.extensions or {}).get("status") == 404:
+                return None
+            raise
+
     async def send(
         self, method: str, service: str, path: str, body: Any = None, idempotency_key: str | None = None
     ) -> Any:
@@ -68,7 +76,7 @@ class Context(BaseContext):
     async def _load_metric(self, name: str, journey_keys: list[str]) -> list[JourneyMetrics]:
         params = [("journey", j) for j in journey_keys] + [("group_by", "journey"), ("group_by", "touchpoint")]
         result = await self.get("feedback", f"/v1/metrics/{name}", params=params)
-        as_of = datetime.fromisoformat(result["as_of"]) if result.get("as_of") else None
+        as_of = when(result.get("as_of"))
         groups: dict[str, dict[str, Any]] = {j: {} for j in journey_keys}
         for g in result["groups"]:
             groups[g["group"]["journey"]][g["group"]["touchpoint"]] = g
@@ -243,7 +251,7 @@ class Journey:
             return None
         h = scores["health"]
         return Health(score=h["score"], low=h["low"], high=h["high"], n=h["n"], method=h["method"],
-                      as_of=datetime.fromisoformat(scores["as_of"]) if scores["as_of"] else None)  # fmt: skip
+                      as_of=when(scores["as_of"]))  # fmt: skip
 
     @classmethod
     def of(cls, j: dict[str, Any]) -> Journey:

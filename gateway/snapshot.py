@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from gateway.analytics import from_answer, time_of
+from gateway.analytics import from_answer
+from gateway.measures import when
 
 if TYPE_CHECKING:
     from gateway.schema import Context, Journey
@@ -78,12 +79,12 @@ async def journey_portfolio(root: Journey, info: strawberry.Info[Context, None])
         return None
     p = scores["portfolio"]
     quadrants = [PortfolioQuadrant(quadrant=q, touchpoint_ids=ids) for q, ids in p["quadrants"].items()]
-    return from_answer(Portfolio, p, quadrants=quadrants, as_of=time_of(scores["as_of"]))
+    return from_answer(Portfolio, p, quadrants=quadrants, as_of=when(scores["as_of"]))
 
 
 async def journey_moments_of_truth(root: Journey, info: strawberry.Info[Context, None]) -> MomentsOfTruth | None:
     scores = await info.context.scores.load(str(root.id))
-    return from_answer(MomentsOfTruth, scores["moments_of_truth"], as_of=time_of(scores["as_of"])) if scores else None
+    return from_answer(MomentsOfTruth, scores["moments_of_truth"], as_of=when(scores["as_of"])) if scores else None
 
 
 async def journey_attribution(
@@ -94,7 +95,7 @@ async def journey_attribution(
     scores = await info.context.scores.load(str(root.id))
     if scores is None:
         return None
-    as_of, out = time_of(scores["as_of"]), []
+    as_of, out = when(scores["as_of"]), []
     for a in scores["attribution"]:
         if model is None or a["model"] == model.value:
             removal = a.get("removal_effect") or {}

@@ -246,71 +246,51 @@ async def list_scores(
     return Response(body, media_type="application/json")
 
 
-def _priorities(
-    rows: list[Any], touchpoint_ids: list[UUID], weight_by: Literal["customers", "value"]
-) -> list[Priority]:
-    if not rows:
-        return [Priority(touchpoint_id=t, priority=None, low=None, high=None, weight_by=weight_by, journeys=[])
-                for t in touchpoint_ids]  # fmt: skip
-    tps = list(dict.fromkeys(r.touchpoint_id for r in rows))
+def _priority(rows: list[Any], touchpoint_id: UUID, weight_by: Literal["customers", "value"]) -> Priority:
+    """A touchpoint's priority from its relevance rows, its journeys weighed among themselves (so a batch
+    answers each touchpoint as its own read does)."""
+    rows = [r for r in rows if r.touchpoint_id == touchpoint_id]
     journeys = list(dict.fromkeys(r.journey_id for r in rows))
-    t_index = np.array([tps.index(r.touchpoint_id) for r in rows], dtype=np.int64)
     j_index = np.array([journeys.index(r.journey_id) for r in rows], dtype=np.int64)
-    weight = np.zeros(len(journeys))
+    volume = np.zeros(len(journeys))  # each journey's customers or conversion value
     for r, j in zip(rows, j_index, strict=True):
-        weight[j] = float(r.customers if weight_by == "customers" else r.conversion_value)
-    if not weight.sum() > 0:  # no customers (or no conversion value) yet: nothing to weigh, no priority
-        return [_unweighed(t, [r for r in rows if r.touchpoint_id == t], weight_by) for t in touchpoint_ids]
+        volume[j] = float(r.customers if weight_by == "customers" else r.conversion_value)
+    priority = low = high = None
+    weights = np.zeros(len(journeys))
+    # No rows, or no customers (or no conversion value) yet: nothing to weigh, no priority.
+    if volume.sum() > 0:
 
-    def col(name: str) -> Any:
-        return np.array([np.nan if getattr(r, name) is None else getattr(r, name) for r in rows], dtype=np.float64)
+        def col(name: str) -> Any:
+            return np.array([np.nan if getattr(r, name) is None else getattr(r, name) for r in rows], dtype=np.float64)
 
-    result = cross_journey_priority(
-        touchpoint_index=t_index,
-        journey_index=j_index,
-        relevance=col("relevance"),
-        relevance_low=col("relevance_low"),
-        relevance_high=col("relevance_high"),
-        journey_weight=weight,
-    )
-    out = []
-    for t in touchpoint_ids:
-        if t not in tps:
-            out.append(Priority(touchpoint_id=t, priority=None, low=None, high=None, weight_by=weight_by, journeys=[]))
-            continue
-        k = tps.index(t)
-        out.append(
-            Priority(
-                touchpoint_id=t,
-                priority=_finite(result.priority[k]),
-                low=_finite(result.low[k]),
-                high=_finite(result.high[k]),
-                weight_by=weight_by,
-                journeys=[
-                    JourneyRelevance(
-                        journey_id=r.journey_id,
-                        relevance=r.relevance,
-                        relevance_low=r.relevance_low,
-                        relevance_high=r.relevance_high,
-                        weight=float(result.weights[j_index[i]]),
-                        snapshot_id=r.snapshot_id,
-                    )
-                    for i, r in enumerate(rows)
-                    if r.touchpoint_id == t
-                ],
-            )
+        result = cross_journey_priority(
+            touchpoint_index=np.zeros(len(rows), dtype=np.int64),
+            journey_index=j_index,
+            relevance=col("relevance"),
+            relevance_low=col("relevance_low"),
+            relevance_high=col("relevance_high"),
+            journey_weight=volume,
         )
-    return out
-
-
-def _unweighed(touchpoint_id: UUID, rows: list[Any], weight_by: Literal["customers", "value"]) -> Priority:
-    journeys = [
-        JourneyRelevance(journey_id=r.journey_id, relevance=r.relevance, relevance_low=r.relevance_low,
-                         relevance_high=r.relevance_high, weight=0.0, snapshot_id=r.snapshot_id)
-        for r in rows
-    ]  # fmt: skip
-    return Priority(touchpoint_id=touchpoint_id, priority=None, low=None, high=None, weight_by=weight_by,
-                    journeys=journeys)  # fmt: skip
+        priority, low, high = _finite(result.priority[0]), _finite(result.low[0]), _finite(result.high[0])
+        weights = result.weights
+    return Priority(
+        touchpoint_id=touchpoint_id,
+        priority=priority,
+        low=low,
+        high=high,
+        weight_by=weight_by,
+        journeys=[
+            JourneyRelevance(
+                journey_id=r.journey_id,
+                relevance=r.relevance,
+                relevance_low=r.relevance_low,
+                relevance_high=r.relevance_high,
+                weight=float(weights[j]),
+                snapshot_id=r.snapshot_id,
+            )
+            for r, j in zip(rows, j_index, strict=True)
+        ],
+    )
 
 
 def _finite(x: Any) -> float | None:
@@ -329,7 +309,7 @@ async def get_touchpoint_priority(
 ) -> Priority:
     """A touchpoint's priority across every journey it serves (the global optimum, not one owner's)."""
     rows = await store.relevance_rows(session, workspace_id=caller.workspace_id, touchpoint_ids=[touchpoint_id])
-    return _priorities(rows, [touchpoint_id], weight_by)[0]
+    return _priority(rows, touchpoint_id, weight_by)
 
 
 @router.get("/priorities", tags=["priority"])
@@ -339,10 +319,7 @@ async def list_priorities(
     """Cross-journey priority of many touchpoints in one call (batch read for the gateway)."""
     wanted = list(dict.fromkeys(touchpoint_ids))
     rows = await store.relevance_rows(session, workspace_id=caller.workspace_id, touchpoint_ids=wanted)
-    # Each touchpoint weighs the journeys it serves, as its own read does: the same numbers whatever
-    # else the batch asks for.
-    return PriorityBatch(items=[_priorities([r for r in rows if r.touchpoint_id == t], [t], weight_by)[0]
-                                for t in wanted])  # fmt: skip
+    return PriorityBatch(items=[_priority(rows, t, weight_by) for t in wanted])
 
 
 @router.get("/journeys/{journey_id}/scopes", tags=["scores"])
